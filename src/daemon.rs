@@ -1,0 +1,73 @@
+//! The daemon's life: prepare the directories and store, serve the CRI socket, shut down
+//! cleanly on SIGTERM/SIGINT. Containers are never stopped by a daemon shutdown.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::Config;
+use crate::server::CriServer;
+use crate::socket::{self, LockFile};
+use crate::store::Store;
+
+/// Runs the daemon until a shutdown signal; returns when it may exit with 0.
+pub async fn run(config: Config) -> Result<()> {
+    for dir in [&config.root_dir, &config.state_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    // One daemon per root dir: two would corrupt each other's state.
+    let _root_lock = LockFile::acquire(&config.root_dir.join("ferrocri.lock"))?;
+    let store = Store::open(&config.database_path())
+        .with_context(|| format!("cannot open {}", config.database_path().display()))?;
+    let listener = socket::bind(&config.socket)?;
+    let socket_path = config.socket.clone();
+    let shutdown_timeout = config.shutdown_timeout;
+    tracing::info!(
+        socket = %socket_path.display(),
+        root = %config.root_dir.display(),
+        state = %config.state_dir.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "ferrocri serving"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(CriServer::new(config, store).serve(listener, async {
+        let _ = stop_rx.await;
+    }));
+
+    let signal_name = wait_for_shutdown_signal().await?;
+    tracing::info!(
+        signal = signal_name,
+        "shutting down: no new RPCs, finishing in-flight ones"
+    );
+    // Remove the socket first so clients see at once that nobody serves here any more.
+    let _ = std::fs::remove_file(&socket_path);
+    let _ = stop_tx.send(());
+    finish(server, shutdown_timeout).await;
+    Ok(())
+}
+
+async fn wait_for_shutdown_signal() -> Result<&'static str> {
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+async fn finish(
+    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    limit: Duration,
+) {
+    match tokio::time::timeout(limit, server).await {
+        Ok(Ok(Ok(()))) => tracing::info!("stopped"),
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server ended with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!(
+            limit = ?limit,
+            "in-flight RPCs did not finish in time; exiting anyway"
+        ),
+    }
+}

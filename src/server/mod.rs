@@ -1,0 +1,112 @@
+//! gRPC wiring only: the RuntimeService and ImageService trait implementations decode and
+//! validate requests, call the domain modules, and turn their errors into gRPC codes in one
+//! place (`errors.rs`). One file per group of RPCs.
+
+/// Implements a CRI service trait: the RPCs that work are written out as items; every other
+/// RPC answers Unimplemented with its name and the reason. (The trait is `async_trait`, so the
+/// generated methods must be inside the attributed impl block, hence one macro for the block.)
+macro_rules! cri_service {
+    (
+        impl $trait:ident for $ty:ident {
+            $($item:item)*
+        }
+        pending {
+            $($method:ident($req:ty) -> $resp:ty = $rpc:literal, $why:expr;)*
+        }
+        pending_streams {
+            $($stream:ident, $smethod:ident($sreq:ty) -> $sresp:ty = $srpc:literal, $swhy:expr;)*
+        }
+    ) => {
+        #[tonic::async_trait]
+        impl $trait for $ty {
+            $($item)*
+            $(
+                async fn $method(
+                    &self,
+                    _request: tonic::Request<$req>,
+                ) -> Result<tonic::Response<$resp>, tonic::Status> {
+                    Err($crate::server::errors::pending($rpc, $why))
+                }
+            )*
+            $(
+                type $stream = futures::stream::BoxStream<'static, Result<$sresp, tonic::Status>>;
+                async fn $smethod(
+                    &self,
+                    _request: tonic::Request<$sreq>,
+                ) -> Result<tonic::Response<Self::$stream>, tonic::Status> {
+                    Err($crate::server::errors::pending($srpc, $swhy))
+                }
+            )*
+        }
+    };
+}
+
+mod errors;
+mod image_service;
+mod limits;
+mod runtime_info;
+mod runtime_service;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::cri::v1::image_service_server::ImageServiceServer;
+use crate::cri::v1::runtime_service_server::RuntimeServiceServer;
+use crate::store::Store;
+
+pub use limits::MAX_REQUEST_BYTES;
+
+/// Everything the RPC handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct CriServer {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    config: Config,
+    store: Store,
+}
+
+impl CriServer {
+    pub fn new(config: Config, store: Store) -> CriServer {
+        CriServer {
+            inner: Arc::new(Shared { config, store }),
+        }
+    }
+
+    fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Serves both CRI services on `listener` until `shutdown` completes, then lets in-flight
+    /// RPCs finish.
+    pub async fn serve(
+        self,
+        listener: tokio::net::UnixListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), tonic::transport::Error> {
+        let runtime = RuntimeServiceServer::new(self.clone())
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+            .max_encoding_message_size(usize::MAX);
+        let image = ImageServiceServer::new(self)
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+            .max_encoding_message_size(usize::MAX);
+        tonic::transport::Server::builder()
+            // kubelet keeps one connection open for its lifetime; keepalives find dead peers.
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .layer(crate::telemetry::RpcSpanLayer)
+            .layer(limits::InvalidArgumentForOversizeLayer)
+            .add_service(runtime)
+            .add_service(image)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                shutdown,
+            )
+            .await
+    }
+}

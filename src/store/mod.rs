@@ -1,0 +1,421 @@
+//! Persistent metadata in SQLite: what must survive a daemon crash or a reboot.
+//!
+//! Only desired state and identity live here (sandboxes, containers, images, settings); live
+//! kernel state is reconciled from /proc, cgroups and mounts at start. The database runs in WAL
+//! mode with `synchronous=FULL`, so a write is on disk when the call returns and a SIGKILL at
+//! any moment leaves a database the next start opens.
+
+mod migrations;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use migrations::SCHEMA_VERSION;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("metadata database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("metadata record {table}/{id} is not valid JSON: {source}")]
+    Corrupt {
+        table: &'static str,
+        id: String,
+        source: serde_json::Error,
+    },
+    #[error(
+        "metadata database {path} has schema version {found}, newer than this ferrocri knows ({known})"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("the name {name:?} is already used by {table} {existing_id}")]
+    NameInUse {
+        table: &'static str,
+        name: String,
+        existing_id: String,
+    },
+    #[error("metadata task failed: {0}")]
+    Join(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The tables that hold one JSON record per object, keyed by ID with a unique name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Sandboxes,
+    Containers,
+    Images,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Sandboxes => "sandboxes",
+            Table::Containers => "containers",
+            Table::Images => "images",
+        }
+    }
+}
+
+/// A stored object as the generic tables keep it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub id: String,
+    /// Unique per table: the CRI name key for sandboxes and containers, the image ID for images.
+    pub name: String,
+    /// Optional owner: a container's sandbox ID. Empty when unused.
+    pub parent: String,
+    pub record: String,
+}
+
+/// Handle to the database; cheap to clone. Calls are synchronous: from async code use
+/// [`Store::run`], which moves the work to the blocking pool.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // WAL keeps readers off the writer's back; FULL syncs the WAL on every commit, so an
+        // acknowledged RPC is durable even across power loss.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut conn = conn;
+        migrations::migrate(&mut conn, path)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the store on tokio's blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Join(e.to_string()))?
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
+        // back on drop), so a poisoned lock is safe to keep using.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads a setting.
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT value FROM settings WHERE key = ?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Writes a setting durably.
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.lock().execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Inserts a new object; fails with [`StoreError::NameInUse`] when another object of the
+    /// table already has `name`.
+    pub fn insert<T: Serialize>(
+        &self,
+        table: Table,
+        id: &str,
+        name: &str,
+        parent: &str,
+        record: &T,
+    ) -> Result<()> {
+        let json = to_json(record);
+        let conn = self.lock();
+        let sql = format!(
+            "INSERT INTO {} (id, name, parent, record) VALUES (?1, ?2, ?3, ?4)",
+            table.name()
+        );
+        match conn.execute(&sql, params![id, name, parent, json]) {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                let existing_id = find_id_by_name(&conn, table, name)?.unwrap_or_default();
+                Err(StoreError::NameInUse {
+                    table: table.name(),
+                    name: name.to_owned(),
+                    existing_id,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Replaces the record of an existing object; returns false when there is no such object.
+    pub fn update<T: Serialize>(&self, table: Table, id: &str, record: &T) -> Result<bool> {
+        let sql = format!("UPDATE {} SET record = ?2 WHERE id = ?1", table.name());
+        Ok(self.lock().execute(&sql, params![id, to_json(record)])? > 0)
+    }
+
+    /// Deletes an object; returns false when it was already gone.
+    pub fn delete(&self, table: Table, id: &str) -> Result<bool> {
+        let sql = format!("DELETE FROM {} WHERE id = ?1", table.name());
+        Ok(self.lock().execute(&sql, params![id])? > 0)
+    }
+
+    /// Reads one object's record.
+    pub fn get<T: DeserializeOwned>(&self, table: Table, id: &str) -> Result<Option<T>> {
+        let sql = format!("SELECT record FROM {} WHERE id = ?1", table.name());
+        let json: Option<String> = self
+            .lock()
+            .query_row(&sql, params![id], |r| r.get(0))
+            .optional()?;
+        json.map(|j| from_json(table, id, &j)).transpose()
+    }
+
+    /// Finds the ID of the object with `name`.
+    pub fn id_by_name(&self, table: Table, name: &str) -> Result<Option<String>> {
+        find_id_by_name(&self.lock(), table, name)
+    }
+
+    /// Every row of a table, oldest first.
+    pub fn rows(&self, table: Table) -> Result<Vec<Row>> {
+        let sql = format!(
+            "SELECT id, name, parent, record FROM {} ORDER BY seq",
+            table.name()
+        );
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Row {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                parent: r.get(2)?,
+                record: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Every record of a table, decoded, oldest first.
+    pub fn list<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<T>> {
+        self.rows(table)?
+            .iter()
+            .map(|row| from_json(table, &row.id, &row.record))
+            .collect()
+    }
+
+    /// Runs SQLite's own consistency check; returns its findings ("ok" when healthy).
+    pub fn integrity_check(&self) -> Result<String> {
+        Ok(self
+            .lock()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+}
+
+fn find_id_by_name(conn: &Connection, table: Table, name: &str) -> Result<Option<String>> {
+    let sql = format!("SELECT id FROM {} WHERE name = ?1", table.name());
+    Ok(conn
+        .query_row(&sql, params![name], |r| r.get(0))
+        .optional()?)
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+fn to_json<T: Serialize>(record: &T) -> String {
+    // Serializing our own record types cannot fail: they hold no maps with non-string keys.
+    serde_json::to_string(record).expect("metadata records serialize to JSON")
+}
+
+fn from_json<T: DeserializeOwned>(table: Table, id: &str, json: &str) -> Result<T> {
+    serde_json::from_str(json).map_err(|source| StoreError::Corrupt {
+        table: table.name(),
+        id: id.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Pod {
+        name: String,
+        attempt: u32,
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.db")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn settings_round_trip() {
+        let (_d, s) = open();
+        assert_eq!(s.setting("pod_cidr").unwrap(), None);
+        s.set_setting("pod_cidr", "10.0.0.0/8").unwrap();
+        s.set_setting("pod_cidr", "10.1.0.0/16").unwrap();
+        assert_eq!(
+            s.setting("pod_cidr").unwrap().as_deref(),
+            Some("10.1.0.0/16")
+        );
+    }
+
+    #[test]
+    fn records_round_trip_and_names_are_unique() {
+        let (_d, s) = open();
+        let pod = Pod {
+            name: "web".into(),
+            attempt: 0,
+        };
+        s.insert(Table::Sandboxes, "a1", "web_default_uid_0", "", &pod)
+            .unwrap();
+        assert_eq!(s.get::<Pod>(Table::Sandboxes, "a1").unwrap(), Some(pod));
+        let err = s
+            .insert(
+                Table::Sandboxes,
+                "b2",
+                "web_default_uid_0",
+                "",
+                &Pod {
+                    name: "web".into(),
+                    attempt: 0,
+                },
+            )
+            .unwrap_err();
+        assert!(matches!(&err, StoreError::NameInUse { existing_id, .. } if existing_id == "a1"));
+        assert!(err.to_string().contains("a1"));
+        assert_eq!(
+            s.id_by_name(Table::Sandboxes, "web_default_uid_0")
+                .unwrap()
+                .as_deref(),
+            Some("a1")
+        );
+        assert!(
+            s.update(
+                Table::Sandboxes,
+                "a1",
+                &Pod {
+                    name: "web".into(),
+                    attempt: 1
+                }
+            )
+            .unwrap()
+        );
+        assert!(
+            !s.update(
+                Table::Sandboxes,
+                "zz",
+                &Pod {
+                    name: "x".into(),
+                    attempt: 1
+                }
+            )
+            .unwrap()
+        );
+        assert_eq!(s.list::<Pod>(Table::Sandboxes).unwrap()[0].attempt, 1);
+        assert!(s.delete(Table::Sandboxes, "a1").unwrap());
+        assert!(!s.delete(Table::Sandboxes, "a1").unwrap());
+        assert!(s.rows(Table::Sandboxes).unwrap().is_empty());
+    }
+
+    #[test]
+    fn containers_need_their_sandbox() {
+        let (_d, s) = open();
+        let rec = serde_json::json!({});
+        assert!(
+            s.insert(Table::Containers, "c1", "n", "missing-pod", &rec)
+                .is_err()
+        );
+        s.insert(Table::Sandboxes, "p1", "pod", "", &rec).unwrap();
+        s.insert(Table::Containers, "c1", "n", "p1", &rec).unwrap();
+        // A sandbox cannot disappear under its containers.
+        assert!(s.delete(Table::Sandboxes, "p1").is_err());
+        s.delete(Table::Containers, "c1").unwrap();
+        s.delete(Table::Sandboxes, "p1").unwrap();
+    }
+
+    #[test]
+    fn rows_keep_insertion_order() {
+        let (_d, s) = open();
+        for id in ["z", "a", "m"] {
+            s.insert(Table::Images, id, id, "", &serde_json::json!({"id": id}))
+                .unwrap();
+        }
+        let ids: Vec<_> = s
+            .rows(Table::Images)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, ["z", "a", "m"]);
+    }
+
+    #[test]
+    fn reopen_keeps_data_and_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        {
+            let s = Store::open(&path).unwrap();
+            s.set_setting("k", "v").unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.setting("k").unwrap().as_deref(), Some("v"));
+        assert_eq!(s.integrity_check().unwrap(), "ok");
+        let version: i64 = s
+            .lock()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let err = Store::open(&path).err().unwrap();
+        assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
+    }
+
+    #[test]
+    fn corrupt_record_is_reported_not_panicked() {
+        let (_d, s) = open();
+        s.lock()
+            .execute(
+                "INSERT INTO images (id, name, parent, record) VALUES ('i', 'i', '', '{not json')",
+                [],
+            )
+            .unwrap();
+        let err = s.get::<Pod>(Table::Images, "i").unwrap_err();
+        assert!(err.to_string().contains("images/i"), "{err}");
+    }
+}
