@@ -1,5 +1,6 @@
 //! Logging: the tracing subscriber, and one span per RPC that ends with its duration and code.
 
+use std::io::IsTerminal;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -21,7 +22,9 @@ pub fn init(level: LogLevel, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in log files.
+        .with_ansi(std::io::stderr().is_terminal());
     // A second init (tests, re-exec) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
