@@ -5,6 +5,7 @@ pub mod cni;
 pub mod config;
 pub mod cri;
 pub mod daemon;
+pub mod image;
 pub mod server;
 pub mod socket;
 pub mod store;

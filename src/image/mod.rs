@@ -1,0 +1,2 @@
+//! Images: references, registry configuration and client, the content store, layer unpacking
+//! and the index of pulled images.
