@@ -72,7 +72,7 @@ impl CriServer {
 
     /// The runtime is ready while its metadata store answers.
     async fn runtime_condition(&self) -> RuntimeCondition {
-        let probe = self.store().run(|s| s.setting(POD_CIDR_SETTING)).await;
+        let probe = self.store().run(|c| c.setting(POD_CIDR_SETTING)).await;
         match probe {
             Ok(_) => condition(RUNTIME_READY, Ok(())),
             Err(e) => condition(
@@ -84,7 +84,7 @@ impl CriServer {
 
     /// The effective configuration as JSON, plus what kubelet pushed at run time.
     async fn config_json(&self) -> Result<String, Status> {
-        let pod_cidr = self.store().run(|s| s.setting(POD_CIDR_SETTING)).await?;
+        let pod_cidr = self.store().run(|c| c.setting(POD_CIDR_SETTING)).await?;
         let mut value = serde_json::to_value(self.config())
             .map_err(|e| Status::internal(format!("cannot encode config: {e}")))?;
         value["pod_cidr"] = pod_cidr.unwrap_or_default().into();
@@ -118,7 +118,7 @@ impl CriServer {
                 .map_err(|m| invalid_field("runtime_config.network_config.pod_cidr", m))?;
         }
         self.store()
-            .run(move |s| s.set_setting(POD_CIDR_SETTING, &cidr))
+            .run(move |c| c.set_setting(POD_CIDR_SETTING, &cidr))
             .await?;
         Ok(())
     }

@@ -75,8 +75,9 @@ pub struct Row {
     pub record: String,
 }
 
-/// Handle to the database; cheap to clone. Calls are synchronous: from async code use
-/// [`Store::run`], which moves the work to the blocking pool.
+/// Handle to the database; cheap to clone. All access goes through [`Store::run`] (async) or
+/// [`Store::blocking`], which run a closure as one transaction: every write in it lands
+/// together or not at all.
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
@@ -85,42 +86,57 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // WAL keeps readers off the writer's back; FULL syncs the WAL on every commit, so an
         // acknowledged RPC is durable even across power loss.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut conn = conn;
         migrations::migrate(&mut conn, path)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
         })
     }
 
-    /// Runs `f` with the store on tokio's blocking pool.
+    /// Runs `f` as one transaction on tokio's blocking pool.
     pub async fn run<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+        F: FnOnce(&Conn<'_>) -> Result<T> + Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store))
+        tokio::task::spawn_blocking(move || store.blocking(f))
             .await
             .map_err(|e| StoreError::Join(e.to_string()))?
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
-        // back on drop), so a poisoned lock is safe to keep using.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// Runs `f` as one transaction on the calling thread.
+    pub fn blocking<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T>) -> Result<T> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (the transaction
+        // rolls back on drop), so a poisoned lock is safe to keep using.
+        let mut guard: MutexGuard<'_, Connection> =
+            self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = guard.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let result = f(&Conn(&tx))?;
+        tx.commit()?;
+        Ok(result)
     }
 
+    /// Runs SQLite's own consistency check; returns its findings ("ok" when healthy).
+    pub fn integrity_check(&self) -> Result<String> {
+        self.blocking(|c| Ok(c.0.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
+    }
+}
+
+/// The database inside one transaction.
+pub struct Conn<'a>(&'a Connection);
+
+impl Conn<'_> {
     /// Reads a setting.
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
         Ok(self
-            .lock()
+            .0
             .query_row(
                 "SELECT value FROM settings WHERE key = ?1",
                 params![key],
@@ -129,9 +145,9 @@ impl Store {
             .optional()?)
     }
 
-    /// Writes a setting durably.
+    /// Writes a setting.
     pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
-        self.lock().execute(
+        self.0.execute(
             "INSERT INTO settings (key, value) VALUES (?1, ?2)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             params![key, value],
@@ -149,16 +165,17 @@ impl Store {
         parent: &str,
         record: &T,
     ) -> Result<()> {
-        let json = to_json(record);
-        let conn = self.lock();
         let sql = format!(
             "INSERT INTO {} (id, name, parent, record) VALUES (?1, ?2, ?3, ?4)",
             table.name()
         );
-        match conn.execute(&sql, params![id, name, parent, json]) {
+        match self
+            .0
+            .execute(&sql, params![id, name, parent, to_json(record)])
+        {
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => {
-                let existing_id = find_id_by_name(&conn, table, name)?.unwrap_or_default();
+                let existing_id = self.id_by_name(table, name)?.unwrap_or_default();
                 Err(StoreError::NameInUse {
                     table: table.name(),
                     name: name.to_owned(),
@@ -172,20 +189,20 @@ impl Store {
     /// Replaces the record of an existing object; returns false when there is no such object.
     pub fn update<T: Serialize>(&self, table: Table, id: &str, record: &T) -> Result<bool> {
         let sql = format!("UPDATE {} SET record = ?2 WHERE id = ?1", table.name());
-        Ok(self.lock().execute(&sql, params![id, to_json(record)])? > 0)
+        Ok(self.0.execute(&sql, params![id, to_json(record)])? > 0)
     }
 
     /// Deletes an object; returns false when it was already gone.
     pub fn delete(&self, table: Table, id: &str) -> Result<bool> {
         let sql = format!("DELETE FROM {} WHERE id = ?1", table.name());
-        Ok(self.lock().execute(&sql, params![id])? > 0)
+        Ok(self.0.execute(&sql, params![id])? > 0)
     }
 
     /// Reads one object's record.
     pub fn get<T: DeserializeOwned>(&self, table: Table, id: &str) -> Result<Option<T>> {
         let sql = format!("SELECT record FROM {} WHERE id = ?1", table.name());
         let json: Option<String> = self
-            .lock()
+            .0
             .query_row(&sql, params![id], |r| r.get(0))
             .optional()?;
         json.map(|j| from_json(table, id, &j)).transpose()
@@ -193,7 +210,11 @@ impl Store {
 
     /// Finds the ID of the object with `name`.
     pub fn id_by_name(&self, table: Table, name: &str) -> Result<Option<String>> {
-        find_id_by_name(&self.lock(), table, name)
+        let sql = format!("SELECT id FROM {} WHERE name = ?1", table.name());
+        Ok(self
+            .0
+            .query_row(&sql, params![name], |r| r.get(0))
+            .optional()?)
     }
 
     /// Every row of a table, oldest first.
@@ -202,8 +223,7 @@ impl Store {
             "SELECT id, name, parent, record FROM {} ORDER BY seq",
             table.name()
         );
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut stmt = self.0.prepare_cached(&sql)?;
         let rows = stmt.query_map([], |r| {
             Ok(Row {
                 id: r.get(0)?,
@@ -222,20 +242,6 @@ impl Store {
             .map(|row| from_json(table, &row.id, &row.record))
             .collect()
     }
-
-    /// Runs SQLite's own consistency check; returns its findings ("ok" when healthy).
-    pub fn integrity_check(&self) -> Result<String> {
-        Ok(self
-            .lock()
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
-    }
-}
-
-fn find_id_by_name(conn: &Connection, table: Table, name: &str) -> Result<Option<String>> {
-    let sql = format!("SELECT id FROM {} WHERE name = ?1", table.name());
-    Ok(conn
-        .query_row(&sql, params![name], |r| r.get(0))
-        .optional()?)
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -268,6 +274,13 @@ mod tests {
         attempt: u32,
     }
 
+    fn pod(attempt: u32) -> Pod {
+        Pod {
+            name: "web".into(),
+            attempt,
+        }
+    }
+
     fn open() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("m.db")).unwrap();
@@ -277,102 +290,96 @@ mod tests {
     #[test]
     fn settings_round_trip() {
         let (_d, s) = open();
-        assert_eq!(s.setting("pod_cidr").unwrap(), None);
-        s.set_setting("pod_cidr", "10.0.0.0/8").unwrap();
-        s.set_setting("pod_cidr", "10.1.0.0/16").unwrap();
-        assert_eq!(
-            s.setting("pod_cidr").unwrap().as_deref(),
-            Some("10.1.0.0/16")
-        );
+        s.blocking(|c| {
+            assert_eq!(c.setting("pod_cidr")?, None);
+            c.set_setting("pod_cidr", "10.0.0.0/8")?;
+            c.set_setting("pod_cidr", "10.1.0.0/16")?;
+            assert_eq!(c.setting("pod_cidr")?.as_deref(), Some("10.1.0.0/16"));
+            Ok(())
+        })
+        .unwrap();
     }
 
     #[test]
     fn records_round_trip_and_names_are_unique() {
-        let (_d, s) = open();
-        let pod = Pod {
-            name: "web".into(),
-            attempt: 0,
-        };
-        s.insert(Table::Sandboxes, "a1", "web_default_uid_0", "", &pod)
+        let (_d, store) = open();
+        store
+            .blocking(|s| {
+                s.insert(Table::Sandboxes, "a1", "web_default_uid_0", "", &pod(0))?;
+                assert_eq!(s.get::<Pod>(Table::Sandboxes, "a1")?, Some(pod(0)));
+                let err = s
+                    .insert(Table::Sandboxes, "b2", "web_default_uid_0", "", &pod(0))
+                    .unwrap_err();
+                assert!(
+                    matches!(&err, StoreError::NameInUse { existing_id, .. } if existing_id == "a1")
+                );
+                assert!(err.to_string().contains("a1"));
+                let found = s.id_by_name(Table::Sandboxes, "web_default_uid_0")?;
+                assert_eq!(found.as_deref(), Some("a1"));
+                assert!(s.update(Table::Sandboxes, "a1", &pod(1))?);
+                assert!(!s.update(Table::Sandboxes, "zz", &pod(1))?);
+                assert_eq!(s.list::<Pod>(Table::Sandboxes)?[0].attempt, 1);
+                assert!(s.delete(Table::Sandboxes, "a1")?);
+                assert!(!s.delete(Table::Sandboxes, "a1")?);
+                assert!(s.rows(Table::Sandboxes)?.is_empty());
+                Ok(())
+            })
             .unwrap();
-        assert_eq!(s.get::<Pod>(Table::Sandboxes, "a1").unwrap(), Some(pod));
-        let err = s
-            .insert(
-                Table::Sandboxes,
-                "b2",
-                "web_default_uid_0",
-                "",
-                &Pod {
-                    name: "web".into(),
-                    attempt: 0,
-                },
-            )
-            .unwrap_err();
-        assert!(matches!(&err, StoreError::NameInUse { existing_id, .. } if existing_id == "a1"));
-        assert!(err.to_string().contains("a1"));
-        assert_eq!(
-            s.id_by_name(Table::Sandboxes, "web_default_uid_0")
-                .unwrap()
-                .as_deref(),
-            Some("a1")
-        );
-        assert!(
-            s.update(
-                Table::Sandboxes,
-                "a1",
-                &Pod {
-                    name: "web".into(),
-                    attempt: 1
-                }
-            )
-            .unwrap()
-        );
-        assert!(
-            !s.update(
-                Table::Sandboxes,
-                "zz",
-                &Pod {
-                    name: "x".into(),
-                    attempt: 1
-                }
-            )
-            .unwrap()
-        );
-        assert_eq!(s.list::<Pod>(Table::Sandboxes).unwrap()[0].attempt, 1);
-        assert!(s.delete(Table::Sandboxes, "a1").unwrap());
-        assert!(!s.delete(Table::Sandboxes, "a1").unwrap());
-        assert!(s.rows(Table::Sandboxes).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_failed_transaction_leaves_nothing_behind() {
+        let (_d, store) = open();
+        let err = store.blocking(|s| {
+            s.insert(Table::Images, "i1", "i1", "", &pod(0))?;
+            // The second insert breaks the unique name: the first must roll back with it.
+            s.insert(Table::Images, "i2", "i1", "", &pod(0))
+        });
+        assert!(err.is_err());
+        let rows = store.blocking(|s| s.rows(Table::Images)).unwrap();
+        assert!(rows.is_empty());
     }
 
     #[test]
     fn containers_need_their_sandbox() {
-        let (_d, s) = open();
+        let (_d, store) = open();
         let rec = serde_json::json!({});
+        let orphan = store.blocking(|s| s.insert(Table::Containers, "c1", "n", "missing", &rec));
+        assert!(orphan.is_err());
+        store
+            .blocking(|s| {
+                s.insert(Table::Sandboxes, "p1", "pod", "", &rec)?;
+                s.insert(Table::Containers, "c1", "n", "p1", &rec)
+            })
+            .unwrap();
+        // A sandbox cannot disappear under its containers.
         assert!(
-            s.insert(Table::Containers, "c1", "n", "missing-pod", &rec)
+            store
+                .blocking(|s| s.delete(Table::Sandboxes, "p1"))
                 .is_err()
         );
-        s.insert(Table::Sandboxes, "p1", "pod", "", &rec).unwrap();
-        s.insert(Table::Containers, "c1", "n", "p1", &rec).unwrap();
-        // A sandbox cannot disappear under its containers.
-        assert!(s.delete(Table::Sandboxes, "p1").is_err());
-        s.delete(Table::Containers, "c1").unwrap();
-        s.delete(Table::Sandboxes, "p1").unwrap();
+        store
+            .blocking(|s| {
+                s.delete(Table::Containers, "c1")?;
+                s.delete(Table::Sandboxes, "p1")
+            })
+            .unwrap();
     }
 
     #[test]
     fn rows_keep_insertion_order() {
-        let (_d, s) = open();
-        for id in ["z", "a", "m"] {
-            s.insert(Table::Images, id, id, "", &serde_json::json!({"id": id}))
-                .unwrap();
-        }
-        let ids: Vec<_> = s
-            .rows(Table::Images)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
+        let (_d, store) = open();
+        let ids = store
+            .blocking(|s| {
+                for id in ["z", "a", "m"] {
+                    s.insert(Table::Images, id, id, "", &serde_json::json!({"id": id}))?;
+                }
+                Ok(s.rows(Table::Images)?
+                    .into_iter()
+                    .map(|r| r.id)
+                    .collect::<Vec<_>>())
+            })
+            .unwrap();
         assert_eq!(ids, ["z", "a", "m"]);
     }
 
@@ -382,14 +389,16 @@ mod tests {
         let path = dir.path().join("m.db");
         {
             let s = Store::open(&path).unwrap();
-            s.set_setting("k", "v").unwrap();
+            s.blocking(|c| c.set_setting("k", "v")).unwrap();
         }
         let s = Store::open(&path).unwrap();
-        assert_eq!(s.setting("k").unwrap().as_deref(), Some("v"));
+        assert_eq!(
+            s.blocking(|c| c.setting("k")).unwrap().as_deref(),
+            Some("v")
+        );
         assert_eq!(s.integrity_check().unwrap(), "ok");
         let version: i64 = s
-            .lock()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .blocking(|c| Ok(c.0.query_row("PRAGMA user_version", [], |r| r.get(0))?))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
     }
@@ -408,14 +417,16 @@ mod tests {
 
     #[test]
     fn corrupt_record_is_reported_not_panicked() {
-        let (_d, s) = open();
-        s.lock()
-            .execute(
-                "INSERT INTO images (id, name, parent, record) VALUES ('i', 'i', '', '{not json')",
-                [],
-            )
-            .unwrap();
-        let err = s.get::<Pod>(Table::Images, "i").unwrap_err();
+        let (_d, store) = open();
+        let err = store
+            .blocking(|s| {
+                s.0.execute(
+                    "INSERT INTO images (id, name, parent, record) VALUES ('i', 'i', '', '{no')",
+                    [],
+                )?;
+                s.get::<Pod>(Table::Images, "i")
+            })
+            .unwrap_err();
         assert!(err.to_string().contains("images/i"), "{err}");
     }
 }
