@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
+use crate::image::service::Images;
 use crate::server::CriServer;
 use crate::socket::{self, LockFile};
 use crate::store::Store;
@@ -20,6 +21,14 @@ pub async fn run(config: Config) -> Result<()> {
     let _root_lock = LockFile::acquire(&config.root_dir.join("ferrocri.lock"))?;
     let store = Store::open(&config.database_path())
         .with_context(|| format!("cannot open {}", config.database_path().display()))?;
+    let images = Images::open(&config, store.clone()).context("cannot open the image store")?;
+    // Whatever a crash or a removal left unreferenced goes now, without delaying start-up.
+    let gc = images.clone();
+    tokio::spawn(async move {
+        if let Err(e) = gc.collect_garbage().await {
+            tracing::warn!(error = %e, "image garbage collection failed");
+        }
+    });
     let listener = socket::bind(&config.socket)?;
     let socket_path = config.socket.clone();
     let shutdown_timeout = config.shutdown_timeout;
@@ -32,9 +41,11 @@ pub async fn run(config: Config) -> Result<()> {
     );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(CriServer::new(config, store).serve(listener, async {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(
+        CriServer::new(config, store, images).serve(listener, async {
+            let _ = stop_rx.await;
+        }),
+    );
 
     let signal_name = wait_for_shutdown_signal().await?;
     tracing::info!(

@@ -6,6 +6,7 @@ pub mod config;
 pub mod cri;
 pub mod daemon;
 pub mod image;
+pub mod rootfs;
 pub mod server;
 pub mod socket;
 pub mod store;

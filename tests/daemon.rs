@@ -219,11 +219,11 @@ async fn rpcs_not_served_yet_answer_unimplemented_with_their_name() {
     let err = daemon
         .image()
         .await
-        .pull_image(PullImageRequest::default())
+        .stream_images(StreamImagesRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    assert!(err.message().contains("PullImage"), "{}", err.message());
+    assert!(err.message().contains("StreamImages"), "{}", err.message());
 }
 
 #[tokio::test]

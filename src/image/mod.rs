@@ -1,2 +1,15 @@
 //! Images: references, registry configuration and client, the content store, layer unpacking
-//! and the index of pulled images.
+//! and the catalog of pulled images.
+
+pub mod catalog;
+pub mod content;
+pub mod digest;
+pub mod error;
+pub mod hosts;
+pub mod inflight;
+pub mod manifest;
+pub mod pull;
+pub mod reference;
+pub mod registry;
+pub mod service;
+pub mod unpack;

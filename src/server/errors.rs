@@ -2,6 +2,8 @@
 
 use tonic::Status;
 
+use crate::image::error::ImageError;
+use crate::image::registry::Failure;
 use crate::store::StoreError;
 
 /// The answer of an RPC ferrocri does not serve (yet): names the RPC and why.
@@ -19,6 +21,36 @@ impl From<StoreError> for Status {
         match e {
             StoreError::NameInUse { .. } => Status::already_exists(e.to_string()),
             _ => Status::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ImageError> for Status {
+    fn from(e: ImageError) -> Status {
+        let message = e.to_string();
+        match e.root() {
+            ImageError::Reference(_) => Status::invalid_argument(message),
+            ImageError::Registry(r) => match r.failure() {
+                Failure::NotFound => Status::not_found(message),
+                Failure::Unauthorized => Status::permission_denied(message),
+                Failure::Unavailable => Status::unavailable(message),
+                Failure::Invalid => Status::failed_precondition(message),
+            },
+            ImageError::Manifest {
+                source: crate::image::manifest::ManifestError::NoPlatform { .. },
+                ..
+            } => Status::not_found(message),
+            ImageError::Manifest { .. }
+            | ImageError::ManifestDigest { .. }
+            | ImageError::DiffId { .. }
+            | ImageError::Content { .. } => Status::data_loss(message),
+            ImageError::Unpack(_) => Status::failed_precondition(message),
+            ImageError::Stalled { .. } | ImageError::Transfer { .. } => {
+                Status::unavailable(message)
+            }
+            ImageError::Store(_) | ImageError::Io { .. } | ImageError::Shared(_) => {
+                Status::internal(message)
+            }
         }
     }
 }

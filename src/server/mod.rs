@@ -53,6 +53,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::cri::v1::image_service_server::ImageServiceServer;
 use crate::cri::v1::runtime_service_server::RuntimeServiceServer;
+use crate::image::service::Images;
 use crate::store::Store;
 
 pub use limits::MAX_REQUEST_BYTES;
@@ -66,13 +67,22 @@ pub struct CriServer {
 struct Shared {
     config: Config,
     store: Store,
+    images: Arc<Images>,
 }
 
 impl CriServer {
-    pub fn new(config: Config, store: Store) -> CriServer {
+    pub fn new(config: Config, store: Store, images: Arc<Images>) -> CriServer {
         CriServer {
-            inner: Arc::new(Shared { config, store }),
+            inner: Arc::new(Shared {
+                config,
+                store,
+                images,
+            }),
         }
+    }
+
+    fn images(&self) -> &Arc<Images> {
+        &self.inner.images
     }
 
     fn config(&self) -> &Config {

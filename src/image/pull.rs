@@ -1,0 +1,477 @@
+//! Pulling an image: resolve the reference to a manifest for this platform, fetch the config,
+//! then download and unpack every layer — layers download in parallel (bounded) and each one
+//! unpacks as soon as its blob is verified, while later ones are still downloading. The image
+//! is recorded only once everything it needs is on disk.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::sync::Arc;
+
+use futures::{FutureExt, StreamExt};
+use tokio::sync::Semaphore;
+
+use super::catalog::{self, ImageRecord, LayerRecord};
+use super::content::ContentStore;
+use super::digest::{Digest, HashingReader, chain_ids};
+use super::error::ImageError;
+use super::manifest::{
+    self, Compression, DOCKER_MANIFEST, Descriptor, Document, ImageConfig, Manifest, OCI_MANIFEST,
+    Platform,
+};
+use super::reference::Reference;
+use super::registry::{Credentials, Session, describe};
+use super::service::{Images, LayerUsage};
+use super::unpack::{LayerContext, unpack_layer};
+use crate::rootfs::layers::LayerStore;
+
+/// The manifest chosen for this host, with what is needed to record it.
+struct Resolved {
+    top_digest: Digest,
+    manifest: Manifest,
+    manifest_digest: Digest,
+    manifest_media_type: String,
+    /// Index (if any) and manifest bytes, stored with the image.
+    documents: Vec<(Digest, bytes::Bytes)>,
+    endpoint: usize,
+}
+
+pub(super) async fn pull(
+    images: &Arc<Images>,
+    reference: Reference,
+    credentials: Option<Credentials>,
+) -> Result<ImageRecord, ImageError> {
+    let name = reference.to_string();
+    let _no_gc = images.gc_lock.read().await;
+    let session = Arc::new(images.registry.session(&reference, credentials)?);
+    let resolved = resolve(&session, &reference, &name).await?;
+
+    let config_desc = resolved.manifest.config.clone();
+    let config_bytes = fetch_small_blob(&session, &config_desc, resolved.endpoint, &name).await?;
+    let config = ImageConfig::parse(&config_bytes).map_err(|source| ImageError::Manifest {
+        image: name.clone(),
+        source,
+    })?;
+    let diff_ids = config.rootfs.diff_ids.clone();
+    if diff_ids.len() != resolved.manifest.layers.len() {
+        return Err(ImageError::Manifest {
+            image: name,
+            source: manifest::ManifestError::LayerCount {
+                diff_ids: diff_ids.len(),
+                layers: resolved.manifest.layers.len(),
+            },
+        });
+    }
+
+    let known = images.store.run(known_layer_usage).await?;
+    let limit = Arc::new(Semaphore::new(images.max_concurrent_downloads));
+    let layer_jobs = resolved
+        .manifest
+        .layers
+        .iter()
+        .zip(diff_ids.iter())
+        .zip(chain_ids(&diff_ids))
+        .map(|((desc, diff_id), chain_id)| {
+            fetch_layer(
+                images,
+                &session,
+                LayerJob {
+                    desc: desc.clone(),
+                    diff_id: diff_id.clone(),
+                    chain_id,
+                    endpoint: resolved.endpoint,
+                    image: name.clone(),
+                },
+                limit.clone(),
+                &known,
+            )
+        });
+    let layers = futures::future::try_join_all(layer_jobs).await?;
+
+    // The small documents go into the content store last: a visible manifest always has
+    // everything it points to.
+    let mut documents = resolved.documents.clone();
+    documents.push((config_desc.digest.clone(), config_bytes));
+    let content = images.content.clone();
+    let image_for_err = name.clone();
+    tokio::task::spawn_blocking(move || {
+        documents
+            .iter()
+            .try_for_each(|(digest, bytes)| content.put(digest, bytes))
+    })
+    .await
+    .map_err(|e| ImageError::io("storing manifests", std::io::Error::other(e)))?
+    .map_err(|source| ImageError::Content {
+        image: image_for_err,
+        source,
+    })?;
+
+    let mut blobs: Vec<Digest> = resolved.documents.iter().map(|(d, _)| d.clone()).collect();
+    blobs.push(config_desc.digest.clone());
+    blobs.extend(layers.iter().map(|l| l.digest.clone()));
+    let record = ImageRecord {
+        id: config_desc.digest.to_string(),
+        repo_tags: Vec::new(),
+        repo_digests: Vec::new(),
+        manifest_digest: resolved.manifest_digest,
+        manifest_media_type: resolved.manifest_media_type,
+        platform: Platform {
+            architecture: config.architecture.clone(),
+            os: config.os.clone(),
+            variant: String::new(),
+        },
+        size: config_desc.size + layers.iter().map(|l| l.size).sum::<u64>(),
+        config,
+        layers,
+        blobs,
+    };
+    // A digest pull names no tag (critest: repo_tags stay empty).
+    let tag = match reference.digest {
+        Some(_) => None,
+        None => reference.tagged(),
+    };
+    let digest_ref = reference.digested(resolved.top_digest.as_str());
+    let record = images
+        .store
+        .run(move |c| catalog::record_pull(c, record, tag.as_deref(), &digest_ref))
+        .await?;
+    tracing::info!(image = %name, id = %record.id, "image pulled");
+    Ok(record)
+}
+
+/// Fetches the top-level document and, for an index, the manifest for this platform.
+async fn resolve(
+    session: &Session,
+    reference: &Reference,
+    name: &str,
+) -> Result<Resolved, ImageError> {
+    let by_digest = reference.digest.is_some();
+    let top = session
+        .fetch_manifest(reference.api_reference(), by_digest)
+        .await?;
+    let top_digest = Digest::of(&top.bytes);
+    if let Some(expected) = reference
+        .digest
+        .as_ref()
+        .filter(|d| *d != top_digest.as_str())
+    {
+        return Err(ImageError::ManifestDigest {
+            image: name.to_owned(),
+            expected: Digest::parse(expected).unwrap_or_else(|_| top_digest.clone()),
+            actual: top_digest,
+        });
+    }
+    let manifest_error = |source| ImageError::Manifest {
+        image: name.to_owned(),
+        source,
+    };
+    let mut documents = vec![(top_digest.clone(), top.bytes.clone())];
+    match manifest::parse_document(&top.content_type, &top.bytes).map_err(manifest_error)? {
+        Document::Manifest(manifest) => Ok(Resolved {
+            manifest_media_type: media_type_of(&top.bytes, &top.content_type),
+            manifest_digest: top_digest.clone(),
+            top_digest,
+            manifest,
+            documents,
+            endpoint: top.endpoint,
+        }),
+        Document::Index(index) => {
+            let chosen = manifest::select(&index, &Platform::host()).map_err(manifest_error)?;
+            let fetched = session.fetch_manifest(chosen.digest.as_str(), true).await?;
+            let actual = Digest::of(&fetched.bytes);
+            if actual != chosen.digest {
+                return Err(ImageError::ManifestDigest {
+                    image: name.to_owned(),
+                    expected: chosen.digest.clone(),
+                    actual,
+                });
+            }
+            let Document::Manifest(manifest) =
+                manifest::parse_document(&fetched.content_type, &fetched.bytes)
+                    .map_err(manifest_error)?
+            else {
+                return Err(manifest_error(manifest::ManifestError::Unsupported(
+                    "an index inside an index".into(),
+                )));
+            };
+            documents.push((actual.clone(), fetched.bytes.clone()));
+            Ok(Resolved {
+                manifest_media_type: media_type_of(&fetched.bytes, &fetched.content_type),
+                manifest_digest: actual,
+                top_digest,
+                manifest,
+                documents,
+                endpoint: fetched.endpoint,
+            })
+        }
+    }
+}
+
+fn media_type_of(bytes: &[u8], content_type: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(default, rename = "mediaType")]
+        media_type: String,
+    }
+    let inside = serde_json::from_slice::<Typed>(bytes)
+        .map(|t| t.media_type)
+        .unwrap_or_default();
+    match inside.as_str() {
+        "" if content_type.starts_with(DOCKER_MANIFEST) => DOCKER_MANIFEST.into(),
+        "" => OCI_MANIFEST.into(),
+        _ => inside,
+    }
+}
+
+/// Fetches a config blob into memory and verifies it.
+async fn fetch_small_blob(
+    session: &Session,
+    desc: &Descriptor,
+    endpoint: usize,
+    image: &str,
+) -> Result<bytes::Bytes, ImageError> {
+    const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
+    if desc.size > MAX_CONFIG_BYTES {
+        return Err(ImageError::Transfer {
+            image: image.to_owned(),
+            blob: desc.digest.clone(),
+            url: String::new(),
+            message: format!("config of {} bytes is larger than 16 MiB", desc.size),
+        });
+    }
+    let (response, url) = session.open_blob(desc.digest.as_str(), endpoint).await?;
+    let bytes = tokio::time::timeout(session.progress_timeout(), response.bytes())
+        .await
+        .map_err(|_| ImageError::Stalled {
+            image: image.to_owned(),
+            blob: desc.digest.clone(),
+            url: url.clone(),
+            timeout: session.progress_timeout(),
+        })?
+        .map_err(|e| ImageError::Transfer {
+            image: image.to_owned(),
+            blob: desc.digest.clone(),
+            url: url.clone(),
+            message: describe(&e),
+        })?;
+    let actual = Digest::of(&bytes);
+    if actual != desc.digest || bytes.len() as u64 != desc.size {
+        return Err(ImageError::Content {
+            image: image.to_owned(),
+            source: super::content::ContentError::DigestMismatch {
+                expected: desc.digest.clone(),
+                actual,
+            },
+        });
+    }
+    Ok(bytes)
+}
+
+struct LayerJob {
+    desc: Descriptor,
+    diff_id: Digest,
+    chain_id: Digest,
+    endpoint: usize,
+    image: String,
+}
+
+/// Makes sure one layer's blob is stored and its directory unpacked.
+async fn fetch_layer(
+    images: &Arc<Images>,
+    session: &Arc<Session>,
+    job: LayerJob,
+    limit: Arc<Semaphore>,
+    known: &HashMap<Digest, LayerUsage>,
+) -> Result<LayerRecord, ImageError> {
+    let stored = images.content.size(&job.desc.digest) == Some(job.desc.size);
+    let unpacked = images.layers.exists(&job.chain_id);
+    if !stored {
+        // The permit belongs to this pull, not to the shared download, so an abandoned
+        // download never holds another pull's slot.
+        let _permit = limit
+            .acquire()
+            .await
+            .map_err(|e| ImageError::io("download limit", std::io::Error::other(e)))?;
+        let (session, content, desc, endpoint, image) = (
+            session.clone(),
+            images.content.clone(),
+            job.desc.clone(),
+            job.endpoint,
+            job.image.clone(),
+        );
+        images
+            .downloads
+            .run(job.desc.digest.clone(), move || {
+                download(session, content, desc, endpoint, image).boxed()
+            })
+            .await?;
+    }
+    let usage = if unpacked {
+        match known.get(&job.chain_id) {
+            Some(usage) => *usage,
+            None => measure(images.layers.path(&job.chain_id)).await,
+        }
+    } else {
+        let (content, layers) = (images.content.clone(), images.layers.clone());
+        let (desc, diff_id, chain_id, image) = (
+            job.desc.clone(),
+            job.diff_id.clone(),
+            job.chain_id.clone(),
+            job.image.clone(),
+        );
+        images
+            .unpacks
+            .run(job.chain_id.clone(), move || {
+                async move {
+                    tokio::task::spawn_blocking(move || {
+                        unpack(&content, &layers, &desc, &diff_id, &chain_id, &image)
+                    })
+                    .await
+                    .map_err(|e| ImageError::io("unpacking", std::io::Error::other(e)))?
+                }
+                .boxed()
+            })
+            .await?
+    };
+    Ok(LayerRecord {
+        digest: job.desc.digest,
+        media_type: job.desc.media_type,
+        size: job.desc.size,
+        diff_id: job.diff_id,
+        chain_id: job.chain_id,
+        unpacked_bytes: usage.0,
+        unpacked_inodes: usage.1,
+    })
+}
+
+/// Streams one blob into the content store, verifying it; aborts when the registry stalls.
+async fn download(
+    session: Arc<Session>,
+    content: ContentStore,
+    desc: Descriptor,
+    endpoint: usize,
+    image: String,
+) -> Result<(), ImageError> {
+    let (response, url) = session.open_blob(desc.digest.as_str(), endpoint).await?;
+    let content_error = |source| ImageError::Content {
+        image: image.clone(),
+        source,
+    };
+    let mut writer = content
+        .writer(desc.digest.clone(), Some(desc.size))
+        .map_err(content_error)?;
+    let timeout = session.progress_timeout();
+    let mut body = response.bytes_stream();
+    loop {
+        match tokio::time::timeout(timeout, body.next()).await {
+            Err(_) => {
+                return Err(ImageError::Stalled {
+                    image,
+                    blob: desc.digest,
+                    url,
+                    timeout,
+                });
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(ImageError::Transfer {
+                    image,
+                    blob: desc.digest,
+                    url,
+                    message: describe(&e),
+                });
+            }
+            Ok(Some(Ok(chunk))) => writer.write(&chunk).map_err(content_error)?,
+        }
+    }
+    tokio::task::spawn_blocking(move || writer.commit())
+        .await
+        .map_err(|e| ImageError::io("storing a blob", std::io::Error::other(e)))?
+        .map_err(content_error)?;
+    tracing::debug!(blob = %desc.digest, bytes = desc.size, "blob stored");
+    Ok(())
+}
+
+/// Decompresses a stored layer blob into a fresh directory, checks its diff ID and makes it
+/// the layer `chain_id`. Blocking.
+fn unpack(
+    content: &ContentStore,
+    layers: &LayerStore,
+    desc: &Descriptor,
+    diff_id: &Digest,
+    chain_id: &Digest,
+    image: &str,
+) -> Result<LayerUsage, ImageError> {
+    let io = |what: &str| {
+        let what = format!("{image}: layer {}: {what}", desc.digest);
+        move |e| ImageError::io(what, e)
+    };
+    let file = std::fs::File::open(content.path(&desc.digest)).map_err(io("cannot open blob"))?;
+    let mut buffered = BufReader::with_capacity(256 * 1024, file);
+    let head = buffered.fill_buf().map_err(io("cannot read blob"))?;
+    let stream: Box<dyn Read> = match Compression::detect(&desc.media_type, head) {
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(io("zstd"))?)
+        }
+        Compression::None => Box::new(buffered),
+    };
+    let mut hashing = HashingReader::new(stream);
+    let scratch = layers
+        .scratch()
+        .map_err(io("cannot create a scratch directory"))?;
+    let ctx = LayerContext {
+        image: image.to_owned(),
+        layer: desc.digest.to_string(),
+    };
+    let stats = unpack_layer(&mut hashing, scratch.path(), &ctx)?;
+    let actual = hashing.finish().map_err(io("cannot decompress"))?;
+    if &actual != diff_id {
+        return Err(ImageError::DiffId {
+            image: image.to_owned(),
+            layer: desc.digest.clone(),
+            expected: diff_id.clone(),
+            actual,
+        });
+    }
+    layers
+        .commit(scratch, chain_id)
+        .map_err(io("cannot move the unpacked layer into place"))?;
+    tracing::debug!(layer = %desc.digest, chain_id = %chain_id, entries = stats.entries, "layer unpacked");
+    Ok((stats.bytes, stats.entries))
+}
+
+/// Bytes and inodes of a layer directory unpacked before this daemon knew its size.
+async fn measure(dir: std::path::PathBuf) -> LayerUsage {
+    tokio::task::spawn_blocking(move || {
+        fn walk(dir: &std::path::Path, usage: &mut LayerUsage) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                usage.1 += 1;
+                if meta.is_dir() {
+                    walk(&entry.path(), usage);
+                } else {
+                    usage.0 += meta.len();
+                }
+            }
+        }
+        let mut usage = (0, 0);
+        walk(&dir, &mut usage);
+        usage
+    })
+    .await
+    .unwrap_or((0, 0))
+}
+
+/// Usage of the layers images already recorded, by chain ID.
+fn known_layer_usage(
+    c: &crate::store::Conn<'_>,
+) -> crate::store::Result<HashMap<Digest, LayerUsage>> {
+    Ok(catalog::list(c)?
+        .into_iter()
+        .flat_map(|i| i.layers)
+        .map(|l| (l.chain_id, (l.unpacked_bytes, l.unpacked_inodes)))
+        .collect())
+}

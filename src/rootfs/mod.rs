@@ -1,0 +1,3 @@
+//! Root filesystems: the unpacked image layers that overlayfs stacks for containers.
+
+pub mod layers;
