@@ -351,6 +351,10 @@ async fn download(
     endpoint: usize,
     image: String,
 ) -> Result<(), ImageError> {
+    // Another pull may have finished this very blob between our check and this start.
+    if content.size(&desc.digest) == Some(desc.size) {
+        return Ok(());
+    }
     let (response, url) = session.open_blob(desc.digest.as_str(), endpoint).await?;
     let content_error = |source| ImageError::Content {
         image: image.clone(),

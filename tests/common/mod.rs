@@ -2,6 +2,8 @@
 //! talks to it through the generated CRI clients over that unix socket.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -155,6 +157,37 @@ pub async fn connect(socket: &Path) -> Channel {
         }))
         .await
         .expect("connect to ferrocri")
+}
+
+/// A gRPC service over one bare HTTP/2 connection.
+pub type BareH2 = tower::util::BoxCloneService<
+    http::Request<tonic::body::Body>,
+    http::Response<hyper::body::Incoming>,
+    hyper::Error,
+>;
+
+/// An ImageService client over a bare HTTP/2 connection to `socket`. Unlike a tonic `Channel`
+/// it does not enforce `grpc-timeout` itself, so a test sees the daemon's own answer when a
+/// deadline passes.
+pub async fn image_client_without_local_deadlines(socket: &Path) -> ImageServiceClient<BareH2> {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .expect("connect to ferrocri");
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    let service = tower::service_fn(move |req: http::Request<tonic::body::Body>| {
+        let mut sender = sender.clone();
+        async move { sender.send_request(req).await }
+    });
+    ImageServiceClient::with_origin(
+        tower::util::BoxCloneService::new(service),
+        Uri::from_static("http://ferrocri.invalid"),
+    )
 }
 
 /// Runs the binary with `args` and returns (exit code, stderr).
