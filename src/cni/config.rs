@@ -19,6 +19,15 @@ pub struct NetworkList {
 }
 
 impl NetworkList {
+    /// The configuration list as JSON (what [`parse_value`] reads back).
+    pub fn to_value(&self) -> Value {
+        serde_json::json!({
+            "cniVersion": self.cni_version,
+            "name": self.name,
+            "plugins": self.plugins,
+        })
+    }
+
     /// The `type` of each plugin, i.e. its binary name.
     pub fn plugin_types(&self) -> impl Iterator<Item = &str> {
         self.plugins
@@ -65,6 +74,12 @@ pub fn load_default_network(conf_dir: &Path) -> Result<NetworkList, NotReady> {
 pub fn parse_file(file: &Path) -> Option<NetworkList> {
     let text = std::fs::read_to_string(file).ok()?;
     let value: Value = serde_json::from_str(&text).ok()?;
+    parse_value(&value, file)
+}
+
+/// Reads a network configuration (a list, or a single plugin) from parsed JSON; `file` is
+/// where it came from, for messages. `None` when it is not a usable configuration.
+pub fn parse_value(value: &Value, file: &Path) -> Option<NetworkList> {
     let name = value.get("name")?.as_str()?.to_owned();
     let cni_version = value
         .get("cniVersion")
