@@ -42,6 +42,13 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Internal: the per-pod monitor, started by the daemon.
+    #[command(hide = true)]
+    Monitor {
+        /// The pod's state folder (holds pod.json).
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

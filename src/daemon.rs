@@ -1,6 +1,7 @@
 //! The daemon's life: prepare the directories and store, serve the CRI socket, shut down
 //! cleanly on SIGTERM/SIGINT. Containers are never stopped by a daemon shutdown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -8,6 +9,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
 use crate::image::service::Images;
+use crate::sandbox::service::Sandboxes;
 use crate::server::CriServer;
 use crate::socket::{self, LockFile};
 use crate::store::Store;
@@ -29,6 +31,11 @@ pub async fn run(config: Config) -> Result<()> {
             tracing::warn!(error = %e, "image garbage collection failed");
         }
     });
+    let sandboxes = Arc::new(Sandboxes::new(&config, store.clone()));
+    sandboxes
+        .recover()
+        .await
+        .context("cannot recover the pod sandboxes of the previous run")?;
     let listener = socket::bind(&config.socket)?;
     let socket_path = config.socket.clone();
     let shutdown_timeout = config.shutdown_timeout;
@@ -41,11 +48,12 @@ pub async fn run(config: Config) -> Result<()> {
     );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        CriServer::new(config, store, images).serve(listener, async {
+    let server = tokio::spawn(CriServer::new(config, store, images, sandboxes).serve(
+        listener,
+        async {
             let _ = stop_rx.await;
-        }),
-    );
+        },
+    ));
 
     let signal_name = wait_for_shutdown_signal().await?;
     tracing::info!(

@@ -1,12 +1,16 @@
 //! ferrocri: a Kubernetes CRI runtime. See ARCHITECTURE.md for the module map.
 
+pub mod cgroup;
 pub mod cli;
 pub mod cni;
 pub mod config;
 pub mod cri;
 pub mod daemon;
 pub mod image;
+pub mod inflight;
+pub mod monitor;
 pub mod rootfs;
+pub mod sandbox;
 pub mod server;
 pub mod socket;
 pub mod store;

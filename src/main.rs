@@ -6,6 +6,10 @@ use ferrocri::config::DEFAULT_CONFIG_TOML;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The monitor reads only its pod's spec, never the daemon's config file.
+    if let Some(Command::Monitor { dir }) = &cli.command {
+        return ferrocri::monitor::run(dir);
+    }
     if let Some(Command::Config {
         action: ConfigAction::Default,
     }) = &cli.command

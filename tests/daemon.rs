@@ -195,11 +195,11 @@ async fn rpcs_not_served_yet_answer_unimplemented_with_their_name() {
     let daemon = Daemon::start("");
     let mut runtime = daemon.runtime().await;
     let err = runtime
-        .run_pod_sandbox(RunPodSandboxRequest::default())
+        .create_container(CreateContainerRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    assert!(err.message().contains("RunPodSandbox"), "{}", err.message());
+    assert!(err.message().contains("CreateContainer"), "{}", err.message());
     let err = runtime
         .checkpoint_pod(CheckpointPodRequest::default())
         .await

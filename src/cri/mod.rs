@@ -1,6 +1,7 @@
 //! The CRI `runtime.v1` API: code generated from `proto/cri/api.proto`, and the codec it uses.
 
 pub mod codec;
+pub mod stored;
 
 /// Messages, enums, servers and clients of package `runtime.v1`.
 #[allow(clippy::all, clippy::pedantic)]

@@ -6,7 +6,6 @@ pub mod content;
 pub mod digest;
 pub mod error;
 pub mod hosts;
-pub mod inflight;
 pub mod manifest;
 pub mod pull;
 pub mod reference;

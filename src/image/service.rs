@@ -10,10 +10,10 @@ use super::catalog::{self, ImageRecord, Lookup};
 use super::content::ContentStore;
 use super::digest::Digest;
 use super::error::ImageError;
-use super::inflight::Inflight;
 use super::reference::Reference;
 use super::registry::{Credentials, Registry};
 use crate::config::Config;
+use crate::inflight::Inflight;
 use crate::rootfs::layers::LayerStore;
 use crate::store::{Store, Table};
 

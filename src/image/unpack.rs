@@ -262,11 +262,12 @@ struct Meta {
 impl Meta {
     fn read<R: Read>(entry: &mut tar::Entry<R>) -> Result<Meta, UnpackReason> {
         let header = entry.header();
+        let fields = header.as_old();
         // The tar crate has already applied PAX `uid`/`gid` records to the header.
-        let uid = owner_id(header.uid().map_err(UnpackReason::Corrupt)?)?;
-        let gid = owner_id(header.gid().map_err(UnpackReason::Corrupt)?)?;
-        let mode = header.mode().map_err(UnpackReason::Corrupt)? & 0o7777;
-        let mut mtime = whole_seconds(header.mtime().map_err(UnpackReason::Corrupt)?)?;
+        let uid = owner_id(number(&fields.uid, header.uid())?)?;
+        let gid = owner_id(number(&fields.gid, header.gid())?)?;
+        let mode = number(&fields.mode, header.mode().map(u64::from))? & 0o7777;
+        let mut mtime = whole_seconds(number(&fields.mtime, header.mtime())?)?;
         let mut atime = match header.as_gnu().map(|gnu| gnu.atime()) {
             Some(Ok(secs)) if secs != 0 => Some(whole_seconds(secs)?),
             _ => None,
@@ -288,7 +289,7 @@ impl Meta {
         Ok(Meta {
             uid: Uid::from_raw_unchecked(uid),
             gid: Gid::from_raw_unchecked(gid),
-            mode: Mode::from_raw_mode(mode),
+            mode: Mode::from_raw_mode(mode as u32),
             atime: atime.unwrap_or(mtime),
             mtime,
             xattrs,
@@ -301,6 +302,15 @@ impl Meta {
             last_modification: self.mtime,
         }
     }
+}
+
+/// A numeric header field. An empty one (all NUL or spaces) reads as 0, as Go's archive/tar,
+/// which wrote most image layers, reads it.
+fn number(raw: &[u8], parsed: io::Result<u64>) -> Result<u64, UnpackReason> {
+    if raw.iter().all(|&b| b == 0 || b == b' ') {
+        return Ok(0);
+    }
+    parsed.map_err(UnpackReason::Corrupt)
 }
 
 /// A numeric owner from the header; -1 would mean "leave unchanged" to chown.
@@ -375,14 +385,16 @@ impl Unpacker {
         let meta = Meta::read(entry)?;
         self.stats.entries = self.stats.entries.saturating_add(1);
 
+        // Pre-POSIX archives mark directories with a trailing slash on a regular entry.
+        let is_dir = kind.is_dir() || (kind.is_file() && raw_path.ends_with(b"/"));
         let role = role(&parts)?;
-        if role != Role::Plain && kind.is_dir() {
+        if role != Role::Plain && is_dir {
             return Err(UnpackReason::BadWhiteout(
                 "a whiteout cannot be a directory",
             ));
         }
         let Some((name, dirs)) = parts.split_last() else {
-            return self.root_entry(kind, &meta);
+            return self.root_entry(is_dir, &meta);
         };
         match role {
             Role::Opaque => return self.mark_opaque(dirs),
@@ -392,8 +404,6 @@ impl Unpacker {
 
         let parent = self.open_dir(dirs, true).map_err(dir_error)?;
         let name = cstring(name)?;
-        // Pre-POSIX archives mark directories with a trailing slash on a regular entry.
-        let is_dir = kind.is_dir() || (kind.is_file() && raw_path.ends_with(b"/"));
         if is_dir {
             self.make_dir(&parent, &name, &meta, parts.join(&b'/'))
         } else if kind.is_file() || kind.is_contiguous() || kind.is_gnu_sparse() {
@@ -416,8 +426,8 @@ impl Unpacker {
     }
 
     /// An entry for the layer root itself (`./`): only its attributes can change.
-    fn root_entry(&mut self, kind: tar::EntryType, meta: &Meta) -> Result<(), UnpackReason> {
-        if !kind.is_dir() {
+    fn root_entry(&mut self, is_dir: bool, meta: &Meta) -> Result<(), UnpackReason> {
+        if !is_dir {
             return Err(UnpackReason::Invalid(
                 "only a directory can describe the layer root",
             ));
@@ -610,7 +620,7 @@ impl Unpacker {
     /// Sets directory times deepest first, once nothing will be added to them any more.
     fn apply_dir_times(&self) -> Result<(), UnpackReason> {
         let mut dirs: Vec<_> = self.dir_times.iter().collect();
-        dirs.sort_by_key(|(path, _)| Reverse(path.iter().filter(|&&b| b == b'/').count()));
+        dirs.sort_by_key(|(path, _)| Reverse(depth(path)));
         for (path, times) in dirs {
             let parts: Vec<&[u8]> = path
                 .split(|&b| b == b'/')
@@ -629,6 +639,15 @@ impl Unpacker {
             }
         }
         Ok(())
+    }
+}
+
+/// Components in a cleaned path; the root (empty) has none.
+fn depth(path: &[u8]) -> usize {
+    if path.is_empty() {
+        0
+    } else {
+        1 + path.iter().filter(|&&b| b == b'/').count()
     }
 }
 
@@ -840,4 +859,1094 @@ fn empty_level(parent: BorrowedFd<'_>, name: &CStr) -> Result<Level, Errno> {
         name: name.to_owned(),
         subdirs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! These run as root: chown, mknod and `trusted.*` xattrs need it.
+
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::path::PathBuf;
+    use tar::{EntryType, Header};
+
+    const MTIME: u64 = 1_500_000_000;
+
+    /// Builds a layer entry by entry. Names are written raw: the tar crate's setters refuse or
+    /// rewrite `..`, absolute and `./` names, which are exactly what these tests need.
+    struct Layer(tar::Builder<Vec<u8>>);
+
+    impl Layer {
+        fn new() -> Layer {
+            Layer(tar::Builder::new(Vec::new()))
+        }
+
+        fn raw(
+            &mut self,
+            name: &str,
+            kind: EntryType,
+            link: &str,
+            mode: u32,
+            data: &[u8],
+            tweak: impl FnOnce(&mut Header),
+        ) -> &mut Layer {
+            let mut header = Header::new_ustar();
+            let old = header.as_old_mut();
+            old.name[..name.len()].copy_from_slice(name.as_bytes());
+            old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            header.set_entry_type(kind);
+            header.set_mode(mode);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(MTIME);
+            header.set_size(data.len() as u64);
+            tweak(&mut header);
+            header.set_cksum();
+            self.0.append(&header, data).unwrap();
+            self
+        }
+
+        fn dir(&mut self, name: &str, mode: u32) -> &mut Layer {
+            self.raw(name, EntryType::Directory, "", mode, b"", |_| {})
+        }
+
+        fn file(&mut self, name: &str, mode: u32, data: &[u8]) -> &mut Layer {
+            self.raw(name, EntryType::Regular, "", mode, data, |_| {})
+        }
+
+        fn symlink(&mut self, name: &str, target: &str) -> &mut Layer {
+            self.raw(name, EntryType::Symlink, target, 0o777, b"", |_| {})
+        }
+
+        fn hard_link(&mut self, name: &str, target: &str) -> &mut Layer {
+            self.raw(name, EntryType::Link, target, 0o644, b"", |_| {})
+        }
+
+        fn device(&mut self, name: &str, kind: EntryType, dev: (u32, u32)) -> &mut Layer {
+            self.raw(name, kind, "", 0o666, b"", |h| {
+                h.set_device_major(dev.0).unwrap();
+                h.set_device_minor(dev.1).unwrap();
+            })
+        }
+
+        /// PAX records for the next entry.
+        fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Layer {
+            self.0
+                .append_pax_extensions(records.iter().map(|&(k, v)| (k, v)))
+                .unwrap();
+            self
+        }
+
+        fn build(self) -> Vec<u8> {
+            self.0.into_inner().unwrap()
+        }
+    }
+
+    /// A temporary directory holding layer directories (`layer*`) next to a sentinel directory
+    /// with one file; everything outside the layer directories must never change.
+    struct Sandbox {
+        tmp: tempfile::TempDir,
+    }
+
+    impl Sandbox {
+        fn new() -> Sandbox {
+            let tmp = tempfile::tempdir().unwrap();
+            std::fs::create_dir(tmp.path().join("sentinel")).unwrap();
+            std::fs::write(tmp.path().join("sentinel/keep.txt"), b"keep").unwrap();
+            Sandbox { tmp }
+        }
+
+        fn sentinel(&self) -> PathBuf {
+            self.tmp.path().join("sentinel")
+        }
+
+        fn sentinel_str(&self) -> String {
+            self.sentinel().to_str().unwrap().to_owned()
+        }
+
+        fn layer_dir(&self, name: &str) -> PathBuf {
+            assert!(name.starts_with("layer"));
+            let dir = self.tmp.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            dir
+        }
+
+        /// Everything outside the layer directories, with the attributes an attack could change.
+        fn outside(&self) -> BTreeMap<PathBuf, String> {
+            let mut seen = BTreeMap::new();
+            let mut todo = vec![self.tmp.path().to_owned()];
+            while let Some(dir) = todo.pop() {
+                for child in std::fs::read_dir(&dir).unwrap() {
+                    let path = child.unwrap().path();
+                    let top_level = path.parent() == Some(self.tmp.path());
+                    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                    if top_level && name.starts_with("layer") {
+                        continue;
+                    }
+                    let meta = std::fs::symlink_metadata(&path).unwrap();
+                    let content = if meta.is_file() {
+                        std::fs::read(&path).unwrap()
+                    } else {
+                        Vec::new()
+                    };
+                    if meta.is_dir() {
+                        todo.push(path.clone());
+                    }
+                    let description = format!(
+                        "mode={:o} owner={}:{} nlink={} mtime={}.{} content={content:?}",
+                        meta.mode(),
+                        meta.uid(),
+                        meta.gid(),
+                        meta.nlink(),
+                        meta.mtime(),
+                        meta.mtime_nsec(),
+                    );
+                    seen.insert(path, description);
+                }
+            }
+            seen
+        }
+    }
+
+    fn ctx() -> LayerContext {
+        LayerContext {
+            image: "example.com/test:1".into(),
+            layer: "sha256:feed".into(),
+        }
+    }
+
+    fn unpack(layer: &[u8], dir: &Path) -> Result<UnpackStats, UnpackError> {
+        unpack_layer(layer, dir, &ctx())
+    }
+
+    /// Unpacks the layer `build` makes into a fresh sandbox, expecting a refusal for which
+    /// `expected` holds and no change outside the layer directory.
+    fn refused(
+        build: impl FnOnce(&Sandbox) -> Vec<u8>,
+        expected: impl Fn(&UnpackReason) -> bool,
+    ) -> UnpackError {
+        let sandbox = Sandbox::new();
+        let layer = build(&sandbox);
+        let before = sandbox.outside();
+        let err = unpack(&layer, &sandbox.layer_dir("layer")).expect_err("must be refused");
+        assert!(expected(&err.reason), "unexpected error: {err}");
+        assert_eq!(
+            before,
+            sandbox.outside(),
+            "changed outside the layer: {err}"
+        );
+        err
+    }
+
+    fn meta(path: &Path) -> std::fs::Metadata {
+        std::fs::symlink_metadata(path).unwrap()
+    }
+
+    fn xattr(path: &Path, key: &str) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 256];
+        let len = rustix::fs::lgetxattr(path, key, &mut buf[..]).ok()?;
+        buf.truncate(len);
+        Some(buf)
+    }
+
+    fn assert_whiteout(path: &Path) {
+        let m = meta(path);
+        assert!(
+            m.file_type().is_char_device(),
+            "{path:?} is not a char device"
+        );
+        assert_eq!(m.rdev(), 0, "{path:?}");
+        assert_eq!(m.mode() & 0o7777, 0, "{path:?}");
+        assert_eq!((m.uid(), m.gid()), (0, 0), "{path:?}");
+    }
+
+    #[test]
+    fn normal_layer_keeps_types_modes_owners_times_and_xattrs() {
+        let sandbox = Sandbox::new();
+        let dir = sandbox.layer_dir("layer");
+        let mut l = Layer::new();
+        l.dir("bin/", 0o755)
+            .raw(
+                "bin/busybox",
+                EntryType::Regular,
+                "",
+                0o755,
+                b"busybox",
+                |h| h.set_mtime(MTIME + 1),
+            )
+            .symlink("bin/sh", "/bin/busybox")
+            .hard_link("bin/ls", "bin/busybox")
+            .raw("bin/su", EntryType::Regular, "", 0o4755, b"su", |h| {
+                h.set_uid(0);
+                h.set_gid(0)
+            })
+            .raw("bin/wall", EntryType::Regular, "", 0o2755, b"w", |h| {
+                h.set_gid(5)
+            })
+            .dir("etc/", 0o755)
+            .pax(&[
+                ("SCHILY.xattr.user.note", b"hello"),
+                ("SCHILY.xattr.trusted.test", b"1"),
+            ])
+            .raw("etc/conf", EntryType::Regular, "", 0o644, b"conf", |h| {
+                h.set_uid(1000);
+                h.set_gid(1001)
+            })
+            .raw("tmp/", EntryType::Directory, "", 0o1777, b"", |h| {
+                h.set_mtime(MTIME + 2)
+            })
+            .raw("run/fifo", EntryType::Fifo, "", 0o620, b"", |h| {
+                h.set_uid(7)
+            })
+            .device("dev/null", EntryType::Char, (1, 3))
+            .device("dev/loop0", EntryType::Block, (7, 0));
+        let stats = unpack(&l.build(), &dir).unwrap();
+        assert_eq!(stats.entries, 12);
+        assert_eq!(stats.bytes, 7 + 2 + 1 + 4);
+
+        let busybox = meta(&dir.join("bin/busybox"));
+        assert!(busybox.is_file());
+        assert_eq!(std::fs::read(dir.join("bin/busybox")).unwrap(), b"busybox");
+        assert_eq!(busybox.mode() & 0o7777, 0o755);
+        assert_eq!(
+            (busybox.mtime(), busybox.mtime_nsec()),
+            (MTIME as i64 + 1, 0)
+        );
+        assert_eq!(busybox.atime(), MTIME as i64 + 1);
+        let ls = meta(&dir.join("bin/ls"));
+        assert_eq!((ls.ino(), ls.nlink()), (busybox.ino(), 2));
+
+        let sh = meta(&dir.join("bin/sh"));
+        assert!(sh.file_type().is_symlink());
+        assert_eq!(sh.mtime(), MTIME as i64);
+        let target = std::fs::read_link(dir.join("bin/sh")).unwrap();
+        assert_eq!(target, Path::new("/bin/busybox"));
+
+        assert_eq!(meta(&dir.join("bin/su")).mode() & 0o7777, 0o4755);
+        let wall = meta(&dir.join("bin/wall"));
+        assert_eq!((wall.mode() & 0o7777, wall.gid()), (0o2755, 5));
+
+        let conf = meta(&dir.join("etc/conf"));
+        assert_eq!(
+            (conf.uid(), conf.gid(), conf.mode() & 0o7777),
+            (1000, 1001, 0o644)
+        );
+        let conf_path = dir.join("etc/conf");
+        assert_eq!(
+            xattr(&conf_path, "user.note").as_deref(),
+            Some(&b"hello"[..])
+        );
+        assert_eq!(
+            xattr(&conf_path, "trusted.test").as_deref(),
+            Some(&b"1"[..])
+        );
+
+        // Directory times survive the children created after them.
+        let tmp = meta(&dir.join("tmp"));
+        assert_eq!(
+            (tmp.mode() & 0o7777, tmp.mtime()),
+            (0o1777, MTIME as i64 + 2)
+        );
+        assert_eq!(meta(&dir.join("bin")).mtime(), MTIME as i64);
+        assert_eq!(meta(&dir.join("etc")).mtime(), MTIME as i64);
+
+        // `run/` and `dev/` are not listed: created with 0755.
+        assert_eq!(meta(&dir.join("run")).mode() & 0o7777, 0o755);
+        let fifo = meta(&dir.join("run/fifo"));
+        assert!(fifo.file_type().is_fifo());
+        assert_eq!((fifo.mode() & 0o7777, fifo.uid()), (0o620, 7));
+        let null = meta(&dir.join("dev/null"));
+        assert!(null.file_type().is_char_device());
+        let rdev = null.rdev();
+        assert_eq!((rustix::fs::major(rdev), rustix::fs::minor(rdev)), (1, 3));
+        assert_eq!(null.mode() & 0o7777, 0o666);
+        let lo = meta(&dir.join("dev/loop0"));
+        assert!(lo.file_type().is_block_device());
+        assert_eq!(
+            (rustix::fs::major(lo.rdev()), rustix::fs::minor(lo.rdev())),
+            (7, 0)
+        );
+    }
+
+    #[test]
+    fn whiteouts_become_overlay_whiteouts_and_opaque_xattrs() {
+        let sandbox = Sandbox::new();
+        let dir = sandbox.layer_dir("layer");
+        let mut l = Layer::new();
+        l.dir("a/", 0o755)
+            .file("a/.wh.gone", 0o644, b"")
+            .file("a/.wh..wh..opq", 0o644, b"")
+            .file("b/c/.wh..wh..opq", 0o644, b"")
+            .file(".wh.top", 0o644, b"")
+            .file("deep/x/.wh.y", 0o644, b"")
+            .file("f", 0o644, b"replaced by a whiteout")
+            .file(".wh.f", 0o644, b"");
+        unpack(&l.build(), &dir).unwrap();
+
+        assert_whiteout(&dir.join("a/gone"));
+        assert_whiteout(&dir.join("top"));
+        assert_whiteout(&dir.join("deep/x/y"));
+        assert_whiteout(&dir.join("f"));
+        assert_eq!(
+            xattr(&dir.join("a"), OPAQUE_XATTR).as_deref(),
+            Some(&b"y"[..])
+        );
+        assert_eq!(
+            xattr(&dir.join("b/c"), OPAQUE_XATTR).as_deref(),
+            Some(&b"y"[..])
+        );
+        assert_eq!(xattr(&dir.join("b"), OPAQUE_XATTR), None);
+        assert_eq!(xattr(&dir.join("deep/x"), OPAQUE_XATTR), None);
+        // No `.wh.` name survives.
+        for sub in ["", "a", "b/c", "deep/x"] {
+            for child in std::fs::read_dir(dir.join(sub)).unwrap() {
+                let name = child.unwrap().file_name();
+                assert!(!name.to_string_lossy().starts_with(".wh."), "{name:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn dot_slash_names_and_the_root_entry() {
+        let sandbox = Sandbox::new();
+        let dir = sandbox.layer_dir("layer");
+        let mut l = Layer::new();
+        l.raw("./", EntryType::Directory, "", 0o750, b"", |h| {
+            h.set_mtime(MTIME + 9)
+        })
+        .dir("./etc/", 0o755)
+        .file("./etc/hosts", 0o644, b"127.0.0.1")
+        .symlink("./etc/alias", "hosts")
+        .hard_link("./etc/hard", "./etc/hosts")
+        .file(".//a/./b//c", 0o600, b"c")
+        .file("./x/../y", 0o600, b"y")
+        .file("./old-style-dir/", 0o700, b"");
+        unpack(&l.build(), &dir).unwrap();
+
+        let root = meta(&dir);
+        assert_eq!(
+            (root.mode() & 0o7777, root.mtime()),
+            (0o750, MTIME as i64 + 9)
+        );
+        assert_eq!(std::fs::read(dir.join("etc/hosts")).unwrap(), b"127.0.0.1");
+        assert_eq!(std::fs::read(dir.join("etc/alias")).unwrap(), b"127.0.0.1");
+        assert_eq!(meta(&dir.join("etc/hard")).nlink(), 2);
+        assert_eq!(std::fs::read(dir.join("a/b/c")).unwrap(), b"c");
+        assert_eq!(std::fs::read(dir.join("y")).unwrap(), b"y");
+        let old_style = meta(&dir.join("old-style-dir"));
+        assert!(old_style.is_dir());
+        assert_eq!(old_style.mode() & 0o7777, 0o700);
+    }
+
+    #[test]
+    fn a_later_duplicate_entry_wins() {
+        let sandbox = Sandbox::new();
+        let dir = sandbox.layer_dir("layer");
+        let mut l = Layer::new();
+        l.file("a", 0o644, b"one")
+            .file("a", 0o600, b"two")
+            .dir("d/", 0o700)
+            .file("d/child", 0o644, b"kept")
+            .raw("d/", EntryType::Directory, "", 0o755, b"", |h| {
+                h.set_uid(33)
+            })
+            .file("x", 0o644, b"file first")
+            .dir("x/", 0o755)
+            .file("x/inner", 0o644, b"inner")
+            .dir("y/", 0o755)
+            .file("y/deep/er/file", 0o644, b"gone")
+            .symlink("y/deep/link", "/")
+            .file("y", 0o644, b"now a file")
+            .symlink("s", "t")
+            .file("s", 0o644, b"real")
+            .file("f", 0o644, b"old")
+            .hard_link("h", "f")
+            .file("f", 0o644, b"new");
+        unpack(&l.build(), &dir).unwrap();
+
+        assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"two");
+        assert_eq!(meta(&dir.join("a")).mode() & 0o7777, 0o600);
+        let d = meta(&dir.join("d"));
+        assert_eq!((d.mode() & 0o7777, d.uid()), (0o755, 33));
+        assert_eq!(std::fs::read(dir.join("d/child")).unwrap(), b"kept");
+        assert_eq!(std::fs::read(dir.join("x/inner")).unwrap(), b"inner");
+        assert_eq!(std::fs::read(dir.join("y")).unwrap(), b"now a file");
+        assert!(meta(&dir.join("s")).is_file());
+        assert_eq!(std::fs::read(dir.join("s")).unwrap(), b"real");
+        assert_eq!(std::fs::read(dir.join("h")).unwrap(), b"old");
+        assert_eq!(std::fs::read(dir.join("f")).unwrap(), b"new");
+        assert_eq!(meta(&dir.join("f")).nlink(), 1);
+    }
+
+    #[test]
+    fn long_names_and_pax_records() {
+        let sandbox = Sandbox::new();
+        let dir = sandbox.layer_dir("layer");
+        let gnu_long = format!("gnu/{}/file", "g".repeat(150));
+        let pax_long = format!("pax/{}/file", "p".repeat(150));
+        let long_target = format!("/{}", "t".repeat(200));
+        let mut builder = tar::Builder::new(Vec::new());
+        // GNU long name (an `L` entry), written by the tar crate itself.
+        let mut header = Header::new_gnu();
+        header.set_entry_type(EntryType::Regular);
+        header.set_mode(0o644);
+        header.set_size(3);
+        header.set_mtime(MTIME);
+        builder
+            .append_data(&mut header, &gnu_long, &b"gnu"[..])
+            .unwrap();
+        // GNU long link name (a `K` entry) for a hard link to it.
+        let mut header = Header::new_gnu();
+        header.set_entry_type(EntryType::Link);
+        header.set_mode(0o644);
+        header.set_size(0);
+        builder.append_link(&mut header, "hard", &gnu_long).unwrap();
+        let mut l = Layer(builder);
+        l.pax(&[
+            ("path", pax_long.as_bytes()),
+            ("mtime", b"1234567890.5"),
+            ("atime", b"-1.25"),
+            ("uid", b"3000000"),
+            ("gid", b"3000001"),
+        ])
+        .file("placeholder", 0o640, b"pax")
+        .pax(&[("linkpath", long_target.as_bytes())])
+        .symlink("sym", "placeholder");
+        unpack(&l.build(), &dir).unwrap();
+
+        assert_eq!(std::fs::read(dir.join(&gnu_long)).unwrap(), b"gnu");
+        assert_eq!(meta(&dir.join("hard")).nlink(), 2);
+        let pax = meta(&dir.join(&pax_long));
+        assert_eq!(std::fs::read(dir.join(&pax_long)).unwrap(), b"pax");
+        assert_eq!((pax.uid(), pax.gid()), (3_000_000, 3_000_001));
+        assert_eq!(
+            (pax.mtime(), pax.mtime_nsec()),
+            (1_234_567_890, 500_000_000)
+        );
+        assert_eq!((pax.atime(), pax.atime_nsec()), (-2, 750_000_000));
+        assert!(!dir.join("placeholder").exists());
+        let target = std::fs::read_link(dir.join("sym")).unwrap();
+        assert_eq!(target, Path::new(&long_target));
+    }
+
+    #[test]
+    fn refuses_dotdot_escapes() {
+        for name in [
+            "../escape",
+            "a/../../escape",
+            "./../escape",
+            "a/b/../../../escape",
+        ] {
+            refused(
+                |_| {
+                    let mut l = Layer::new();
+                    l.dir("a/", 0o755).file(name, 0o644, b"x");
+                    l.build()
+                },
+                |r| matches!(r, UnpackReason::PathEscapes),
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_absolute_paths() {
+        refused(
+            |s| {
+                let mut l = Layer::new();
+                l.file(&format!("{}/abs", s.sentinel_str()), 0o644, b"x");
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::AbsolutePath),
+        );
+    }
+
+    #[test]
+    fn refuses_walking_through_an_absolute_symlink() {
+        refused(
+            |s| {
+                let mut l = Layer::new();
+                l.symlink("evil", "/")
+                    .file(&format!("evil{}/x", s.sentinel_str()), 0o644, b"x");
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::PathEscapes),
+        );
+        refused(
+            |s| {
+                let mut l = Layer::new();
+                l.symlink("evil", &s.sentinel_str())
+                    .file("evil/x", 0o644, b"x");
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::PathEscapes),
+        );
+    }
+
+    #[test]
+    fn refuses_walking_through_relative_symlinks_and_chains() {
+        let unique = format!("ferrocri-unpack-test-{}", std::process::id());
+        let err = refused(
+            |_| {
+                let mut l = Layer::new();
+                l.symlink("evil", "../..")
+                    .file(&format!("evil/{unique}"), 0o644, b"x");
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::PathEscapes),
+        );
+        assert_eq!(err.entry.as_deref(), Some(&*format!("evil/{unique}")));
+        assert!(!std::env::temp_dir().join(&unique).exists());
+        refused(
+            |_| {
+                let mut l = Layer::new();
+                l.symlink("evil", "..").file("evil/sentinel/x", 0o644, b"x");
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::PathEscapes),
+        );
+        refused(
+            |_| {
+                let mut l = Layer::new();
+                l.symlink("a", "b").symlink("b", "../../..").file(
+                    &format!("a/{unique}"),
+                    0o644,
+                    b"x",
+                );
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::PathEscapes),
+        );
+        refused(
+            |_| {
+                let mut l = Layer::new();
+                l.dir("d/", 0o755)
+                    .symlink("d/a", "../b")
+                    .symlink("b", "c/../..")
+                    .dir("c/", 0o755)
+                    .file("d/a/sentinel/x", 0o644, b"x");
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::PathEscapes),
+        );
+    }
+
+    #[test]
+    fn refuses_hard_links_that_escape() {
+        for target in ["../../outside-file", "../sentinel/keep.txt", "a/../../x"] {
+            refused(
+                |_| {
+                    let mut l = Layer::new();
+                    l.hard_link("h", target);
+                    l.build()
+                },
+                |r| matches!(r, UnpackReason::LinkEscapes(t) if t == target),
+            );
+        }
+        refused(
+            |s| {
+                let mut l = Layer::new();
+                l.hard_link("h", &format!("{}/keep.txt", s.sentinel_str()));
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::LinkEscapes(_)),
+        );
+        let passwd_links = meta(Path::new("/etc/passwd")).nlink();
+        refused(
+            |_| {
+                let mut l = Layer::new();
+                l.hard_link("h", "/etc/passwd");
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::LinkEscapes(t) if t == "/etc/passwd"),
+        );
+        assert_eq!(meta(Path::new("/etc/passwd")).nlink(), passwd_links);
+    }
+
+    #[test]
+    fn refuses_hard_links_through_a_symlinked_directory() {
+        let passwd_links = meta(Path::new("/etc/passwd")).nlink();
+        refused(
+            |_| {
+                let mut l = Layer::new();
+                l.symlink("s", "/etc").hard_link("h", "s/passwd");
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::LinkEscapes(t) if t == "s/passwd"),
+        );
+        assert_eq!(meta(Path::new("/etc/passwd")).nlink(), passwd_links);
+        refused(
+            |s| {
+                let mut l = Layer::new();
+                l.symlink("s", &s.sentinel_str())
+                    .hard_link("h", "s/keep.txt");
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::LinkEscapes(_)),
+        );
+        refused(
+            |_| {
+                let mut l = Layer::new();
+                l.symlink("s", "../sentinel").hard_link("h", "s/keep.txt");
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::LinkEscapes(_)),
+        );
+    }
+
+    #[test]
+    fn refuses_hard_links_to_directories_and_missing_targets() {
+        refused(
+            |_| {
+                let mut l = Layer::new();
+                l.dir("d/", 0o755).hard_link("h", "d");
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::LinkToDirectory(_)),
+        );
+        refused(
+            |_| {
+                let mut l = Layer::new();
+                l.hard_link("h", "./");
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::LinkToDirectory(_)),
+        );
+        refused(
+            |_| {
+                let mut l = Layer::new();
+                l.hard_link("h", "nowhere/f");
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::LinkTargetMissing(_)),
+        );
+    }
+
+    #[test]
+    fn a_hard_link_to_an_inside_symlink_links_the_symlink_itself() {
+        let sandbox = Sandbox::new();
+        let dir = sandbox.layer_dir("layer");
+        let before = sandbox.outside();
+        let mut l = Layer::new();
+        l.symlink("s", &format!("{}/keep.txt", sandbox.sentinel_str()))
+            .hard_link("h", "s");
+        unpack(&l.build(), &dir).unwrap();
+        assert!(meta(&dir.join("h")).file_type().is_symlink());
+        assert_eq!(meta(&dir.join("h")).nlink(), 2);
+        assert_eq!(before, sandbox.outside());
+    }
+
+    #[test]
+    fn refuses_malformed_whiteouts() {
+        for name in [
+            ".wh...",
+            "dir/.wh..",
+            ".wh.",
+            ".wh..wh.plnk",
+            ".wh..wh.",
+            ".wh.x/y",
+        ] {
+            refused(
+                |_| {
+                    let mut l = Layer::new();
+                    l.dir("dir/", 0o755).file(name, 0o644, b"");
+                    l.build()
+                },
+                |r| matches!(r, UnpackReason::BadWhiteout(_)),
+            );
+        }
+        refused(
+            |_| {
+                let mut l = Layer::new();
+                l.dir(".wh.d/", 0o755);
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::BadWhiteout(_)),
+        );
+    }
+
+    #[test]
+    fn replacing_a_symlink_never_writes_through_it() {
+        let sandbox = Sandbox::new();
+        let dir = sandbox.layer_dir("layer");
+        let before = sandbox.outside();
+        let sentinel = sandbox.sentinel_str();
+        let unique = format!("ferrocri-unpack-test-{}-x", std::process::id());
+        let mut l = Layer::new();
+        l.symlink("x", &format!("/tmp/{unique}"))
+            .file("x", 0o644, b"in the layer")
+            .symlink("y", &format!("{sentinel}/keep.txt"))
+            .file("y", 0o644, b"not in keep.txt")
+            .symlink("z", &format!("{sentinel}/new"))
+            .device("z", EntryType::Char, (1, 3))
+            .symlink("w", &sentinel)
+            .dir("w/", 0o755)
+            .file("w/f", 0o644, b"f")
+            .symlink("v", &format!("{sentinel}/keep.txt"))
+            .symlink("v", "elsewhere");
+        unpack(&l.build(), &dir).unwrap();
+
+        assert_eq!(std::fs::read(dir.join("x")).unwrap(), b"in the layer");
+        assert!(!Path::new("/tmp").join(&unique).exists());
+        assert_eq!(std::fs::read(dir.join("y")).unwrap(), b"not in keep.txt");
+        assert!(meta(&dir.join("z")).file_type().is_char_device());
+        assert!(meta(&dir.join("w")).is_dir());
+        assert_eq!(std::fs::read(dir.join("w/f")).unwrap(), b"f");
+        assert_eq!(
+            std::fs::read_link(dir.join("v")).unwrap(),
+            Path::new("elsewhere")
+        );
+        assert_eq!(before, sandbox.outside());
+    }
+
+    #[test]
+    fn refuses_a_device_through_a_symlinked_parent() {
+        refused(
+            |s| {
+                let mut l = Layer::new();
+                l.symlink("s", &s.sentinel_str())
+                    .device("s/null", EntryType::Char, (1, 3));
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::PathEscapes),
+        );
+        refused(
+            |_| {
+                let mut l = Layer::new();
+                l.symlink("s", "../sentinel").raw(
+                    "s/fifo",
+                    EntryType::Fifo,
+                    "",
+                    0o644,
+                    b"",
+                    |_| {},
+                );
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::PathEscapes),
+        );
+    }
+
+    #[test]
+    fn refuses_whiteouts_and_opaque_markers_through_a_symlink() {
+        for name in ["s/.wh.keep.txt", "s/.wh..wh..opq"] {
+            refused(
+                |s| {
+                    let mut l = Layer::new();
+                    l.symlink("s", &s.sentinel_str()).file(name, 0o644, b"");
+                    l.build()
+                },
+                |r| matches!(r, UnpackReason::PathEscapes),
+            );
+        }
+    }
+
+    /// Layers are unpacked each into its own directory, so a symlink in one layer cannot
+    /// redirect a later layer's directory.
+    #[test]
+    fn a_directory_over_a_lower_layers_symlink_writes_nothing_outside() {
+        let sandbox = Sandbox::new();
+        let before = sandbox.outside();
+        let lower = sandbox.layer_dir("layer1");
+        let upper = sandbox.layer_dir("layer2");
+        let mut l1 = Layer::new();
+        l1.symlink("x", &sandbox.sentinel_str());
+        unpack(&l1.build(), &lower).unwrap();
+        let mut l2 = Layer::new();
+        l2.dir("x/", 0o755).file("x/f", 0o644, b"f");
+        unpack(&l2.build(), &upper).unwrap();
+
+        assert!(meta(&lower.join("x")).file_type().is_symlink());
+        assert_eq!(std::fs::read(upper.join("x/f")).unwrap(), b"f");
+        assert_eq!(before, sandbox.outside());
+    }
+
+    #[test]
+    fn errors_name_the_image_layer_entry_and_reason() {
+        let err = refused(
+            |_| {
+                let mut l = Layer::new();
+                l.file("ok", 0o644, b"").file("../escape", 0o644, b"x");
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::PathEscapes),
+        );
+        assert_eq!(
+            err.to_string(),
+            "cannot unpack layer sha256:feed of image example.com/test:1, \
+             entry \"../escape\": path escapes the layer directory"
+        );
+        let err = refused(
+            |_| {
+                let mut l = Layer::new();
+                l.hard_link("h", "/etc/passwd");
+                l.build()
+            },
+            |_| true,
+        );
+        assert!(
+            err.to_string().ends_with(
+                "entry \"h\": hard link target \"/etc/passwd\" escapes the layer directory"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refuses_a_non_empty_target_and_unsupported_entries() {
+        let sandbox = Sandbox::new();
+        let dir = sandbox.layer_dir("layer");
+        std::fs::write(dir.join("leftover"), b"").unwrap();
+        let err = unpack(&Layer::new().build(), &dir).unwrap_err();
+        assert!(matches!(err.reason, UnpackReason::TargetNotEmpty), "{err}");
+        assert_eq!(err.entry, None);
+
+        refused(
+            |_| {
+                let mut l = Layer::new();
+                l.raw("vol", EntryType::new(b'V'), "", 0o644, b"", |_| {});
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::UnsupportedType('V')),
+        );
+        refused(
+            |_| {
+                let mut l = Layer::new();
+                l.file(".", 0o644, b"");
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::Invalid(_)),
+        );
+        refused(
+            |_| {
+                let mut l = Layer::new();
+                l.symlink("./", "/");
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::Invalid(_)),
+        );
+        refused(
+            |_| {
+                let mut l = Layer::new();
+                l.raw("f", EntryType::Regular, "", 0o644, b"", |h| {
+                    h.set_uid(u32::MAX.into())
+                });
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::Invalid(_)),
+        );
+    }
+
+    #[test]
+    fn overlayfs_xattrs_from_the_tar_are_ignored() {
+        let sandbox = Sandbox::new();
+        let dir = sandbox.layer_dir("layer");
+        let mut l = Layer::new();
+        l.pax(&[
+            ("SCHILY.xattr.trusted.overlay.redirect", b"/elsewhere"),
+            ("SCHILY.xattr.trusted.overlay.opaque", b"y"),
+        ])
+        .dir("d/", 0o755);
+        unpack(&l.build(), &dir).unwrap();
+        assert_eq!(xattr(&dir.join("d"), "trusted.overlay.redirect"), None);
+        assert_eq!(xattr(&dir.join("d"), OPAQUE_XATTR), None);
+    }
+
+    #[test]
+    fn path_rules() {
+        let parts = |raw: &str| {
+            clean_path(raw.as_bytes())
+                .map(|p| p.iter().map(|c| lossy(c)).collect::<Vec<_>>().join("/"))
+                .map_err(|r| r.to_string())
+        };
+        assert_eq!(parts("./a//b/./c/").unwrap(), "a/b/c");
+        assert_eq!(parts("a/../b").unwrap(), "b");
+        assert_eq!(parts("./").unwrap(), "");
+        assert!(parts("a/../..").is_err());
+        assert!(parts("/a").is_err());
+        assert!(clean_path(b"a\0b").is_err());
+
+        assert_eq!(role(&[b"d", b".wh.x"]).unwrap(), Role::Whiteout(b"x"));
+        assert_eq!(role(&[b".wh..wh..opq"]).unwrap(), Role::Opaque);
+        assert_eq!(role(&[b".wh..whx"]).unwrap(), Role::Whiteout(b".whx"));
+        assert_eq!(role(&[b"plain.wh.x"]).unwrap(), Role::Plain);
+
+        let t = |s: &str| pax_time(s.as_bytes()).map(|t| (t.tv_sec, t.tv_nsec));
+        assert_eq!(t("12"), Some((12, 0)));
+        assert_eq!(t("12.000000001999"), Some((12, 1)));
+        assert_eq!(t("-1.25"), Some((-2, 750_000_000)));
+        assert_eq!(t("-3"), Some((-3, 0)));
+        for bad in ["", ".5", "1e3", "+1", "1.2.3", "99999999999999999999"] {
+            assert_eq!(t(bad), None, "{bad}");
+        }
+    }
+
+    /// A tiny deterministic PRNG, so the garbling test needs no dependency and is reproducible.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    /// Rewrites the checksum of the 512-byte block holding `offset`, so a garbled header gets
+    /// past the checksum test and reaches the deeper parsing.
+    fn fix_checksum(bytes: &mut [u8], offset: usize) {
+        let start = offset / 512 * 512;
+        let Some(block) = bytes.get_mut(start..start + 512) else {
+            return;
+        };
+        block[148..156].fill(b' ');
+        let sum: u32 = block.iter().map(|&b| u32::from(b)).sum();
+        block[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    }
+
+    /// Offsets of the blocks of `tar` that are headers (their checksum holds).
+    fn header_offsets(tar: &[u8]) -> Vec<usize> {
+        (0..tar.len() / 512)
+            .map(|block| block * 512)
+            .filter(|&at| {
+                let block = &tar[at..at + 512];
+                let sum: u32 = block.iter().map(|&b| u32::from(b)).sum::<u32>()
+                    - block[148..156].iter().map(|&b| u32::from(b)).sum::<u32>()
+                    + 8 * u32::from(b' ');
+                let field = String::from_utf8_lossy(&block[148..156]).into_owned();
+                let field = field.trim_matches(|c| c == '\0' || c == ' ');
+                block[0] != 0 && u32::from_str_radix(field, 8) == Ok(sum)
+            })
+            .collect()
+    }
+
+    /// Pieces that make names interesting: separators, dot-dots, whiteout prefixes, NULs.
+    const NAME_PIECES: [&[u8]; 8] = [
+        b"/",
+        b"../",
+        b"..",
+        b".wh.",
+        b".wh..wh.",
+        b"\0",
+        b"./",
+        b"up/",
+    ];
+
+    #[test]
+    fn garbled_input_gives_errors_not_panics() {
+        let sandbox = Sandbox::new();
+        let before = sandbox.outside();
+        let mut l = Layer::new();
+        l.dir("./", 0o755)
+            .dir("etc/", 0o755)
+            .pax(&[("SCHILY.xattr.user.a", b"b"), ("mtime", b"1.5")])
+            .file("etc/f", 0o644, &[7; 700])
+            .symlink("etc/s", &sandbox.sentinel_str())
+            .symlink("up", "..")
+            .hard_link("etc/h", "etc/f")
+            .device("dev/null", EntryType::Char, (1, 3))
+            .file("etc/.wh.gone", 0o644, b"")
+            .file("etc/.wh..wh..opq", 0o644, b"");
+        let mut header = Header::new_gnu();
+        header.set_size(1);
+        header.set_entry_type(EntryType::Regular);
+        let long_name = format!("long/{}", "n".repeat(120));
+        l.0.append_data(&mut header, long_name, &b"n"[..]).unwrap();
+        let base = l.build();
+        unpack(&base, &sandbox.layer_dir("layer-base")).unwrap();
+        let headers = header_offsets(&base);
+        assert!(headers.len() > 10, "{headers:?}");
+
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut outcomes = [0usize; 2];
+        for round in 0..500 {
+            let mut bytes = base.clone();
+            match round % 5 {
+                // Random bytes anywhere; most fail the checksum.
+                0 => {
+                    for _ in 0..1 + rng.below(8) {
+                        let at = rng.below(bytes.len());
+                        bytes[at] = rng.next() as u8;
+                    }
+                }
+                // One random byte in a header that still passes the checksum.
+                1 => {
+                    let at = headers[rng.below(headers.len())] + rng.below(512);
+                    bytes[at] = rng.next() as u8;
+                    fix_checksum(&mut bytes, at);
+                }
+                // A hostile piece spliced into a name or link name.
+                2 => {
+                    let header = headers[rng.below(headers.len())];
+                    let field = if rng.below(2) == 0 { 0 } else { 157 };
+                    let piece = NAME_PIECES[rng.below(NAME_PIECES.len())];
+                    let start = header + field;
+                    let used = bytes[start..start + 100].iter().position(|&b| b == 0);
+                    let at = start + rng.below(used.unwrap_or(100).min(100 - piece.len()) + 1);
+                    bytes[at..at + piece.len()].copy_from_slice(piece);
+                    fix_checksum(&mut bytes, header);
+                }
+                3 => bytes.truncate(rng.below(bytes.len())),
+                _ => {
+                    bytes = (0..rng.below(4096)).map(|_| rng.next() as u8).collect();
+                    fix_checksum(&mut bytes, 0);
+                }
+            }
+            let dir = sandbox.layer_dir(&format!("layer{round}"));
+            outcomes[usize::from(unpack(&bytes, &dir).is_ok())] += 1;
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        assert_eq!(before, sandbox.outside());
+        // Both outcomes happen, so the garbling reaches past the first header.
+        assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
+    }
+
+    /// The proof that the directory is an overlayfs layer: mount two of them and look.
+    #[test]
+    fn overlayfs_honours_the_whiteouts() {
+        let sandbox = Sandbox::new();
+        let lower = sandbox.layer_dir("layer1");
+        let upper = sandbox.layer_dir("layer2");
+        let merged = sandbox.layer_dir("layer-merged");
+        let mut l1 = Layer::new();
+        l1.file("a", 0o644, b"a")
+            .file("keep", 0o644, b"keep")
+            .dir("d/", 0o755)
+            .file("d/old", 0o644, b"old");
+        unpack(&l1.build(), &lower).unwrap();
+        let mut l2 = Layer::new();
+        l2.file(".wh.a", 0o644, b"")
+            .dir("d/", 0o755)
+            .file("d/.wh..wh..opq", 0o644, b"")
+            .file("d/new", 0o644, b"new");
+        unpack(&l2.build(), &upper).unwrap();
+
+        let options = format!("lowerdir={}:{}", upper.display(), lower.display());
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &options])
+            .arg(&merged)
+            .status();
+        if !matches!(mounted, Ok(status) if status.success()) {
+            eprintln!("skipping: cannot mount overlayfs here ({mounted:?})");
+            return;
+        }
+        let seen_a = merged.join("a").exists();
+        let keep = std::fs::read(merged.join("keep")).ok();
+        let d: Vec<_> = std::fs::read_dir(merged.join("d"))
+            .map(|it| it.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        let unmounted = std::process::Command::new("umount").arg(&merged).status();
+        assert!(matches!(unmounted, Ok(status) if status.success()));
+        assert!(!seen_a, "the whiteout did not hide `a`");
+        assert_eq!(keep.as_deref(), Some(&b"keep"[..]));
+        assert_eq!(
+            d,
+            vec![std::ffi::OsString::from("new")],
+            "opaque `d` shows lower entries"
+        );
+    }
 }

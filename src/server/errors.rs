@@ -4,6 +4,7 @@ use tonic::Status;
 
 use crate::image::error::ImageError;
 use crate::image::registry::Failure;
+use crate::sandbox::service::SandboxError;
 use crate::store::StoreError;
 
 /// The answer of an RPC ferrocri does not serve (yet): names the RPC and why.
@@ -49,6 +50,20 @@ impl From<ImageError> for Status {
                 Status::unavailable(message)
             }
             ImageError::Store(_) | ImageError::Io { .. } | ImageError::Shared(_) => {
+                Status::internal(message)
+            }
+        }
+    }
+}
+
+impl From<SandboxError> for Status {
+    fn from(e: SandboxError) -> Status {
+        let message = e.to_string();
+        match e.root() {
+            SandboxError::Invalid { .. } => Status::invalid_argument(message),
+            SandboxError::NotFound(_) => Status::not_found(message),
+            SandboxError::NameInUse { .. } => Status::already_exists(message),
+            SandboxError::Step { .. } | SandboxError::Store(_) | SandboxError::Shared(_) => {
                 Status::internal(message)
             }
         }

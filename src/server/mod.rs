@@ -41,11 +41,13 @@ macro_rules! cri_service {
     };
 }
 
+mod deadline;
 mod errors;
 mod image_service;
 mod limits;
 mod runtime_info;
 mod runtime_service;
+mod sandbox;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +56,7 @@ use crate::config::Config;
 use crate::cri::v1::image_service_server::ImageServiceServer;
 use crate::cri::v1::runtime_service_server::RuntimeServiceServer;
 use crate::image::service::Images;
+use crate::sandbox::service::Sandboxes;
 use crate::store::Store;
 
 pub use limits::MAX_REQUEST_BYTES;
@@ -68,17 +71,28 @@ struct Shared {
     config: Config,
     store: Store,
     images: Arc<Images>,
+    sandboxes: Arc<Sandboxes>,
 }
 
 impl CriServer {
-    pub fn new(config: Config, store: Store, images: Arc<Images>) -> CriServer {
+    pub fn new(
+        config: Config,
+        store: Store,
+        images: Arc<Images>,
+        sandboxes: Arc<Sandboxes>,
+    ) -> CriServer {
         CriServer {
             inner: Arc::new(Shared {
                 config,
                 store,
                 images,
+                sandboxes,
             }),
         }
+    }
+
+    fn sandboxes(&self) -> &Arc<Sandboxes> {
+        &self.inner.sandboxes
     }
 
     fn images(&self) -> &Arc<Images> {
@@ -110,6 +124,7 @@ impl CriServer {
             // kubelet keeps one connection open for its lifetime; keepalives find dead peers.
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .layer(crate::telemetry::RpcSpanLayer)
+            .layer(deadline::DeadlineExceededLayer)
             .layer(limits::InvalidArgumentForOversizeLayer)
             .add_service(runtime)
             .add_service(image)

@@ -39,6 +39,59 @@ cri_service! {
             Ok(Response::new(CriServer::runtime_config(self)))
         }
 
+        async fn run_pod_sandbox(
+            &self,
+            request: Request<RunPodSandboxRequest>,
+        ) -> Result<Response<RunPodSandboxResponse>, Status> {
+            CriServer::run_pod_sandbox(self, request.into_inner()).await.map(Response::new)
+        }
+
+        async fn stop_pod_sandbox(
+            &self,
+            request: Request<StopPodSandboxRequest>,
+        ) -> Result<Response<StopPodSandboxResponse>, Status> {
+            CriServer::stop_pod_sandbox(self, &request.into_inner().pod_sandbox_id).await?;
+            Ok(Response::new(StopPodSandboxResponse {}))
+        }
+
+        async fn remove_pod_sandbox(
+            &self,
+            request: Request<RemovePodSandboxRequest>,
+        ) -> Result<Response<RemovePodSandboxResponse>, Status> {
+            CriServer::remove_pod_sandbox(self, &request.into_inner().pod_sandbox_id).await?;
+            Ok(Response::new(RemovePodSandboxResponse {}))
+        }
+
+        async fn pod_sandbox_status(
+            &self,
+            request: Request<PodSandboxStatusRequest>,
+        ) -> Result<Response<PodSandboxStatusResponse>, Status> {
+            CriServer::pod_sandbox_status(self, request.into_inner()).await.map(Response::new)
+        }
+
+        async fn list_pod_sandbox(
+            &self,
+            request: Request<ListPodSandboxRequest>,
+        ) -> Result<Response<ListPodSandboxResponse>, Status> {
+            CriServer::list_pod_sandbox(self, request.into_inner().filter).await.map(Response::new)
+        }
+
+        async fn pod_sandbox_stats(
+            &self,
+            request: Request<PodSandboxStatsRequest>,
+        ) -> Result<Response<PodSandboxStatsResponse>, Status> {
+            let stats = CriServer::pod_sandbox_stats(self, &request.into_inner().pod_sandbox_id).await?;
+            Ok(Response::new(PodSandboxStatsResponse { stats: Some(stats) }))
+        }
+
+        async fn list_pod_sandbox_stats(
+            &self,
+            request: Request<ListPodSandboxStatsRequest>,
+        ) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
+            let stats = CriServer::list_pod_sandbox_stats(self, request.into_inner().filter).await?;
+            Ok(Response::new(ListPodSandboxStatsResponse { stats }))
+        }
+
         async fn update_runtime_config(
             &self,
             request: Request<UpdateRuntimeConfigRequest>,
@@ -48,11 +101,6 @@ cri_service! {
         }
     }
     pending {
-        run_pod_sandbox(RunPodSandboxRequest) -> RunPodSandboxResponse = "RunPodSandbox", SANDBOXES;
-        stop_pod_sandbox(StopPodSandboxRequest) -> StopPodSandboxResponse = "StopPodSandbox", SANDBOXES;
-        remove_pod_sandbox(RemovePodSandboxRequest) -> RemovePodSandboxResponse = "RemovePodSandbox", SANDBOXES;
-        pod_sandbox_status(PodSandboxStatusRequest) -> PodSandboxStatusResponse = "PodSandboxStatus", SANDBOXES;
-        list_pod_sandbox(ListPodSandboxRequest) -> ListPodSandboxResponse = "ListPodSandbox", SANDBOXES;
         create_container(CreateContainerRequest) -> CreateContainerResponse = "CreateContainer", CONTAINERS;
         start_container(StartContainerRequest) -> StartContainerResponse = "StartContainer", CONTAINERS;
         stop_container(StopContainerRequest) -> StopContainerResponse = "StopContainer", CONTAINERS;
@@ -67,8 +115,6 @@ cri_service! {
         port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward", STREAMING;
         container_stats(ContainerStatsRequest) -> ContainerStatsResponse = "ContainerStats", STATS;
         list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse = "ListContainerStats", STATS;
-        pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse = "PodSandboxStats", STATS;
-        list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse = "ListPodSandboxStats", STATS;
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse = "CheckpointContainer", CHECKPOINT;
         checkpoint_pod(CheckpointPodRequest) -> CheckpointPodResponse = "CheckpointPod", CHECKPOINT;
         restore_pod(RestorePodRequest) -> RestorePodResponse = "RestorePod", CHECKPOINT;

@@ -1,0 +1,112 @@
+//! The daemon's side of a monitor: starting one for a pod and talking to it.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncBufReadExt;
+
+use super::protocol::{self, PodSpec, PodStatus, ProtocolError, Ready, Request, Response};
+use super::{SOCKET, SPEC_FILE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("cannot start the pod monitor: {0}")]
+    Start(String),
+    #[error("pod monitor: {0}")]
+    Failed(String),
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error("pod monitor answered {0:?} unexpectedly")]
+    Unexpected(Response),
+}
+
+/// Pids of a started monitor and its pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Started {
+    pub monitor_pid: i32,
+    pub pause_pid: i32,
+}
+
+/// Starts `ferrocri monitor` for the pod in `dir` and waits until it and its pause are up.
+pub async fn start(dir: &Path, spec: &PodSpec) -> Result<Started, MonitorError> {
+    let start_err =
+        |what: &str, e: &dyn std::fmt::Display| MonitorError::Start(format!("{what}: {e}"));
+    let json = serde_json::to_vec_pretty(spec).map_err(|e| start_err("encoding the spec", &e))?;
+    std::fs::write(dir.join(SPEC_FILE), json).map_err(|e| start_err("writing the spec", &e))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("monitor.log"))
+        .map_err(|e| start_err("opening its log", &e))?;
+    // /proc/self/exe: the very binary this daemon runs, even if the file was replaced since.
+    let mut child = tokio::process::Command::new("/proc/self/exe")
+        .arg("monitor")
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(false)
+        .spawn()
+        .map_err(|e| start_err("spawning", &e))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| MonitorError::Start("no stdout".into()))?;
+    let mut line = String::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::io::BufReader::new(stdout).read_line(&mut line),
+    )
+    .await;
+    let ready = match read {
+        Err(_) => {
+            let _ = child.start_kill();
+            return Err(MonitorError::Start(
+                "it did not report ready within 30s".into(),
+            ));
+        }
+        Ok(Err(e)) => return Err(start_err("reading its ready line", &e)),
+        Ok(Ok(_)) => serde_json::from_str::<Ready>(line.trim()),
+    };
+    // The child handle is dropped: the monitor outlives this call (and this daemon); tokio
+    // reaps it if it exits while the daemon runs.
+    match ready {
+        Ok(Ready::Ok {
+            monitor_pid,
+            pause_pid,
+        }) => Ok(Started {
+            monitor_pid,
+            pause_pid,
+        }),
+        Ok(Ready::Failed { message }) => Err(MonitorError::Failed(message)),
+        Err(_) => Err(MonitorError::Start(format!(
+            "it exited without reporting ready ({:?})",
+            line.trim()
+        ))),
+    }
+}
+
+/// The monitor's view of the pod; an error when the monitor is gone.
+pub async fn status(dir: &Path) -> Result<PodStatus, MonitorError> {
+    match protocol::call(&dir.join(SOCKET), &Request::Status).await? {
+        Response::Status(status) => Ok(status),
+        other => Err(MonitorError::Unexpected(other)),
+    }
+}
+
+/// Stops the pod's processes and the monitor. A monitor that is already gone is fine.
+pub async fn shutdown(dir: &Path) -> Result<(), MonitorError> {
+    let socket = dir.join(SOCKET);
+    if !socket.exists() {
+        return Ok(());
+    }
+    match protocol::call(&socket, &Request::Shutdown).await {
+        Ok(Response::Done) => Ok(()),
+        Ok(other) => Err(MonitorError::Unexpected(other)),
+        // Nobody listens: the monitor died earlier; the caller kills what is left.
+        Err(ProtocolError::Io { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,309 @@
+//! The per-pod monitor: `ferrocri monitor --dir <pod state dir>`, one small single-threaded
+//! process per pod. It forks the pod's pause process, pins the pod's IPC and UTS namespaces,
+//! reaps its children and answers the daemon on `<dir>/monitor.sock`. It runs on without the
+//! daemon: a daemon crash or restart stops nothing of the pod.
+//!
+//! Files in the pod dir: `pod.json` (the spec, from the daemon), `monitor.pid`,
+//! `monitor.sock`, `ns/ipc` and `ns/uts` (bind-mount pins), `pause.exit` (the pause's wait
+//! status once it has died).
+
+pub mod client;
+pub mod pause;
+pub mod protocol;
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork};
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+use protocol::{PodSpec, PodStatus, Ready, Request, Response};
+
+pub const SPEC_FILE: &str = "pod.json";
+pub const SOCKET: &str = "monitor.sock";
+pub const PID_FILE: &str = "monitor.pid";
+pub const PAUSE_EXIT_FILE: &str = "pause.exit";
+
+/// The pinned namespaces of a pod, inside its state dir.
+pub fn namespace_pin(dir: &Path, kind: &str) -> PathBuf {
+    dir.join("ns").join(kind)
+}
+
+/// Entry point of `ferrocri monitor`. stdout is the pipe the daemon reads the ready line
+/// from; stderr is the monitor's log file.
+pub fn run(dir: &Path) -> std::process::ExitCode {
+    let started = prepare(dir).and_then(|(spec, pause, listener)| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the event loop: {e}"))?;
+        Ok((spec, pause, listener, runtime))
+    });
+    let (spec, pause, listener, runtime) = match started {
+        Ok(parts) => parts,
+        Err(message) => {
+            announce(&Ready::Failed {
+                message: message.clone(),
+            });
+            eprintln!("monitor: {message}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(dir, spec, pause, listener)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("monitor: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Before the event loop (no threads yet, so forking is safe): detach from the daemon,
+/// read the spec, listen, start the pause, pin its namespaces.
+fn prepare(dir: &Path) -> Result<(PodSpec, Pid, std::os::unix::net::UnixListener), String> {
+    // Own session: signals to the daemon's process group never reach the pod.
+    let _ = nix::unistd::setsid();
+    // Working in the pod dir keeps the socket path short: a unix socket path has at most
+    // 107 bytes, and state dirs can be long. The daemon connects through /proc/self/fd.
+    std::env::set_current_dir(dir).map_err(|e| format!("cannot enter {}: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(SOCKET);
+    let listener = std::os::unix::net::UnixListener::bind(SOCKET)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| format!("cannot listen on {}: {e}", dir.join(SOCKET).display()))?;
+    std::fs::write(PID_FILE, std::process::id().to_string())
+        .map_err(|e| format!("cannot write the pid file: {e}"))?;
+    let spec_path = dir.join(SPEC_FILE);
+    let spec: PodSpec = std::fs::read(&spec_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|e| format!("cannot read {}: {e}", spec_path.display()))?;
+    join_cgroup(&spec)?;
+    let pause = start_pause(&spec)?;
+    if let Err(e) = pin_namespaces(dir, pause, &spec) {
+        let _ = kill(pause, Signal::SIGKILL);
+        let _ = waitpid(pause, None);
+        return Err(e);
+    }
+    Ok((spec, pause, listener))
+}
+
+/// Moves the monitor into the pod cgroup before the pause is forked, so the pause and
+/// everything else of the pod start there and the daemon can always find and kill them.
+fn join_cgroup(spec: &PodSpec) -> Result<(), String> {
+    if spec.cgroup.is_empty() {
+        return Ok(());
+    }
+    let cgroups =
+        crate::cgroup::Cgroups::detect().map_err(|e| format!("cannot find cgroups: {e}"))?;
+    cgroups
+        .add_process(&spec.cgroup, std::process::id() as i32)
+        .map_err(|e| format!("cannot join the pod cgroup: {e}"))
+}
+
+/// Forks the pause; with a private PID namespace it becomes that namespace's PID 1, and so
+/// will every later child of this monitor.
+fn start_pause(spec: &PodSpec) -> Result<Pid, String> {
+    if spec.private_pid {
+        unshare(CloneFlags::CLONE_NEWPID)
+            .map_err(|e| format!("cannot create the pod's PID namespace: {e}"))?;
+    }
+    let (read_end, write_end): (OwnedFd, OwnedFd) =
+        nix::unistd::pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
+    // SAFETY: this process has a single thread here (no runtime yet), so the child may run
+    // ordinary code until it execs or exits.
+    match unsafe { fork() } {
+        Err(e) => Err(format!("cannot fork the pause process: {e}")),
+        Ok(ForkResult::Child) => {
+            drop(read_end);
+            pause::run(spec, write_end)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(write_end);
+            match pause::read_report(read_end) {
+                Ok(()) => Ok(child),
+                Err(message) => {
+                    let _ = kill(child, Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                    Err(message)
+                }
+            }
+        }
+    }
+}
+
+/// Bind-mounts the pause's IPC and UTS namespaces into the pod dir, so containers can join
+/// them and cleanup never depends on the pause being alive.
+fn pin_namespaces(dir: &Path, pause: Pid, spec: &PodSpec) -> Result<(), String> {
+    let ns_dir = dir.join("ns");
+    std::fs::create_dir_all(&ns_dir)
+        .map_err(|e| format!("cannot create {}: {e}", ns_dir.display()))?;
+    for (kind, wanted) in [("ipc", spec.private_ipc), ("uts", spec.private_uts)] {
+        if !wanted {
+            continue;
+        }
+        let pin = namespace_pin(dir, kind);
+        std::fs::File::create(&pin).map_err(|e| format!("cannot create {}: {e}", pin.display()))?;
+        let source = format!("/proc/{pause}/ns/{kind}");
+        nix::mount::mount(
+            Some(source.as_str()),
+            &pin,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| format!("cannot pin {source} at {}: {e}", pin.display()))?;
+    }
+    Ok(())
+}
+
+/// Removes the namespace pins (idempotent: also used by the daemon's cleanup).
+pub fn unpin_namespaces(dir: &Path) {
+    for kind in ["ipc", "uts"] {
+        let pin = namespace_pin(dir, kind);
+        let _ = nix::mount::umount2(&pin, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&pin);
+    }
+}
+
+/// Writes the one ready line to stdout, then points stdout at /dev/null so the daemon's
+/// read ends.
+fn announce(ready: &Ready) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", serde_json::to_string(ready).unwrap_or_default());
+    let _ = out.flush();
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stdout(&null);
+    }
+}
+
+struct State {
+    pause: Pid,
+    pause_exit: Option<i32>,
+}
+
+async fn serve(
+    dir: &Path,
+    spec: PodSpec,
+    pause: Pid,
+    listener: std::os::unix::net::UnixListener,
+) -> Result<(), String> {
+    let fail = |message: String| {
+        announce(&Ready::Failed {
+            message: message.clone(),
+        });
+        message
+    };
+    let mut children =
+        signal(SignalKind::child()).map_err(|e| fail(format!("cannot watch SIGCHLD: {e}")))?;
+    let listener = UnixListener::from_std(listener)
+        .map_err(|e| fail(format!("cannot watch the socket: {e}")))?;
+    let socket = dir.join(SOCKET);
+    let mut state = State {
+        pause,
+        pause_exit: None,
+    };
+    // The pause may have died between the fork and the signal watcher.
+    reap(dir, &mut state);
+    announce(&Ready::Ok {
+        monitor_pid: std::process::id() as i32,
+        pause_pid: pause.as_raw(),
+    });
+    eprintln!("monitor: pod {} ready, pause pid {pause}", spec.sandbox_id);
+    loop {
+        tokio::select! {
+            _ = children.recv() => reap(dir, &mut state),
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                if handle(stream, dir, &mut state, &mut children).await {
+                    let _ = std::fs::remove_file(&socket);
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Collects every exited child; records the pause's exit durably.
+fn reap(dir: &Path, state: &mut State) {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(status) => {
+                if status.pid() == Some(state.pause) && state.pause_exit.is_none() {
+                    let code = wait_code(&status);
+                    state.pause_exit = Some(code);
+                    let _ = std::fs::write(dir.join(PAUSE_EXIT_FILE), code.to_string());
+                    eprintln!("monitor: pause exited ({status:?})");
+                }
+            }
+        }
+    }
+}
+
+/// A wait status as a shell would report it: the exit code, or 128 + the signal.
+fn wait_code(status: &WaitStatus) -> i32 {
+    match status {
+        WaitStatus::Exited(_, code) => *code,
+        WaitStatus::Signaled(_, signal, _) => 128 + *signal as i32,
+        _ => -1,
+    }
+}
+
+/// Answers one connection; returns true when the monitor should exit.
+async fn handle(
+    mut stream: tokio::net::UnixStream,
+    dir: &Path,
+    state: &mut State,
+    children: &mut tokio::signal::unix::Signal,
+) -> bool {
+    let request = tokio::time::timeout(
+        Duration::from_secs(5),
+        protocol::read_message::<Request, _>(&mut stream),
+    )
+    .await;
+    let (response, exit) = match request {
+        Err(_) => return false,
+        Ok(Err(e)) => (
+            Response::Error {
+                message: e.to_string(),
+            },
+            false,
+        ),
+        Ok(Ok(Request::Status)) => (Response::Status(status(state)), false),
+        Ok(Ok(Request::Shutdown)) => {
+            shutdown(dir, state, children).await;
+            (Response::Done, true)
+        }
+    };
+    let _ = protocol::write_message(&mut stream, &response).await;
+    exit
+}
+
+fn status(state: &State) -> PodStatus {
+    PodStatus {
+        monitor_pid: std::process::id() as i32,
+        pause_pid: state.pause.as_raw(),
+        pause_exit: state.pause_exit,
+    }
+}
+
+/// Kills the pause (and with it a private PID namespace's every process) and waits for it.
+async fn shutdown(dir: &Path, state: &mut State, children: &mut tokio::signal::unix::Signal) {
+    if state.pause_exit.is_none() {
+        let _ = kill(state.pause, Signal::SIGKILL);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while state.pause_exit.is_none() && tokio::time::Instant::now() < deadline {
+            reap(dir, state);
+            if state.pause_exit.is_none() {
+                let _ = tokio::time::timeout(Duration::from_millis(100), children.recv()).await;
+            }
+        }
+    }
+    unpin_namespaces(dir);
+}

@@ -1,0 +1,210 @@
+//! The daemon ↔ monitor protocol: one request and one response per connection on the pod's
+//! monitor socket, each a JSON document behind a 4-byte big-endian length. Every request
+//! carries the protocol version; a monitor answers a version it does not speak with an error,
+//! so a daemon upgrade never misreads an older monitor.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const VERSION: u32 = 1;
+/// Larger messages are refused: nothing in this protocol comes near it.
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// What the daemon tells a new monitor about its pod (written to `pod.json` in its folder).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodSpec {
+    pub sandbox_id: String,
+    /// Pinned network namespace to join; None for host-network pods.
+    pub netns: Option<PathBuf>,
+    pub hostname: String,
+    /// New IPC namespace (false: the host's).
+    pub private_ipc: bool,
+    /// New UTS namespace (false: the host's, for host-network pods).
+    pub private_uts: bool,
+    /// New PID namespace with the pause process as PID 1 (pid mode POD).
+    pub private_pid: bool,
+    /// Namespaced sysctls, applied inside the pod's namespaces.
+    pub sysctls: BTreeMap<String, String>,
+    /// Absolute cgroup path the monitor and pause go into (empty: stay where started).
+    pub cgroup: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Is the monitor alive, and how is its pod?
+    Status,
+    /// Stop everything of the pod (SIGKILL to the pause and every process of the pod) and
+    /// exit once they are reaped.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    Status(PodStatus),
+    Done,
+    Error { message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodStatus {
+    pub monitor_pid: i32,
+    pub pause_pid: i32,
+    /// None while the pause runs; its wait status once it has exited.
+    pub pause_exit: Option<i32>,
+}
+
+/// The first line a monitor writes to its stdout: it is ready, or why it could not start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "ready", rename_all = "snake_case")]
+pub enum Ready {
+    Ok { monitor_pid: i32, pause_pid: i32 },
+    Failed { message: String },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope<T> {
+    version: u32,
+    #[serde(flatten)]
+    body: T,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("monitor socket {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("monitor message of {0} bytes is too large")]
+    TooLarge(usize),
+    #[error("monitor sent an unreadable message: {0}")]
+    Decode(serde_json::Error),
+    #[error("monitor speaks protocol version {theirs}, this daemon {ours}")]
+    Version { theirs: u32, ours: u32 },
+    #[error("monitor: {0}")]
+    Remote(String),
+}
+
+pub async fn write_message<T: Serialize, W: AsyncWriteExt + Unpin>(
+    w: &mut W,
+    body: &T,
+) -> std::io::Result<()> {
+    let json = serde_json::to_vec(&Envelope {
+        version: VERSION,
+        body,
+    })
+    .map_err(std::io::Error::other)?;
+    w.write_all(&(json.len() as u32).to_be_bytes()).await?;
+    w.write_all(&json).await?;
+    w.flush().await
+}
+
+pub async fn read_message<T: for<'de> Deserialize<'de>, R: AsyncReadExt + Unpin>(
+    r: &mut R,
+) -> Result<T, ProtocolError> {
+    let io = |source| ProtocolError::Io {
+        path: PathBuf::new(),
+        source,
+    };
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await.map_err(io)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_MESSAGE {
+        return Err(ProtocolError::TooLarge(len));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await.map_err(io)?;
+    let envelope: Envelope<serde_json::Value> =
+        serde_json::from_slice(&buf).map_err(ProtocolError::Decode)?;
+    if envelope.version != VERSION {
+        return Err(ProtocolError::Version {
+            theirs: envelope.version,
+            ours: VERSION,
+        });
+    }
+    serde_json::from_value(envelope.body).map_err(ProtocolError::Decode)
+}
+
+/// Sends one request to the monitor listening on `socket` and returns its answer.
+pub async fn call(socket: &Path, request: &Request) -> Result<Response, ProtocolError> {
+    let io = |source| ProtocolError::Io {
+        path: socket.to_owned(),
+        source,
+    };
+    let mut stream = connect(socket).await.map_err(io)?;
+    write_message(&mut stream, request).await.map_err(io)?;
+    match read_message(&mut stream).await {
+        Ok(Response::Error { message }) => Err(ProtocolError::Remote(message)),
+        Ok(response) => Ok(response),
+        Err(ProtocolError::Io { source, .. }) => Err(io(source)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Connects to a unix socket whatever the length of its path: a path over the 107-byte
+/// limit is reached through an O_PATH handle on its folder (`/proc/self/fd/<n>/<name>`).
+async fn connect(socket: &Path) -> std::io::Result<tokio::net::UnixStream> {
+    const SUN_PATH_MAX: usize = 107;
+    if socket.as_os_str().len() <= SUN_PATH_MAX {
+        return tokio::net::UnixStream::connect(socket).await;
+    }
+    let (dir, name) = match (socket.parent(), socket.file_name()) {
+        (Some(dir), Some(name)) => (dir, name),
+        _ => return Err(std::io::Error::other("socket path has no folder")),
+    };
+    use std::os::unix::fs::OpenOptionsExt;
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(dir)?;
+    use std::os::fd::AsRawFd;
+    let short = Path::new("/proc/self/fd")
+        .join(handle.as_raw_fd().to_string())
+        .join(name);
+    let stream = tokio::net::UnixStream::connect(short).await;
+    drop(handle);
+    stream
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn round_trip_and_version_check() {
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        write_message(&mut a, &Request::Status).await.unwrap();
+        let got: Request = read_message(&mut b).await.unwrap();
+        assert_eq!(got, Request::Status);
+
+        let future = serde_json::json!({"version": VERSION + 1, "op": "status"}).to_string();
+        a.write_all(&(future.len() as u32).to_be_bytes())
+            .await
+            .unwrap();
+        a.write_all(future.as_bytes()).await.unwrap();
+        let err = read_message::<Request, _>(&mut b).await.unwrap_err();
+        assert!(matches!(err, ProtocolError::Version { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn oversized_and_garbage_messages_are_errors() {
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        a.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+        assert!(matches!(
+            read_message::<Request, _>(&mut b).await,
+            Err(ProtocolError::TooLarge(_))
+        ));
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        a.write_all(&3u32.to_be_bytes()).await.unwrap();
+        a.write_all(b"{]x").await.unwrap();
+        assert!(matches!(
+            read_message::<Request, _>(&mut b).await,
+            Err(ProtocolError::Decode(_))
+        ));
+    }
+}

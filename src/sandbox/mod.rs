@@ -1,0 +1,9 @@
+//! Pod sandboxes: the namespaces, network, cgroup, /dev/shm and files a pod's containers
+//! share, held by the pod's monitor and its built-in pause process.
+
+pub mod files;
+pub mod netns;
+pub mod record;
+pub mod service;
+pub mod shm;
+pub mod stats;

@@ -1,0 +1,542 @@
+//! Pod sandbox lifecycle: RunPodSandbox builds a pod step by step, recording intent first, and
+//! undoes every step when one fails; Stop and Remove tear down with the same idempotent
+//! steps, which also clean up after a crash at start-up.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::FutureExt;
+
+use super::record::{SandboxRecord, SandboxState, name_key};
+use super::{files, netns, shm};
+use crate::cgroup::Cgroups;
+use crate::cni::config::{self as cni_config, NetworkList};
+use crate::cni::invoke::{Attachment, Cni, PortMapping};
+use crate::config::Config;
+use crate::cri::stored::Stored;
+use crate::cri::v1::{NamespaceMode, PodSandboxConfig, Protocol};
+use crate::inflight::Inflight;
+use crate::monitor::{self, client as monitor_client, protocol::PodSpec};
+use crate::store::{Store, StoreError, Table};
+
+/// The cgroup parent of pods whose config names none (critest's cgroupfs case).
+const DEFAULT_CGROUP_PARENT: &str = "/ferrocri";
+const POD_IFNAME: &str = "eth0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("pod sandbox {0} not found")]
+    NotFound(String),
+    #[error("pod sandbox name {name:?} is already used by sandbox {existing}")]
+    NameInUse { name: String, existing: String },
+    #[error("RunPodSandbox failed while {step}: {message}")]
+    Step { step: &'static str, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The same failure, reported to every caller of one creation.
+    #[error("{0}")]
+    Shared(Arc<SandboxError>),
+}
+
+impl From<Arc<SandboxError>> for SandboxError {
+    fn from(e: Arc<SandboxError>) -> Self {
+        SandboxError::Shared(e)
+    }
+}
+
+impl SandboxError {
+    pub fn root(&self) -> &SandboxError {
+        match self {
+            SandboxError::Shared(inner) => inner.root(),
+            other => other,
+        }
+    }
+}
+
+fn step(step: &'static str) -> impl FnOnce(String) -> SandboxError {
+    move |message| SandboxError::Step { step, message }
+}
+
+pub struct Sandboxes {
+    store: Store,
+    state_dir: PathBuf,
+    cni_conf_dir: PathBuf,
+    cni: Cni,
+    cgroups: Option<Cgroups>,
+    creating: Inflight<String, String, SandboxError>,
+}
+
+impl Sandboxes {
+    pub fn new(config: &Config, store: Store) -> Sandboxes {
+        let cgroups = match Cgroups::detect() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "no usable cgroup filesystem: pods run without cgroups");
+                None
+            }
+        };
+        Sandboxes {
+            store,
+            state_dir: config.state_dir.clone(),
+            cni_conf_dir: config.cni.conf_dir.clone(),
+            cni: Cni::new(
+                config.cni.bin_dirs.clone(),
+                config.root_dir.join("cni").join("results"),
+            ),
+            cgroups,
+            creating: Inflight::default(),
+        }
+    }
+
+    /// RunPodSandbox. A second call for a pod still being created waits for the first and
+    /// gets its answer.
+    pub async fn run(
+        self: &Arc<Self>,
+        config: PodSandboxConfig,
+        runtime_handler: String,
+    ) -> Result<String, SandboxError> {
+        validate(&config, &runtime_handler)?;
+        let key = name_key(config.metadata.as_ref().expect("validated"));
+        let this = self.clone();
+        let work_key = key.clone();
+        self.creating
+            .run(key, move || {
+                // A task of its own: a caller that gives up must not stop a half-built pod.
+                let task =
+                    tokio::spawn(
+                        async move { this.create(config, runtime_handler, work_key).await },
+                    );
+                async move {
+                    task.await.unwrap_or_else(|e| {
+                        Err(SandboxError::Step {
+                            step: "running",
+                            message: e.to_string(),
+                        })
+                    })
+                }
+                .boxed()
+            })
+            .await
+            .map_err(SandboxError::from)
+    }
+
+    async fn create(
+        &self,
+        config: PodSandboxConfig,
+        runtime_handler: String,
+        key: String,
+    ) -> Result<String, SandboxError> {
+        let id = new_id();
+        let mut record = SandboxRecord {
+            id: id.clone(),
+            state: SandboxState::Creating,
+            created_at: now_nanos(),
+            runtime_handler,
+            config: Stored(config),
+            dir: self.state_dir.join("pods").join(&id),
+            netns: None,
+            network: String::new(),
+            ip: String::new(),
+            additional_ips: Vec::new(),
+            cgroup: String::new(),
+            monitor_pid: 0,
+            pause_pid: 0,
+        };
+        let (rid, rkey, rrec) = (id.clone(), key.clone(), record.clone());
+        self.store
+            .run(move |c| c.insert(Table::Sandboxes, &rid, &rkey, "", &rrec))
+            .await
+            .map_err(|e| match e {
+                StoreError::NameInUse { existing_id, .. } => SandboxError::NameInUse {
+                    name: key.clone(),
+                    existing: existing_id,
+                },
+                other => other.into(),
+            })?;
+        match self.build(&mut record).await {
+            Ok(()) => {
+                record.state = SandboxState::Ready;
+                self.save(&record).await?;
+                tracing::info!(pod = %id, name = %key, ip = %record.ip, "pod sandbox ready");
+                Ok(id)
+            }
+            Err(e) => {
+                tracing::warn!(pod = %id, error = %e, "RunPodSandbox failed; undoing");
+                self.teardown(&record).await;
+                let _ = std::fs::remove_dir_all(&record.dir);
+                let rid = id.clone();
+                self.store
+                    .run(move |c| c.delete(Table::Sandboxes, &rid))
+                    .await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// The creation steps, in an order where each one's undo is in `teardown`.
+    async fn build(&self, record: &mut SandboxRecord) -> Result<(), SandboxError> {
+        let config = record.config.0.clone();
+        std::fs::create_dir_all(&record.dir)
+            .map_err(|e| step("creating the pod folder")(e.to_string()))?;
+        if !record.host_network() {
+            let pin = record.dir.join("ns").join("net");
+            std::fs::create_dir_all(record.dir.join("ns"))
+                .map_err(|e| step("creating the network namespace")(e.to_string()))?;
+            netns::create(&pin)
+                .map_err(|e| step("creating the network namespace")(e.to_string()))?;
+            record.netns = Some(pin);
+            self.save(record).await?;
+            self.attach_network(record, &config).await?;
+        }
+        let parent = config
+            .linux
+            .as_ref()
+            .map(|l| l.cgroup_parent.clone())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| DEFAULT_CGROUP_PARENT.to_owned());
+        record.cgroup = format!("{}/{}", parent.trim_end_matches('/'), record.id);
+        if let Some(cgroups) = &self.cgroups {
+            cgroups
+                .create(&record.cgroup)
+                .map_err(|e| step("creating the pod cgroup")(e.to_string()))?;
+        }
+        self.save(record).await?;
+        if record.ipc_mode() != NamespaceMode::Node {
+            shm::mount_shm(&record.dir.join("shm"))
+                .map_err(|e| step("mounting the pod's /dev/shm")(e.to_string()))?;
+        }
+        let hostname = if record.host_network() {
+            nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        } else {
+            config.hostname.clone()
+        };
+        files::write_all(
+            &record.dir,
+            &hostname,
+            &record.ip,
+            config.dns_config.as_ref(),
+        )
+        .map_err(|e| step("writing resolv.conf, hosts and hostname")(e.to_string()))?;
+        let spec = PodSpec {
+            sandbox_id: record.id.clone(),
+            netns: record.netns.clone(),
+            hostname: config.hostname.clone(),
+            private_ipc: record.ipc_mode() != NamespaceMode::Node,
+            private_uts: !record.host_network(),
+            private_pid: record.pid_mode() != NamespaceMode::Node,
+            sysctls: config
+                .linux
+                .as_ref()
+                .map(|l| {
+                    l.sysctls
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            // Without a cgroup filesystem the monitor stays where it starts.
+            cgroup: if self.cgroups.is_some() {
+                record.cgroup.clone()
+            } else {
+                String::new()
+            },
+        };
+        let started = monitor_client::start(&record.dir, &spec)
+            .await
+            .map_err(|e| step("starting the pod monitor")(e.to_string()))?;
+        record.monitor_pid = started.monitor_pid;
+        record.pause_pid = started.pause_pid;
+        self.save(record).await?;
+        Ok(())
+    }
+
+    async fn attach_network(
+        &self,
+        record: &mut SandboxRecord,
+        config: &PodSandboxConfig,
+    ) -> Result<(), SandboxError> {
+        let network = cni_config::check_ready(&self.cni_conf_dir, &self.cni.bin_dirs)
+            .map_err(|e| step("finding the CNI network")(e.to_string()))?;
+        record.network = network.name.clone();
+        self.save(record).await?;
+        let attachment = self.attachment(record, config);
+        let result = self
+            .cni
+            .add(&network, &attachment)
+            .await
+            .map_err(|e| step("attaching the pod network (CNI ADD)")(e.to_string()))?;
+        let mut ips = result.pod_ips(POD_IFNAME).map(|ip| ip.to_string());
+        record.ip = ips.next().unwrap_or_default();
+        record.additional_ips = ips.collect();
+        self.save(record).await
+    }
+
+    fn attachment(&self, record: &SandboxRecord, config: &PodSandboxConfig) -> Attachment {
+        let meta = record.metadata();
+        Attachment {
+            container_id: record.id.clone(),
+            netns: record.netns.clone().unwrap_or_default(),
+            ifname: POD_IFNAME.into(),
+            args: vec![
+                ("K8S_POD_NAMESPACE".into(), meta.namespace.clone()),
+                ("K8S_POD_NAME".into(), meta.name.clone()),
+                ("K8S_POD_INFRA_CONTAINER_ID".into(), record.id.clone()),
+                ("K8S_POD_UID".into(), meta.uid.clone()),
+            ],
+            port_mappings: config
+                .port_mappings
+                .iter()
+                .filter(|p| p.host_port > 0)
+                .map(|p| PortMapping {
+                    host_port: p.host_port,
+                    container_port: p.container_port,
+                    protocol: match Protocol::try_from(p.protocol) {
+                        Ok(Protocol::Udp) => "udp",
+                        Ok(Protocol::Sctp) => "sctp",
+                        _ => "tcp",
+                    }
+                    .into(),
+                    host_ip: p.host_ip.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    async fn save(&self, record: &SandboxRecord) -> Result<(), SandboxError> {
+        let r = record.clone();
+        self.store
+            .run(move |c| c.update(Table::Sandboxes, &r.id, &r).map(|_| ()))
+            .await?;
+        Ok(())
+    }
+
+    /// Stops the pod's processes and releases its network, shm and cgroup. Every step is
+    /// idempotent and runs even when an earlier one failed; failures are logged.
+    async fn teardown(&self, record: &SandboxRecord) {
+        let id = &record.id;
+        if let Err(e) = monitor_client::shutdown(&record.dir).await {
+            tracing::warn!(pod = %id, error = %e, "pod monitor did not shut down cleanly");
+        }
+        if let Some(cgroups) = self.cgroups.as_ref().filter(|_| !record.cgroup.is_empty()) {
+            // Whatever the monitor could not stop (or a monitor that died) goes now.
+            if let Err(e) = cgroups.kill_all(&record.cgroup) {
+                tracing::warn!(pod = %id, error = %e, "cannot kill the pod's processes");
+            }
+            if let Err(e) = cgroups.remove(&record.cgroup) {
+                tracing::warn!(pod = %id, error = %e, "cannot remove the pod cgroup");
+            }
+            if record.cgroup.starts_with(DEFAULT_CGROUP_PARENT) {
+                let _ = cgroups.remove_if_empty(DEFAULT_CGROUP_PARENT);
+            }
+        }
+        // A pause that outlived its monitor and has no cgroup to be found by.
+        if record.pause_pid > 0 && process_belongs_to(record.pause_pid, record) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(record.pause_pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if !record.network.is_empty() {
+            let attachment = self.attachment(record, &record.config.0);
+            if let Err(e) = self.cni.del(&record.network, &attachment).await {
+                tracing::warn!(pod = %id, error = %e, "CNI DEL failed");
+            }
+        }
+        if let Some(Err(e)) = record.netns.as_ref().map(|pin| netns::remove(pin)) {
+            tracing::warn!(pod = %id, error = %e, "cannot remove the network namespace");
+        }
+        monitor::unpin_namespaces(&record.dir);
+        if let Err(e) = shm::unmount_shm(&record.dir.join("shm")) {
+            tracing::warn!(pod = %id, error = %e, "cannot unmount the pod's /dev/shm");
+        }
+    }
+
+    /// StopPodSandbox: idempotent; an unknown ID is fine.
+    pub async fn stop(&self, id: &str) -> Result<(), SandboxError> {
+        let Some(mut record) = self.find(id).await? else {
+            return Ok(());
+        };
+        self.teardown(&record).await;
+        if record.state != SandboxState::NotReady {
+            record.state = SandboxState::NotReady;
+            self.save(&record).await?;
+            tracing::info!(pod = %record.id, "pod sandbox stopped");
+        }
+        Ok(())
+    }
+
+    /// RemovePodSandbox: stops if needed, then deletes everything; unknown ID is fine.
+    pub async fn remove(&self, id: &str) -> Result<(), SandboxError> {
+        let Some(record) = self.find(id).await? else {
+            return Ok(());
+        };
+        self.teardown(&record).await;
+        match std::fs::remove_dir_all(&record.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(pod = %record.id, error = %e, "cannot remove the pod folder");
+            }
+            _ => {}
+        }
+        let rid = record.id.clone();
+        self.store
+            .run(move |c| c.delete(Table::Sandboxes, &rid))
+            .await?;
+        tracing::info!(pod = %record.id, "pod sandbox removed");
+        Ok(())
+    }
+
+    /// The sandbox with this ID, or with an ID starting with it when exactly one does.
+    pub async fn find(&self, id: &str) -> Result<Option<SandboxRecord>, SandboxError> {
+        if id.is_empty() {
+            return Ok(None);
+        }
+        let all = self.list().await?;
+        if let Some(exact) = all.iter().find(|r| r.id == id) {
+            return Ok(Some(exact.clone()));
+        }
+        let mut matches = all.into_iter().filter(|r| r.id.starts_with(id));
+        match (matches.next(), matches.next()) {
+            (Some(one), None) => Ok(Some(one)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Every sandbox, oldest first (those still being created included).
+    pub async fn list(&self) -> Result<Vec<SandboxRecord>, SandboxError> {
+        Ok(self.store.run(|c| c.list(Table::Sandboxes)).await?)
+    }
+
+    /// At start-up: finish what a crash interrupted. A pod that was being created is undone;
+    /// a ready pod whose monitor is gone is stopped (kubelet then recreates it).
+    pub async fn recover(&self) -> Result<(), SandboxError> {
+        for record in self.list().await? {
+            match record.state {
+                SandboxState::Creating => {
+                    tracing::info!(pod = %record.id, "undoing a pod sandbox whose creation was interrupted");
+                    self.teardown(&record).await;
+                    let _ = std::fs::remove_dir_all(&record.dir);
+                    let rid = record.id.clone();
+                    self.store
+                        .run(move |c| c.delete(Table::Sandboxes, &rid))
+                        .await?;
+                }
+                SandboxState::Ready => {
+                    if monitor_client::status(&record.dir).await.is_err() {
+                        tracing::warn!(pod = %record.id, "pod monitor is gone; stopping the pod");
+                        self.stop(&record.id).await?;
+                    }
+                }
+                SandboxState::NotReady => self.teardown(&record).await,
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the pod's pause still runs (for PodSandboxStatus).
+    pub async fn is_running(&self, record: &SandboxRecord) -> bool {
+        record.state == SandboxState::Ready
+            && matches!(monitor_client::status(&record.dir).await, Ok(s) if s.pause_exit.is_none())
+    }
+
+    /// Counters of a pod cgroup; None without cgroups or when it cannot be read.
+    pub fn cgroup_stats(&self, path: &str) -> Option<crate::cgroup::Stats> {
+        self.cgroups.as_ref()?.stats(path).ok()
+    }
+
+    pub fn network_ready(&self) -> Result<NetworkList, cni_config::NotReady> {
+        cni_config::check_ready(&self.cni_conf_dir, &self.cni.bin_dirs)
+    }
+}
+
+/// Whether `pid` still is the pause of this pod and not a reused pid: it is named "pause"
+/// and sits in one of the pod's pinned namespaces (checked before the pins go).
+fn process_belongs_to(pid: i32, record: &SandboxRecord) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let named_pause =
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "pause");
+    let pins = [
+        ("ipc", monitor::namespace_pin(&record.dir, "ipc")),
+        ("uts", monitor::namespace_pin(&record.dir, "uts")),
+    ];
+    let net = record.netns.clone().map(|p| ("net", p));
+    named_pause
+        && pins.into_iter().chain(net).any(|(kind, pin)| {
+            let ours = std::fs::metadata(&pin).map(|m| m.ino());
+            let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{kind}")).map(|m| m.ino());
+            matches!((ours, theirs), (Ok(a), Ok(b)) if a == b)
+        })
+}
+
+fn validate(config: &PodSandboxConfig, runtime_handler: &str) -> Result<(), SandboxError> {
+    let invalid = |field, message: &str| SandboxError::Invalid {
+        field,
+        message: message.into(),
+    };
+    let meta = config
+        .metadata
+        .as_ref()
+        .ok_or_else(|| invalid("config.metadata", "is required"))?;
+    if meta.name.is_empty() {
+        return Err(invalid("config.metadata.name", "must not be empty"));
+    }
+    if meta.namespace.is_empty() {
+        return Err(invalid("config.metadata.namespace", "must not be empty"));
+    }
+    if meta.uid.is_empty() {
+        return Err(invalid("config.metadata.uid", "must not be empty"));
+    }
+    if !runtime_handler.is_empty() {
+        return Err(SandboxError::Invalid {
+            field: "runtime_handler",
+            message: format!(
+                "unknown runtime handler {runtime_handler:?} (ferrocri has only the default, \"\")"
+            ),
+        });
+    }
+    let linux = config.linux.as_ref();
+    let parent = linux.map(|l| l.cgroup_parent.as_str()).unwrap_or_default();
+    if !parent.is_empty() && (!parent.starts_with('/') || parent.split('/').any(|c| c == "..")) {
+        return Err(invalid(
+            "config.linux.cgroup_parent",
+            "must be an absolute cgroupfs path without \"..\"",
+        ));
+    }
+    for key in linux.map(|l| l.sysctls.keys()).into_iter().flatten() {
+        if crate::monitor::pause::sysctl_path(key).is_none() {
+            return Err(SandboxError::Invalid {
+                field: "config.linux.sysctls",
+                message: format!("invalid sysctl name {key:?}"),
+            });
+        }
+    }
+    for (i, p) in config.port_mappings.iter().enumerate() {
+        if !(0..=65535).contains(&p.host_port) || !(0..=65535).contains(&p.container_port) {
+            return Err(SandboxError::Invalid {
+                field: "config.port_mappings",
+                message: format!("entry {i}: ports must be between 0 and 65535"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A new sandbox or container ID: 64 random hex digits, like containerd's and CRI-O's.
+pub fn new_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+pub fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
