@@ -31,6 +31,15 @@ pub async fn run(config: Config) -> Result<()> {
             tracing::warn!(error = %e, "image garbage collection failed");
         }
     });
+    // A node without any pod network gets ferrocri's default bridge network.
+    match crate::cni::default::write_default_network(&config.cni.conf_dir, &config.cni.pod_subnet) {
+        Ok(file) => tracing::info!(file = %file.display(), "CNI network configuration"),
+        Err(e) => tracing::warn!(
+            error = %e,
+            dir = %config.cni.conf_dir.display(),
+            "cannot write the default CNI network; pods wait until one is configured"
+        ),
+    }
     let sandboxes = Arc::new(Sandboxes::new(&config, store.clone()));
     sandboxes
         .recover()

@@ -1,0 +1,149 @@
+//! What the monitor needs to start one container process: the daemon builds it from the CRI
+//! container config, the sandbox and the image, and hands it to the pod's monitor as JSON.
+//! Everything in it is already resolved (paths absolute, users numeric, argv final), so the
+//! executor only carries it out.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub id: String,
+    pub rootfs: Rootfs,
+    /// argv of the process, entrypoint and command already combined as Docker does.
+    pub args: Vec<String>,
+    /// `KEY=VALUE`, image env first then the container's.
+    pub env: Vec<String>,
+    /// Working directory inside the container; created if missing.
+    pub cwd: String,
+    pub user: User,
+    pub namespaces: Namespaces,
+    /// In order: applied after the rootfs is mounted, before pivot_root.
+    pub mounts: Vec<Mount>,
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    pub devices: Vec<Device>,
+    /// Capability names (`CAP_CHOWN`, …) put in the bounding, effective and permitted sets.
+    pub capabilities: Vec<String>,
+    pub no_new_privileges: bool,
+    pub privileged: bool,
+    /// The compiled seccomp filter to load last, or None (unconfined).
+    pub seccomp: Option<SeccompProfile>,
+    pub rlimits: Vec<Rlimit>,
+    pub oom_score_adj: Option<i32>,
+    pub tty: bool,
+    /// Absolute cgroup path the process runs in (joined before exec).
+    pub cgroup: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rootfs {
+    /// Unpacked image layers, TOP-MOST FIRST (overlayfs `lowerdir` order).
+    pub lower_dirs: Vec<PathBuf>,
+    /// The container's writable layer and overlayfs work dir (same filesystem).
+    pub upper_dir: PathBuf,
+    pub work_dir: PathBuf,
+    /// Where the overlay is mounted and pivot_root'ed into.
+    pub mount_point: PathBuf,
+    pub readonly: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+}
+
+/// How the container gets each namespace. The mount namespace is always new.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Namespaces {
+    pub network: NamespaceMode,
+    pub ipc: NamespaceMode,
+    pub uts: NamespaceMode,
+    /// Arranged by the monitor before it forks (a PID namespace applies to children).
+    pub pid: NamespaceMode,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", content = "path", rename_all = "snake_case")]
+pub enum NamespaceMode {
+    /// The host's (the monitor's) namespace.
+    #[default]
+    Host,
+    /// Join the namespace pinned or living at this path (`/proc/<pid>/ns/net`, a pin file).
+    Join(PathBuf),
+    /// A new namespace of the container's own.
+    New,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// Host path for binds, or the filesystem source (`proc`, `tmpfs`, …).
+    pub source: String,
+    /// Absolute path inside the container.
+    pub destination: String,
+    /// `bind`, `proc`, `sysfs`, `tmpfs`, `devpts`, `mqueue`, `cgroup`, `cgroup2`, …
+    pub fstype: String,
+    /// mount(8)-style options: `rbind`, `bind`, `ro`, `nosuid`, `noexec`, `nodev`,
+    /// `rprivate`, `rslave`, `rshared`, `rro` (recursive read-only), and data options such as
+    /// `mode=755` or `size=65536k`.
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// Path inside the container.
+    pub path: String,
+    /// 'c' or 'b'.
+    pub kind: char,
+    pub major: u64,
+    pub minor: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    /// `RLIMIT_NOFILE`, …
+    pub kind: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// A seccomp profile in the shape of Docker's/containerd's JSON profiles, already chosen
+/// (RuntimeDefault, Localhost file contents) and filtered for this architecture.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeccompProfile {
+    /// `SCMP_ACT_ERRNO`, `SCMP_ACT_ALLOW`, …
+    pub default_action: String,
+    #[serde(default)]
+    pub default_errno_ret: Option<u32>,
+    #[serde(default)]
+    pub syscalls: Vec<SeccompRule>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeccompRule {
+    pub names: Vec<String>,
+    pub action: String,
+    #[serde(default)]
+    pub errno_ret: Option<u32>,
+    #[serde(default)]
+    pub args: Vec<SeccompArg>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeccompArg {
+    pub index: u32,
+    pub value: u64,
+    #[serde(default)]
+    pub value_two: u64,
+    /// `SCMP_CMP_EQ`, `SCMP_CMP_MASKED_EQ`, …
+    pub op: String,
+}
