@@ -15,6 +15,9 @@ step "cargo fmt"
 cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+step "local registry and test images"
+hack/registry.sh start
+hack/build-test-images.sh
 step "cargo test"
 cargo test --locked 2>&1 | tee /tmp/ferrocri-cargo-test.out
 step "crictl smoke test"

@@ -68,14 +68,14 @@ pub struct Sandboxes {
     state_dir: PathBuf,
     cni_conf_dir: PathBuf,
     cni: Cni,
-    cgroups: Option<Cgroups>,
+    cgroups: Option<Arc<Cgroups>>,
     creating: Inflight<String, String, SandboxError>,
 }
 
 impl Sandboxes {
     pub fn new(config: &Config, store: Store) -> Sandboxes {
         let cgroups = match Cgroups::detect() {
-            Ok(c) => Some(c),
+            Ok(c) => Some(Arc::new(c)),
             Err(e) => {
                 tracing::warn!(error = %e, "no usable cgroup filesystem: pods run without cgroups");
                 None
@@ -319,43 +319,66 @@ impl Sandboxes {
     }
 
     /// Stops the pod's processes and releases its network, shm and cgroup. Every step is
-    /// idempotent and runs even when an earlier one failed; failures are logged.
+    /// idempotent and runs even when an earlier one failed; failures are logged. Stopping the
+    /// processes and detaching the network run side by side: the netns pin keeps the
+    /// namespace for CNI DEL whether or not the pause still lives.
     async fn teardown(&self, record: &SandboxRecord) {
+        let started = std::time::Instant::now();
+        let timed = |what: &'static str| move |()| tracing::debug!(pod = %record.id, ms = started.elapsed().as_secs_f64() * 1000.0, "{what} done");
+        tokio::join!(
+            self.stop_processes(record).map(timed("processes")),
+            self.detach_network(record).map(timed("network"))
+        );
         let id = &record.id;
-        if let Err(e) = monitor_client::shutdown(&record.dir).await {
-            tracing::warn!(pod = %id, error = %e, "pod monitor did not shut down cleanly");
-        }
-        if let Some(cgroups) = self.cgroups.as_ref().filter(|_| !record.cgroup.is_empty()) {
-            // Whatever the monitor could not stop (or a monitor that died) goes now.
-            if let Err(e) = cgroups.kill_all(&record.cgroup) {
-                tracing::warn!(pod = %id, error = %e, "cannot kill the pod's processes");
-            }
-            if let Err(e) = cgroups.remove(&record.cgroup) {
-                tracing::warn!(pod = %id, error = %e, "cannot remove the pod cgroup");
-            }
-            if record.cgroup.starts_with(DEFAULT_CGROUP_PARENT) {
-                let _ = cgroups.remove_if_empty(DEFAULT_CGROUP_PARENT);
-            }
-        }
-        // A pause that outlived its monitor and has no cgroup to be found by.
-        if record.pause_pid > 0 && process_belongs_to(record.pause_pid, record) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(record.pause_pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        if !record.network.is_empty() {
-            let attachment = self.attachment(record, &record.config.0);
-            if let Err(e) = self.cni.del(&record.network, &attachment).await {
-                tracing::warn!(pod = %id, error = %e, "CNI DEL failed");
-            }
-        }
         if let Some(Err(e)) = record.netns.as_ref().map(|pin| netns::remove(pin)) {
             tracing::warn!(pod = %id, error = %e, "cannot remove the network namespace");
         }
         monitor::unpin_namespaces(&record.dir);
         if let Err(e) = shm::unmount_shm(&record.dir.join("shm")) {
             tracing::warn!(pod = %id, error = %e, "cannot unmount the pod's /dev/shm");
+        }
+        tracing::debug!(pod = %id, ms = started.elapsed().as_secs_f64() * 1000.0, "pod torn down");
+    }
+
+    async fn stop_processes(&self, record: &SandboxRecord) {
+        let id = record.id.clone();
+        if let Err(e) = monitor_client::shutdown(&record.dir).await {
+            tracing::warn!(pod = %id, error = %e, "pod monitor did not shut down cleanly");
+        }
+        // Whatever the monitor could not stop (or a monitor that died) goes now. Cgroup work
+        // blocks (it waits for processes to die), so it runs on the blocking pool.
+        let cgroups = self.cgroups.clone().filter(|_| !record.cgroup.is_empty());
+        let record = record.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(cgroups) = cgroups {
+                if let Err(e) = cgroups.kill_all(&record.cgroup) {
+                    tracing::warn!(pod = %id, error = %e, "cannot kill the pod's processes");
+                }
+                if let Err(e) = cgroups.remove(&record.cgroup) {
+                    tracing::warn!(pod = %id, error = %e, "cannot remove the pod cgroup");
+                }
+                if record.cgroup.starts_with(DEFAULT_CGROUP_PARENT) {
+                    let _ = cgroups.remove_if_empty(DEFAULT_CGROUP_PARENT);
+                }
+            }
+            // A pause that outlived its monitor and has no cgroup to be found by.
+            if record.pause_pid > 0 && process_belongs_to(record.pause_pid, &record) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(record.pause_pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        })
+        .await;
+    }
+
+    async fn detach_network(&self, record: &SandboxRecord) {
+        if record.network.is_empty() {
+            return;
+        }
+        let attachment = self.attachment(record, &record.config.0);
+        if let Err(e) = self.cni.del(&record.network, &attachment).await {
+            tracing::warn!(pod = %record.id, error = %e, "CNI DEL failed");
         }
     }
 

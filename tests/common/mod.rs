@@ -29,12 +29,19 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("ferrocri.sock");
         let config_path = dir.path().join("config.toml");
-        let text = format!(
+        let mut text = format!(
             "root_dir = \"{root}\"\nstate_dir = \"{state}\"\nsocket = \"{socket}\"\n{extra}\n",
             root = dir.path().join("root").display(),
             state = dir.path().join("state").display(),
             socket = socket.display(),
         );
+        // Never let a test daemon write its default network into the host's /etc/cni/net.d.
+        if !extra.contains("[cni]") {
+            text.push_str(&format!(
+                "[cni]\nconf_dir = \"{}\"\n",
+                dir.path().join("net.d").display()
+            ));
+        }
         std::fs::write(&config_path, text).expect("write config");
         let mut daemon = Daemon {
             dir,
