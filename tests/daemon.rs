@@ -199,7 +199,11 @@ async fn rpcs_not_served_yet_answer_unimplemented_with_their_name() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    assert!(err.message().contains("CreateContainer"), "{}", err.message());
+    assert!(
+        err.message().contains("CreateContainer"),
+        "{}",
+        err.message()
+    );
     let err = runtime
         .checkpoint_pod(CheckpointPodRequest::default())
         .await

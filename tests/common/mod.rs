@@ -2,6 +2,7 @@
 //! talks to it through the generated CRI clients over that unix socket.
 #![allow(dead_code)]
 
+pub mod pods;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
@@ -26,7 +27,19 @@ pub struct Daemon {
 impl Daemon {
     /// Writes a config with this test's own folders plus `extra` TOML, and starts the daemon.
     pub fn start(extra: &str) -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Daemon::start_in(tempfile::tempdir().expect("tempdir"), extra)
+    }
+
+    /// [`Daemon::start`] in a folder the caller made (e.g. to put a CNI configuration in it
+    /// first); `root`, `state`, the socket, the config and the log go into it.
+    pub fn start_in(dir: tempfile::TempDir, extra: &str) -> Daemon {
+        let mut daemon = Daemon::prepare(dir, extra);
+        daemon.restart();
+        daemon
+    }
+
+    /// Writes the config into `dir` without starting anything; `restart` starts it.
+    pub fn prepare(dir: tempfile::TempDir, extra: &str) -> Daemon {
         let socket = dir.path().join("ferrocri.sock");
         let config_path = dir.path().join("config.toml");
         let mut text = format!(
@@ -43,14 +56,12 @@ impl Daemon {
             ));
         }
         std::fs::write(&config_path, text).expect("write config");
-        let mut daemon = Daemon {
+        Daemon {
             dir,
             config_path,
             socket,
             child: None,
-        };
-        daemon.restart();
-        daemon
+        }
     }
 
     /// Starts the binary again with the same config and waits for its socket to answer.
@@ -80,6 +91,14 @@ impl Daemon {
 
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("root")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn pid(&self) -> i32 {
