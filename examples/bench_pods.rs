@@ -15,28 +15,43 @@ use tonic::transport::{Endpoint, Uri};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let socket = PathBuf::from(args.get(1).ok_or("usage: bench_pods <socket> <daemon pid> [pods]")?);
+    let socket = PathBuf::from(
+        args.get(1)
+            .ok_or("usage: bench_pods <socket> <daemon pid> [pods]")?,
+    );
     let daemon_pid: u32 = args.get(2).ok_or("daemon pid missing")?.parse()?;
     let pods: usize = args.get(3).map(|n| n.parse()).transpose()?.unwrap_or(50);
 
     let channel = Endpoint::from_static("http://ferrocri.invalid")
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let socket = socket.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(socket).await?)) }
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
+            }
         }))
         .await?;
     let mut client = RuntimeServiceClient::new(channel);
 
     let idle_rss = rss_kib(daemon_pid);
     // One pod first so that lazy start-up work does not count.
-    let warm = client.run_pod_sandbox(request(usize::MAX)).await?.into_inner().pod_sandbox_id;
+    let warm = client
+        .run_pod_sandbox(request(usize::MAX))
+        .await?
+        .into_inner()
+        .pod_sandbox_id;
     stop_remove(&mut client, &warm).await?;
 
     let mut up = Vec::new();
     let mut ids = Vec::new();
     for i in 0..pods {
         let started = Instant::now();
-        let id = client.run_pod_sandbox(request(i)).await?.into_inner().pod_sandbox_id;
+        let id = client
+            .run_pod_sandbox(request(i))
+            .await?
+            .into_inner()
+            .pod_sandbox_id;
         up.push(started.elapsed());
         ids.push(id);
     }
@@ -45,7 +60,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut pause_pss = Vec::new();
     for id in &ids {
         let status = client
-            .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: id.clone(), verbose: true })
+            .pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: id.clone(),
+                verbose: true,
+            })
             .await?
             .into_inner();
         let info: serde_json::Value = serde_json::from_str(&status.info["info"])?;
@@ -94,10 +112,14 @@ async fn stop_remove(
     id: &str,
 ) -> Result<(), tonic::Status> {
     client
-        .stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: id.into() })
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        })
         .await?;
     client
-        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id.into() })
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        })
         .await?;
     Ok(())
 }

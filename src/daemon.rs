@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
+use crate::container::service::Containers;
 use crate::image::service::Images;
 use crate::sandbox::service::Sandboxes;
 use crate::server::CriServer;
@@ -45,6 +46,12 @@ pub async fn run(config: Config) -> Result<()> {
         .recover()
         .await
         .context("cannot recover the pod sandboxes of the previous run")?;
+    let containers = Arc::new(Containers::new(
+        &config.root_dir,
+        store.clone(),
+        images.clone(),
+        sandboxes.clone(),
+    ));
     let listener = socket::bind(&config.socket)?;
     let socket_path = config.socket.clone();
     let shutdown_timeout = config.shutdown_timeout;
@@ -57,12 +64,11 @@ pub async fn run(config: Config) -> Result<()> {
     );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(CriServer::new(config, store, images, sandboxes).serve(
-        listener,
-        async {
+    let server = tokio::spawn(
+        CriServer::new(config, store, images, sandboxes, containers).serve(listener, async {
             let _ = stop_rx.await;
-        },
-    ));
+        }),
+    );
 
     let signal_name = wait_for_shutdown_signal().await?;
     tracing::info!(

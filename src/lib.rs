@@ -4,6 +4,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod cni;
 pub mod config;
+pub mod container;
 pub mod cri;
 pub mod daemon;
 pub mod executor;

@@ -10,6 +10,10 @@ fn main() -> ExitCode {
     if let Some(Command::Monitor { dir }) = &cli.command {
         return ferrocri::monitor::run(dir);
     }
+    // Neither does the executor; it runs in the container's process before its exec.
+    if let Some(Command::Executor { spec }) = &cli.command {
+        return ferrocri::executor::run(spec);
+    }
     if let Some(Command::Config {
         action: ConfigAction::Default,
     }) = &cli.command

@@ -194,16 +194,9 @@ async fn update_runtime_config_keeps_the_pod_cidr_and_refuses_garbage() {
 async fn rpcs_not_served_yet_answer_unimplemented_with_their_name() {
     let daemon = Daemon::start("");
     let mut runtime = daemon.runtime().await;
-    let err = runtime
-        .create_container(CreateContainerRequest::default())
-        .await
-        .unwrap_err();
+    let err = runtime.exec(ExecRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    assert!(
-        err.message().contains("CreateContainer"),
-        "{}",
-        err.message()
-    );
+    assert!(err.message().contains("Exec"), "{}", err.message());
     let err = runtime
         .checkpoint_pod(CheckpointPodRequest::default())
         .await

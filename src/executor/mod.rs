@@ -1,5 +1,202 @@
-//! The executor: turns a [`spec::ContainerSpec`] into a running container process. It runs
-//! inside the pod's monitor (a single-threaded process), in the child it forks for the
-//! container: namespaces, rootfs, mounts, pivot_root, user, capabilities, seccomp, exec.
+//! The executor: `ferrocri executor --spec <file>` turns a [`spec::ContainerSpec`] into the
+//! running container process. The pod's monitor forks and execs it with the container's
+//! stdio on fds 0-2 and the two pipes of [`sync`] on fds 3 and 4; it is a fresh,
+//! single-threaded process, so every namespace and mount call is safe here.
+//!
+//! Order (each step names itself in the error the monitor gets):
+//! 1. namespaces: network, IPC, UTS (join or create; PID is the monitor's);
+//! 2. cgroup: join the container's cgroup; oom_score_adj;
+//! 3. a private mount namespace (see `rootfs` for propagation), the overlay root, the
+//!    spec's mounts;
+//! 4. /dev nodes and links; 5. pivot_root, masked and read-only paths;
+//! 6. working directory, read-only root, rlimits, terminal, no_new_privs, user and groups,
+//!    capabilities;
+//! 7. `ready` on the report pipe, wait for the start byte, then exec.
 
+pub mod seccomp;
 pub mod spec;
+pub mod sync;
+
+mod capabilities;
+mod devices;
+mod error;
+mod exec;
+mod inroot;
+mod mounts;
+mod namespaces;
+mod options;
+mod overlay;
+mod process;
+mod rootfs;
+
+use std::path::Path;
+
+pub use error::Error;
+
+use error::{Context, Result};
+use spec::{ContainerSpec, SeccompProfile};
+use sync::{EXIT_EXEC_FAILED, EXIT_FAILED, EXIT_NOT_STARTED, Message, Reporter, StartSignal};
+
+/// Entry point of `ferrocri executor --spec <file>`. Never returns when the exec succeeds.
+pub fn run(spec_file: &Path) -> std::process::ExitCode {
+    let (mut report, start) = match (Reporter::take(), StartSignal::take()) {
+        (Ok(report), Ok(start)) => (report, start),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("ferrocri executor: {e} (this command is run by the pod monitor)");
+            return std::process::ExitCode::from(EXIT_FAILED as u8);
+        }
+    };
+    close_stray_fds_at_exec();
+    let ready = match prepare(spec_file, &mut report) {
+        Ok(ready) => ready,
+        Err(e) => fail(&mut report, &e, EXIT_FAILED),
+    };
+    report.send(&Message::Ready);
+    if !start.wait() {
+        // Removed before it started: nothing runs, nothing to report.
+        std::process::exit(EXIT_NOT_STARTED);
+    }
+    if let Some(profile) = &ready.seccomp_before_exec
+        && let Err(e) = process::load_seccomp(profile).context(|| "seccomp")
+    {
+        fail(&mut report, &e, EXIT_FAILED);
+    }
+    let errno = ready.program.exec();
+    let e = Error::new(format!("exec {}: {}", ready.program.name, errno.desc()));
+    fail(&mut report, &e, EXIT_EXEC_FAILED)
+}
+
+/// Everything done; what is left for after the start byte.
+struct Ready {
+    program: exec::Program,
+    /// With no_new_privs the filter is loaded last, so it never applies to the executor.
+    seccomp_before_exec: Option<SeccompProfile>,
+}
+
+fn fail(report: &mut Reporter, error: &Error, code: i32) -> ! {
+    report.send(&Message::Error(error.to_string()));
+    std::process::exit(code)
+}
+
+/// Any fd the monitor leaked besides 0-4 closes at the exec instead of reaching the
+/// container.
+fn close_stray_fds_at_exec() {
+    // SAFETY: close_range only changes fd flags here (CLOSE_RANGE_CLOEXEC).
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            5u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+}
+
+fn prepare(spec_file: &Path, report: &mut Reporter) -> Result<Ready> {
+    let spec = read_spec(spec_file).context(|| format!("spec {}", spec_file.display()))?;
+    // Modes given to mknod/mkdir are meant exactly; the container gets 022 back at exec.
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+
+    namespaces::enter(&spec.namespaces).context(|| "namespaces")?;
+    join_cgroup(&spec.cgroup).context(|| "cgroup")?;
+    if let Some(value) = spec.oom_score_adj
+        && let Some(warning) = process::set_oom_score_adj(value).context(|| "oom_score_adj")?
+    {
+        report.warn(warning);
+    }
+
+    match spec.exec_in {
+        Some(pid) => {
+            enter_container_root(pid).context(|| format!("entering container process {pid}"))?
+        }
+        None => {
+            build_root(&spec)?;
+            rootfs::pivot(&spec.rootfs.mount_point).context(|| "pivot_root")?;
+            rootfs::mask_paths(&spec.masked_paths)?;
+            rootfs::readonly_paths(&spec.readonly_paths)?;
+            process::make_cwd(&spec.cwd, &spec.user).context(|| format!("cwd {}", spec.cwd))?;
+            if spec.rootfs.readonly {
+                rootfs::readonly_root().context(|| "rootfs")?;
+            }
+        }
+    }
+
+    let env = process::with_home(&spec.env, spec.user.uid);
+    let program = exec::Program::new(&spec.args, &env).context(|| "args")?;
+    process::set_rlimits(&spec.rlimits).context(|| "rlimits")?;
+    if spec.tty {
+        process::take_terminal().context(|| "terminal")?;
+    }
+    become_container_user(&spec, report)?;
+    Ok(Ready {
+        program,
+        seccomp_before_exec: spec.seccomp.filter(|_| spec.no_new_privileges),
+    })
+}
+
+fn read_spec(path: &Path) -> Result<ContainerSpec> {
+    let bytes = std::fs::read(path)?;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+fn join_cgroup(path: &str) -> Result<()> {
+    if path.is_empty() {
+        return Ok(());
+    }
+    let cgroups = crate::cgroup::Cgroups::detect().context(|| "find the cgroup mounts")?;
+    cgroups
+        .add_process(path, std::process::id() as i32)
+        .context(|| format!("join {path}"))
+}
+
+/// Exec mode: the running container's mount namespace and root, as `nsenter -m -r` does
+/// (the root is taken from /proc before the switch, since a pivoted namespace's own root
+/// mount is not the container's root).
+fn enter_container_root(pid: i32) -> Result<()> {
+    let root = std::fs::File::open(format!("/proc/{pid}/root")).context(|| "open its root")?;
+    let mnt = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))
+        .context(|| "open its mount namespace")?;
+    nix::sched::setns(&mnt, nix::sched::CloneFlags::CLONE_NEWNS)
+        .context(|| "join its mount namespace")?;
+    nix::unistd::fchdir(&root).context(|| "enter its root")?;
+    nix::unistd::chroot(".").context(|| "chroot to its root")
+}
+
+/// Steps 3 and 4: the mount namespace, the overlay, the spec's mounts, /dev.
+fn build_root(spec: &ContainerSpec) -> Result<()> {
+    rootfs::isolate(&spec.mounts, &spec.rootfs.mount_point).context(|| "mount namespace")?;
+    overlay::mount_rootfs(&spec.rootfs).context(|| "rootfs")?;
+    let root = inroot::Root::open(&spec.rootfs.mount_point).context(|| "rootfs")?;
+    for m in &spec.mounts {
+        mounts::apply(&root, m).context(|| format!("mount {}", m.destination))?;
+    }
+    devices::create(&root, spec).context(|| "devices")
+}
+
+/// no_new_privs, seccomp (without no_new_privs), then groups, user and capabilities, and
+/// the working directory (entered before the user changes, in case only root may pass
+/// through its parents, and again after if that failed).
+fn become_container_user(spec: &ContainerSpec, report: &mut Reporter) -> Result<()> {
+    let (caps, unsupported) =
+        capabilities::resolve(&spec.capabilities, spec.privileged).context(|| "capabilities")?;
+    if !unsupported.is_empty() {
+        report.warn(format!(
+            "capabilities this kernel does not have, ignored: {}",
+            unsupported.join(", ")
+        ));
+    }
+    if spec.no_new_privileges {
+        process::set_no_new_privs().context(|| "no_new_privs")?;
+    } else if let Some(profile) = &spec.seccomp {
+        process::load_seccomp(profile).context(|| "seccomp")?;
+    }
+    capabilities::limit_bounding(&caps).context(|| "capabilities")?;
+    capabilities::keep_across_setuid().context(|| "capabilities")?;
+    let entered = process::chdir(&spec.cwd).is_ok();
+    process::switch_user(&spec.user).context(|| "user")?;
+    capabilities::apply(&caps).context(|| "capabilities")?;
+    if !entered {
+        process::chdir(&spec.cwd).context(|| "cwd")?;
+    }
+    Ok(())
+}

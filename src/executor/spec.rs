@@ -35,6 +35,11 @@ pub struct ContainerSpec {
     pub tty: bool,
     /// Absolute cgroup path the process runs in (joined before exec).
     pub cgroup: String,
+    /// Exec mode: run inside the already running container with this pid (its mount
+    /// namespace and root) instead of building a rootfs. The monitor has put the process in
+    /// that container's PID namespace already.
+    #[serde(default)]
+    pub exec_in: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -122,6 +127,11 @@ pub struct SeccompProfile {
     pub default_action: String,
     #[serde(default)]
     pub default_errno_ret: Option<u32>,
+    /// Architectures the filter accepts besides the native one (libseccomp names such as
+    /// `SCMP_ARCH_X86`): 32-bit programs on a 64-bit host. Empty: the native one only, and a
+    /// syscall of any other architecture kills the process.
+    #[serde(default)]
+    pub architectures: Vec<String>,
     #[serde(default)]
     pub syscalls: Vec<SeccompRule>,
 }

@@ -43,7 +43,7 @@ pub struct LayerRecord {
 
 impl ImageRecord {
     /// The layer directories of this image, bottom first.
-    pub fn chain_ids(&self) -> impl Iterator<Item = &Digest> {
+    pub fn chain_ids(&self) -> impl DoubleEndedIterator<Item = &Digest> {
         self.layers.iter().map(|l| &l.chain_id)
     }
 

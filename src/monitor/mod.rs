@@ -8,6 +8,8 @@
 //! status once it has died).
 
 pub mod client;
+pub mod containers;
+pub mod logs;
 pub mod pause;
 pub mod protocol;
 
@@ -55,7 +57,9 @@ pub fn run(dir: &Path) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(dir, spec, pause, listener)) {
+    // Log pumps are local tasks: the monitor is one thread and its state is not Send.
+    let local = tokio::task::LocalSet::new();
+    match runtime.block_on(local.run_until(serve(dir, spec, pause, listener))) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("monitor: {message}");
@@ -185,6 +189,7 @@ fn announce(ready: &Ready) {
 struct State {
     pause: Pid,
     pause_exit: Option<i32>,
+    containers: containers::Containers,
 }
 
 async fn serve(
@@ -207,6 +212,7 @@ async fn serve(
     let mut state = State {
         pause,
         pause_exit: None,
+        containers: containers::Containers::new(dir, pause, spec.private_pid),
     };
     // The pause may have died between the fork and the signal watcher.
     reap(dir, &mut state);
@@ -235,6 +241,9 @@ fn reap(dir: &Path, state: &mut State) {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(_) => return,
             Ok(status) => {
+                if let Some(pid) = status.pid() {
+                    state.containers.exited(pid, wait_code(&status));
+                }
                 if status.pid() == Some(state.pause) && state.pause_exit.is_none() {
                     let code = wait_code(&status);
                     state.pause_exit = Some(code);
@@ -280,9 +289,58 @@ async fn handle(
             shutdown(dir, state, children).await;
             (Response::Done, true)
         }
+        Ok(Ok(Request::CreateContainer(create))) => (
+            done(
+                state
+                    .containers
+                    .create(create)
+                    .await
+                    .map(|pid| Response::Created { pid }),
+            ),
+            false,
+        ),
+        Ok(Ok(Request::StartContainer { id })) => (
+            done(state.containers.start(&id).await.map(|()| Response::Done)),
+            false,
+        ),
+        Ok(Ok(Request::SignalContainer { id, signal })) => (
+            done(
+                state
+                    .containers
+                    .signal(&id, signal)
+                    .map(|()| Response::Done),
+            ),
+            false,
+        ),
+        Ok(Ok(Request::RemoveContainer { id })) => {
+            state.containers.forget(&id);
+            (Response::Done, false)
+        }
+        Ok(Ok(Request::ReopenLog { id })) => (
+            done(state.containers.reopen_log(&id).map(|()| Response::Done)),
+            false,
+        ),
+        Ok(Ok(Request::ExecSync(exec))) => match state.containers.exec_start(&exec).await {
+            // The session finishes on its own task, so the monitor keeps reaping (and can
+            // deliver the session's exit) meanwhile.
+            Ok(running) => {
+                let timeout = (exec.timeout_ms > 0).then(|| Duration::from_millis(exec.timeout_ms));
+                tokio::task::spawn_local(async move {
+                    let result = containers::finish_exec(running, timeout).await;
+                    let _ =
+                        protocol::write_message(&mut stream, &Response::ExecResult(result)).await;
+                });
+                return false;
+            }
+            Err(message) => (Response::Error { message }, false),
+        },
     };
     let _ = protocol::write_message(&mut stream, &response).await;
     exit
+}
+
+fn done(result: Result<Response, String>) -> Response {
+    result.unwrap_or_else(|message| Response::Error { message })
 }
 
 fn status(state: &State) -> PodStatus {
@@ -290,19 +348,28 @@ fn status(state: &State) -> PodStatus {
         monitor_pid: std::process::id() as i32,
         pause_pid: state.pause.as_raw(),
         pause_exit: state.pause_exit,
+        containers: state
+            .containers
+            .list()
+            .into_iter()
+            .map(|(id, pid, running)| protocol::ContainerState { id, pid, running })
+            .collect(),
     }
 }
 
 /// Kills the pause (and with it a private PID namespace's every process) and waits for it.
 async fn shutdown(dir: &Path, state: &mut State, children: &mut tokio::signal::unix::Signal) {
+    state.containers.kill_all();
     if state.pause_exit.is_none() {
         let _ = kill(state.pause, Signal::SIGKILL);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while state.pause_exit.is_none() && tokio::time::Instant::now() < deadline {
-            reap(dir, state);
-            if state.pause_exit.is_none() {
-                let _ = tokio::time::timeout(Duration::from_millis(100), children.recv()).await;
-            }
+    }
+    // Reap the pause and every container, so each exit is recorded before the monitor goes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let all_done = |s: &State| s.pause_exit.is_some() && s.containers.list().iter().all(|c| !c.2);
+    while !all_done(state) && tokio::time::Instant::now() < deadline {
+        reap(dir, state);
+        if !all_done(state) {
+            let _ = tokio::time::timeout(Duration::from_millis(100), children.recv()).await;
         }
     }
     unpin_namespaces(dir);

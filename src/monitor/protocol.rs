@@ -40,12 +40,26 @@ pub enum Request {
     /// Stop everything of the pod (SIGKILL to the pause and every process of the pod) and
     /// exit once they are reaped.
     Shutdown,
+    /// Fork a container's executor and wait until it is ready to exec.
+    CreateContainer(super::containers::CreateRequest),
+    /// Let a created container exec its process.
+    StartContainer { id: String },
+    /// Send a signal to a container's process.
+    SignalContainer { id: String, signal: i32 },
+    /// Forget a container (killing it if it still runs).
+    RemoveContainer { id: String },
+    /// Reopen a container's log file (kubelet rotated it).
+    ReopenLog { id: String },
+    /// Run a command in a running container and return its output.
+    ExecSync(super::containers::ExecRequest),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
     Status(PodStatus),
+    Created { pid: i32 },
+    ExecResult(super::containers::ExecResult),
     Done,
     Error { message: String },
 }
@@ -56,6 +70,16 @@ pub struct PodStatus {
     pub pause_pid: i32,
     /// None while the pause runs; its wait status once it has exited.
     pub pause_exit: Option<i32>,
+    /// The containers the monitor holds.
+    #[serde(default)]
+    pub containers: Vec<ContainerState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerState {
+    pub id: String,
+    pub pid: i32,
+    pub running: bool,
 }
 
 /// The first line a monitor writes to its stdout: it is ready, or why it could not start.

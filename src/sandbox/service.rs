@@ -469,6 +469,11 @@ impl Sandboxes {
             && matches!(monitor_client::status(&record.dir).await, Ok(s) if s.pause_exit.is_none())
     }
 
+    /// The cgroup driver, shared with the containers of the pods.
+    pub fn cgroups(&self) -> Option<Arc<Cgroups>> {
+        self.cgroups.clone()
+    }
+
     /// Counters of a pod cgroup; None without cgroups or when it cannot be read.
     pub fn cgroup_stats(&self, path: &str) -> Option<crate::cgroup::Stats> {
         self.cgroups.as_ref()?.stats(path).ok()

@@ -2,6 +2,7 @@
 
 use tonic::Status;
 
+use crate::container::service::ContainerError;
 use crate::image::error::ImageError;
 use crate::image::registry::Failure;
 use crate::sandbox::service::SandboxError;
@@ -66,6 +67,22 @@ impl From<SandboxError> for Status {
             SandboxError::Step { .. } | SandboxError::Store(_) | SandboxError::Shared(_) => {
                 Status::internal(message)
             }
+        }
+    }
+}
+
+impl From<ContainerError> for Status {
+    fn from(e: ContainerError) -> Status {
+        let message = e.to_string();
+        match e.root() {
+            ContainerError::Invalid { .. } => Status::invalid_argument(message),
+            ContainerError::NotFound(_) => Status::not_found(message),
+            ContainerError::NameInUse { .. } => Status::already_exists(message),
+            ContainerError::Precondition(_) => Status::failed_precondition(message),
+            ContainerError::Timeout(_) => Status::deadline_exceeded(message),
+            ContainerError::Failed { .. }
+            | ContainerError::Store(_)
+            | ContainerError::Shared(_) => Status::internal(message),
         }
     }
 }

@@ -41,6 +41,7 @@ macro_rules! cri_service {
     };
 }
 
+mod container;
 mod deadline;
 mod errors;
 mod image_service;
@@ -53,6 +54,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::container::service::Containers;
 use crate::cri::v1::image_service_server::ImageServiceServer;
 use crate::cri::v1::runtime_service_server::RuntimeServiceServer;
 use crate::image::service::Images;
@@ -72,6 +74,7 @@ struct Shared {
     store: Store,
     images: Arc<Images>,
     sandboxes: Arc<Sandboxes>,
+    containers: Arc<Containers>,
 }
 
 impl CriServer {
@@ -80,6 +83,7 @@ impl CriServer {
         store: Store,
         images: Arc<Images>,
         sandboxes: Arc<Sandboxes>,
+        containers: Arc<Containers>,
     ) -> CriServer {
         CriServer {
             inner: Arc::new(Shared {
@@ -87,8 +91,13 @@ impl CriServer {
                 store,
                 images,
                 sandboxes,
+                containers,
             }),
         }
+    }
+
+    fn containers(&self) -> &Arc<Containers> {
+        &self.inner.containers
     }
 
     fn sandboxes(&self) -> &Arc<Sandboxes> {

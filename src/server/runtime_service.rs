@@ -9,7 +9,6 @@ use crate::cri::v1::*;
 const SANDBOXES: &str = "pod sandboxes are not supported yet";
 const CONTAINERS: &str = "containers are not supported yet";
 const STREAMING: &str = "the streaming server is not available yet";
-const STATS: &str = "stats need running containers, which are not supported yet";
 const LIST_STREAMING: &str = "use the unary List RPC (kubelet falls back to it)";
 const CHECKPOINT: &str = "checkpoint/restore is not supported";
 const EVENTS: &str = "container events are not supported; kubelet's generic PLEG polls instead";
@@ -92,6 +91,83 @@ cri_service! {
             Ok(Response::new(ListPodSandboxStatsResponse { stats }))
         }
 
+        async fn create_container(
+            &self,
+            request: Request<CreateContainerRequest>,
+        ) -> Result<Response<CreateContainerResponse>, Status> {
+            CriServer::create_container(self, request.into_inner()).await.map(Response::new)
+        }
+
+        async fn start_container(
+            &self,
+            request: Request<StartContainerRequest>,
+        ) -> Result<Response<StartContainerResponse>, Status> {
+            CriServer::start_container(self, &request.into_inner().container_id).await?;
+            Ok(Response::new(StartContainerResponse {}))
+        }
+
+        async fn stop_container(
+            &self,
+            request: Request<StopContainerRequest>,
+        ) -> Result<Response<StopContainerResponse>, Status> {
+            let request = request.into_inner();
+            CriServer::stop_container(self, &request.container_id, request.timeout).await?;
+            Ok(Response::new(StopContainerResponse {}))
+        }
+
+        async fn remove_container(
+            &self,
+            request: Request<RemoveContainerRequest>,
+        ) -> Result<Response<RemoveContainerResponse>, Status> {
+            CriServer::remove_container(self, &request.into_inner().container_id).await?;
+            Ok(Response::new(RemoveContainerResponse {}))
+        }
+
+        async fn list_containers(
+            &self,
+            request: Request<ListContainersRequest>,
+        ) -> Result<Response<ListContainersResponse>, Status> {
+            CriServer::list_containers(self, request.into_inner().filter).await.map(Response::new)
+        }
+
+        async fn container_status(
+            &self,
+            request: Request<ContainerStatusRequest>,
+        ) -> Result<Response<ContainerStatusResponse>, Status> {
+            CriServer::container_status(self, request.into_inner()).await.map(Response::new)
+        }
+
+        async fn reopen_container_log(
+            &self,
+            request: Request<ReopenContainerLogRequest>,
+        ) -> Result<Response<ReopenContainerLogResponse>, Status> {
+            CriServer::reopen_container_log(self, &request.into_inner().container_id).await?;
+            Ok(Response::new(ReopenContainerLogResponse {}))
+        }
+
+        async fn container_stats(
+            &self,
+            request: Request<ContainerStatsRequest>,
+        ) -> Result<Response<ContainerStatsResponse>, Status> {
+            let stats = CriServer::container_stats(self, &request.into_inner().container_id).await?;
+            Ok(Response::new(ContainerStatsResponse { stats: Some(stats) }))
+        }
+
+        async fn list_container_stats(
+            &self,
+            request: Request<ListContainerStatsRequest>,
+        ) -> Result<Response<ListContainerStatsResponse>, Status> {
+            let stats = CriServer::list_container_stats(self, request.into_inner().filter).await?;
+            Ok(Response::new(ListContainerStatsResponse { stats }))
+        }
+
+        async fn exec_sync(
+            &self,
+            request: Request<ExecSyncRequest>,
+        ) -> Result<Response<ExecSyncResponse>, Status> {
+            CriServer::exec_sync(self, request.into_inner()).await.map(Response::new)
+        }
+
         async fn update_runtime_config(
             &self,
             request: Request<UpdateRuntimeConfigRequest>,
@@ -101,20 +177,10 @@ cri_service! {
         }
     }
     pending {
-        create_container(CreateContainerRequest) -> CreateContainerResponse = "CreateContainer", CONTAINERS;
-        start_container(StartContainerRequest) -> StartContainerResponse = "StartContainer", CONTAINERS;
-        stop_container(StopContainerRequest) -> StopContainerResponse = "StopContainer", CONTAINERS;
-        remove_container(RemoveContainerRequest) -> RemoveContainerResponse = "RemoveContainer", CONTAINERS;
-        list_containers(ListContainersRequest) -> ListContainersResponse = "ListContainers", CONTAINERS;
-        container_status(ContainerStatusRequest) -> ContainerStatusResponse = "ContainerStatus", CONTAINERS;
         update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse = "UpdateContainerResources", CONTAINERS;
-        reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse = "ReopenContainerLog", CONTAINERS;
-        exec_sync(ExecSyncRequest) -> ExecSyncResponse = "ExecSync", CONTAINERS;
         exec(ExecRequest) -> ExecResponse = "Exec", STREAMING;
         attach(AttachRequest) -> AttachResponse = "Attach", STREAMING;
         port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward", STREAMING;
-        container_stats(ContainerStatsRequest) -> ContainerStatsResponse = "ContainerStats", STATS;
-        list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse = "ListContainerStats", STATS;
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse = "CheckpointContainer", CHECKPOINT;
         checkpoint_pod(CheckpointPodRequest) -> CheckpointPodResponse = "CheckpointPod", CHECKPOINT;
         restore_pod(RestorePodRequest) -> RestorePodResponse = "RestorePod", CHECKPOINT;

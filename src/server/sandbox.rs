@@ -27,13 +27,26 @@ impl CriServer {
         Ok(RunPodSandboxResponse { pod_sandbox_id: id })
     }
 
+    /// Stops the pod's containers (kubelet normally has, with their grace periods; what is
+    /// left is killed) and then the pod.
     pub(super) async fn stop_pod_sandbox(&self, id: &str) -> Result<(), Status> {
         record_ids("pod", id);
+        if let Some(pod) = self.sandboxes().find(id).await? {
+            for container in self.containers().of_sandbox(&pod.id).await? {
+                self.containers().stop(&container.id, 0).await?;
+            }
+        }
         Ok(self.sandboxes().stop(id).await?)
     }
 
+    /// Removes the pod's containers, then the pod.
     pub(super) async fn remove_pod_sandbox(&self, id: &str) -> Result<(), Status> {
         record_ids("pod", id);
+        if let Some(pod) = self.sandboxes().find(id).await? {
+            for container in self.containers().of_sandbox(&pod.id).await? {
+                self.containers().remove(&container.id).await?;
+            }
+        }
         Ok(self.sandboxes().remove(id).await?)
     }
 

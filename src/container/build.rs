@@ -1,0 +1,721 @@
+//! Turning a CRI container config, its sandbox and its image into the executor's spec: argv,
+//! env, user, namespaces, mounts, capabilities, seccomp — the decisions containerd's
+//! `containerSpec` makes, in one place.
+
+use std::path::{Path, PathBuf};
+
+use crate::cri::v1::{
+    ContainerConfig, LinuxContainerSecurityContext, MountPropagation, NamespaceMode,
+    security_profile::ProfileType,
+};
+use crate::executor::spec::{
+    ContainerSpec, Device, Mount, NamespaceMode as Ns, Rootfs, SeccompProfile, User,
+};
+use crate::image::catalog::ImageRecord;
+use crate::monitor::containers::PidMode;
+use crate::sandbox::record::SandboxRecord;
+
+use super::user::{self, Identity, Requested};
+
+/// The capabilities a container gets by default (containerd's and CRI-O's set).
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Every capability this kernel generation knows, for privileged containers and `ALL`.
+const ALL_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Paths hidden from unprivileged containers unless the config names its own.
+const DEFAULT_MASKED: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+const DEFAULT_READONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// A config the runtime cannot carry out; the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> Invalid {
+    Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Everything the builder needs about the places on disk.
+pub struct Paths {
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub mount_point: PathBuf,
+    pub cgroup: String,
+}
+
+pub struct Built {
+    pub spec: ContainerSpec,
+    pub identity: Identity,
+    pub pid_mode: PidMode,
+}
+
+pub fn build(
+    config: &ContainerConfig,
+    sandbox: &SandboxRecord,
+    image: &ImageRecord,
+    layer_dirs: Vec<PathBuf>,
+    paths: Paths,
+) -> Result<Built, Invalid> {
+    let security = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.clone())
+        .unwrap_or_default();
+    let run = image.config.config.clone().unwrap_or_default();
+    let args = command(config, run.entrypoint.as_deref(), run.cmd.as_deref())?;
+    let identity = user::resolve(&requested(&security), &run.user, &layer_dirs)
+        .map_err(|m| invalid("config.linux.security_context", m))?;
+    let privileged = security.privileged;
+    if privileged && !sandbox_privileged(sandbox) {
+        return Err(invalid(
+            "config.linux.security_context.privileged",
+            "a privileged container needs a privileged sandbox",
+        ));
+    }
+    let capabilities = capabilities(&security, privileged)?;
+    let seccomp = seccomp(&security, privileged, &capabilities)?;
+    let (masked_paths, readonly_paths) = if privileged {
+        (Vec::new(), Vec::new())
+    } else if security.masked_paths.is_empty() && security.readonly_paths.is_empty() {
+        (to_strings(DEFAULT_MASKED), to_strings(DEFAULT_READONLY))
+    } else {
+        (
+            security.masked_paths.clone(),
+            security.readonly_paths.clone(),
+        )
+    };
+    let spec = ContainerSpec {
+        id: String::new(),
+        rootfs: Rootfs {
+            lower_dirs: layer_dirs,
+            upper_dir: paths.upper,
+            work_dir: paths.work,
+            mount_point: paths.mount_point,
+            readonly: security.readonly_rootfs,
+        },
+        args,
+        env: environment(
+            config,
+            run.env.as_deref().unwrap_or_default(),
+            &sandbox.config.0.hostname,
+        ),
+        cwd: first_non_empty(&[&config.working_dir, &run.working_dir, "/"]),
+        user: User {
+            uid: identity.uid,
+            gid: identity.gid,
+            additional_gids: identity.groups.clone(),
+        },
+        namespaces: namespaces(sandbox),
+        mounts: mounts(config, sandbox, privileged)?,
+        masked_paths,
+        readonly_paths,
+        devices: devices(config)?,
+        capabilities,
+        no_new_privileges: security.no_new_privs,
+        privileged,
+        seccomp,
+        rlimits: Vec::new(),
+        oom_score_adj: config
+            .linux
+            .as_ref()
+            .and_then(|l| l.resources.as_ref())
+            .map(|r| r.oom_score_adj as i32)
+            .filter(|v| *v != 0),
+        tty: config.tty,
+        cgroup: paths.cgroup,
+        exec_in: None,
+    };
+    let pid_mode = pid_mode(&security, sandbox);
+    Ok(Built {
+        spec,
+        identity,
+        pid_mode,
+    })
+}
+
+fn sandbox_privileged(sandbox: &SandboxRecord) -> bool {
+    sandbox
+        .config
+        .0
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .is_some_and(|s| s.privileged)
+}
+
+fn requested(security: &LinuxContainerSecurityContext) -> Requested {
+    Requested {
+        run_as_user: security.run_as_user.as_ref().map(|v| v.value),
+        run_as_username: security.run_as_username.clone(),
+        run_as_group: security.run_as_group.as_ref().map(|v| v.value),
+        supplemental_groups: security.supplemental_groups.clone(),
+        strict_groups: security.supplemental_groups_policy
+            == crate::cri::v1::SupplementalGroupsPolicy::Strict as i32,
+    }
+}
+
+/// Docker's rule: the CRI command replaces the image entrypoint (and then the image's
+/// default args do not apply); CRI args replace the image's cmd.
+fn command(
+    config: &ContainerConfig,
+    entrypoint: Option<&[String]>,
+    cmd: Option<&[String]>,
+) -> Result<Vec<String>, Invalid> {
+    let mut argv: Vec<String> = if !config.command.is_empty() {
+        config.command.clone()
+    } else {
+        entrypoint.unwrap_or_default().to_vec()
+    };
+    if !config.args.is_empty() {
+        argv.extend(config.args.iter().cloned());
+    } else if config.command.is_empty() {
+        argv.extend(cmd.unwrap_or_default().iter().cloned());
+    }
+    if argv.is_empty() {
+        return Err(invalid(
+            "config.command",
+            "neither the config nor the image gives a command to run",
+        ));
+    }
+    Ok(argv)
+}
+
+/// Image env, then the config's (a key set twice keeps its last value), plus HOSTNAME.
+fn environment(config: &ContainerConfig, image_env: &[String], hostname: &str) -> Vec<String> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |key: &str, value: String| match env.iter_mut().find(|(k, _)| k == key) {
+        Some(slot) => slot.1 = value,
+        None => env.push((key.to_owned(), value)),
+    };
+    if !hostname.is_empty() {
+        set("HOSTNAME", hostname.to_owned());
+    }
+    for entry in image_env {
+        let (k, v) = entry.split_once('=').unwrap_or((entry, ""));
+        set(k, v.to_owned());
+    }
+    for kv in &config.envs {
+        set(&kv.key, String::from_utf8_lossy(&kv.value).into_owned());
+    }
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push((
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ));
+    }
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+fn namespaces(sandbox: &SandboxRecord) -> crate::executor::spec::Namespaces {
+    let pin = |kind: &str| Ns::Join(crate::monitor::namespace_pin(&sandbox.dir, kind));
+    crate::executor::spec::Namespaces {
+        network: match &sandbox.netns {
+            Some(netns) => Ns::Join(netns.clone()),
+            None => Ns::Host,
+        },
+        ipc: if sandbox.ipc_mode() == NamespaceMode::Node {
+            Ns::Host
+        } else {
+            pin("ipc")
+        },
+        uts: if sandbox.host_network() {
+            Ns::Host
+        } else {
+            pin("uts")
+        },
+        // Arranged by the monitor; recorded here for the executor's information.
+        pid: Ns::Host,
+    }
+}
+
+fn pid_mode(security: &LinuxContainerSecurityContext, sandbox: &SandboxRecord) -> PidMode {
+    let mode = security
+        .namespace_options
+        .as_ref()
+        .map(|n| NamespaceMode::try_from(n.pid).unwrap_or(NamespaceMode::Pod))
+        .unwrap_or(NamespaceMode::Pod);
+    match mode {
+        NamespaceMode::Node => PidMode::Host,
+        NamespaceMode::Container => PidMode::Container,
+        // POD (and TARGET, not supported yet): the pause's, when the sandbox has one.
+        _ if sandbox.pid_mode() == NamespaceMode::Node => PidMode::Host,
+        _ => PidMode::Pod,
+    }
+}
+
+fn mount(source: &str, destination: &str, fstype: &str, options: &[&str]) -> Mount {
+    Mount {
+        source: source.into(),
+        destination: destination.into(),
+        fstype: fstype.into(),
+        options: options.iter().map(|o| o.to_string()).collect(),
+    }
+}
+
+fn mounts(
+    config: &ContainerConfig,
+    sandbox: &SandboxRecord,
+    privileged: bool,
+) -> Result<Vec<Mount>, Invalid> {
+    let requested: Vec<&str> = config
+        .mounts
+        .iter()
+        .map(|m| m.container_path.as_str())
+        .collect();
+    let wanted = |dest: &str| !requested.contains(&dest);
+    let mut list = vec![
+        mount("proc", "/proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "tmpfs",
+            "/dev",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount(
+            "mqueue",
+            "/dev/mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "sysfs",
+            "/sys",
+            "sysfs",
+            if privileged {
+                &["nosuid", "noexec", "nodev"]
+            } else {
+                &["nosuid", "noexec", "nodev", "ro"]
+            },
+        ),
+    ];
+    if privileged {
+        // A privileged container sees the host's devices.
+        list.push(mount("/dev", "/dev", "bind", &["rbind", "nosuid"]));
+    }
+    let shm = if sandbox.ipc_mode() == NamespaceMode::Node {
+        PathBuf::from("/dev/shm")
+    } else {
+        sandbox.dir.join("shm")
+    };
+    if wanted("/dev/shm") {
+        list.push(bind(
+            &shm,
+            "/dev/shm",
+            &["rbind", "nosuid", "nodev", "noexec"],
+        ));
+    }
+    for (file, dest) in [
+        (crate::sandbox::files::HOSTS, "/etc/hosts"),
+        (crate::sandbox::files::RESOLV_CONF, "/etc/resolv.conf"),
+        (crate::sandbox::files::HOSTNAME, "/etc/hostname"),
+    ] {
+        if wanted(dest) {
+            list.push(bind(&sandbox.dir.join(file), dest, &["rbind", "rprivate"]));
+        }
+    }
+    for (i, m) in config.mounts.iter().enumerate() {
+        list.push(cri_mount(i, m)?);
+    }
+    Ok(list)
+}
+
+fn bind(source: &Path, destination: &str, options: &[&str]) -> Mount {
+    mount(&source.display().to_string(), destination, "bind", options)
+}
+
+/// A CRI volume: a recursive bind with its read-only flag and propagation.
+fn cri_mount(index: usize, m: &crate::cri::v1::Mount) -> Result<Mount, Invalid> {
+    let field = "config.mounts";
+    if !m.container_path.starts_with('/') {
+        return Err(invalid(
+            field,
+            format!(
+                "mount {index}: container_path {:?} is not absolute",
+                m.container_path
+            ),
+        ));
+    }
+    if m.host_path.is_empty() {
+        return Err(invalid(field, format!("mount {index}: host_path is empty")));
+    }
+    let propagation =
+        MountPropagation::try_from(m.propagation).unwrap_or(MountPropagation::PropagationPrivate);
+    if m.recursive_read_only {
+        if !m.readonly {
+            return Err(invalid(
+                field,
+                format!("mount {index}: recursive_read_only needs readonly"),
+            ));
+        }
+        if propagation != MountPropagation::PropagationPrivate {
+            return Err(invalid(
+                field,
+                format!("mount {index}: recursive_read_only needs private propagation"),
+            ));
+        }
+    }
+    let mut options = vec!["rbind".to_owned()];
+    if m.recursive_read_only {
+        options.push("rro".into());
+    } else if m.readonly {
+        options.push("ro".into());
+    }
+    options.push(
+        match propagation {
+            MountPropagation::PropagationHostToContainer => "rslave",
+            MountPropagation::PropagationBidirectional => "rshared",
+            _ => "rprivate",
+        }
+        .into(),
+    );
+    options.extend(m.mount_options.iter().cloned());
+    Ok(Mount {
+        source: m.host_path.clone(),
+        destination: m.container_path.clone(),
+        fstype: "bind".into(),
+        options,
+    })
+}
+
+fn devices(config: &ContainerConfig) -> Result<Vec<Device>, Invalid> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    config
+        .devices
+        .iter()
+        .map(|d| {
+            let meta = std::fs::metadata(&d.host_path)
+                .map_err(|e| invalid("config.devices", format!("device {}: {e}", d.host_path)))?;
+            let kind = if meta.file_type().is_char_device() {
+                'c'
+            } else if meta.file_type().is_block_device() {
+                'b'
+            } else {
+                return Err(invalid(
+                    "config.devices",
+                    format!("{} is not a device", d.host_path),
+                ));
+            };
+            let rdev = meta.rdev();
+            Ok(Device {
+                path: if d.container_path.is_empty() {
+                    d.host_path.clone()
+                } else {
+                    d.container_path.clone()
+                },
+                kind,
+                major: nix::sys::stat::major(rdev),
+                minor: nix::sys::stat::minor(rdev),
+                mode: meta.mode() & 0o7777,
+                uid: 0,
+                gid: 0,
+            })
+        })
+        .collect()
+}
+
+/// The capabilities in this process's bounding set, by name (ALL_CAPABILITIES is in
+/// capability-number order).
+fn held_capabilities() -> Vec<String> {
+    let mask = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1u64 << bit) != 0)
+        .map(|(_, name)| name.to_string())
+        .collect()
+}
+
+fn normalise_cap(name: &str) -> String {
+    let upper = name.to_ascii_uppercase();
+    if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    }
+}
+
+fn capabilities(
+    security: &LinuxContainerSecurityContext,
+    privileged: bool,
+) -> Result<Vec<String>, Invalid> {
+    if privileged {
+        return Ok(to_strings(ALL_CAPABILITIES));
+    }
+    let mut caps = to_strings(DEFAULT_CAPABILITIES);
+    let Some(change) = &security.capabilities else {
+        return Ok(caps);
+    };
+    for add in &change.add_capabilities {
+        if add.eq_ignore_ascii_case("ALL") {
+            // As containerd: every capability the runtime itself holds.
+            caps = held_capabilities();
+            continue;
+        }
+        let cap = normalise_cap(add);
+        if !ALL_CAPABILITIES.contains(&cap.as_str()) {
+            return Err(invalid(
+                "config.linux.security_context.capabilities",
+                format!("unknown capability {add:?}"),
+            ));
+        }
+        if !caps.contains(&cap) {
+            caps.push(cap);
+        }
+    }
+    for drop in &change.drop_capabilities {
+        if drop.eq_ignore_ascii_case("ALL") {
+            caps.clear();
+            continue;
+        }
+        let cap = normalise_cap(drop);
+        caps.retain(|c| *c != cap);
+    }
+    Ok(caps)
+}
+
+/// The seccomp filter: none for privileged containers (they ignore profiles), else what the
+/// security context names. No profile at all means unconfined, as the CRI says.
+fn seccomp(
+    security: &LinuxContainerSecurityContext,
+    privileged: bool,
+    caps: &[String],
+) -> Result<Option<SeccompProfile>, Invalid> {
+    if privileged {
+        return Ok(None);
+    }
+    let field = "config.linux.security_context.seccomp";
+    #[allow(deprecated)]
+    let legacy = security.seccomp_profile_path.as_str();
+    let (kind, localhost) = match &security.seccomp {
+        Some(p) => (
+            ProfileType::try_from(p.profile_type).unwrap_or(ProfileType::RuntimeDefault),
+            p.localhost_ref.clone(),
+        ),
+        None if legacy == "runtime/default" || legacy == "docker/default" => {
+            (ProfileType::RuntimeDefault, String::new())
+        }
+        None if legacy.starts_with("localhost/") => (
+            ProfileType::Localhost,
+            legacy["localhost/".len()..].to_owned(),
+        ),
+        None => (ProfileType::Unconfined, String::new()),
+    };
+    match kind {
+        ProfileType::Unconfined => Ok(None),
+        ProfileType::RuntimeDefault => Ok(Some(crate::executor::seccomp::runtime_default(caps))),
+        ProfileType::Localhost => {
+            let bytes = std::fs::read(&localhost).map_err(|e| {
+                invalid(
+                    field,
+                    format!("cannot read seccomp profile {localhost:?}: {e}"),
+                )
+            })?;
+            crate::executor::seccomp::from_json(&bytes, caps)
+                .map(Some)
+                .map_err(|e| invalid(field, format!("seccomp profile {localhost:?}: {e}")))
+        }
+    }
+}
+
+fn first_non_empty(options: &[&str]) -> String {
+    options
+        .iter()
+        .find(|s| !s.is_empty())
+        .copied()
+        .unwrap_or("/")
+        .to_owned()
+}
+
+fn to_strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(command: &[&str], args: &[&str]) -> ContainerConfig {
+        ContainerConfig {
+            command: command.iter().map(|s| s.to_string()).collect(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn command_follows_docker() {
+        let ep = vec!["/entry".to_owned()];
+        let cmd = vec!["default".to_owned()];
+        let run = |c: &ContainerConfig| command(c, Some(&ep), Some(&cmd)).unwrap();
+        assert_eq!(run(&config(&[], &[])), ["/entry", "default"]);
+        assert_eq!(run(&config(&[], &["x"])), ["/entry", "x"]);
+        assert_eq!(run(&config(&["sh"], &[])), ["sh"]);
+        assert_eq!(run(&config(&["sh"], &["-c", "true"])), ["sh", "-c", "true"]);
+        assert!(command(&config(&[], &[]), None, None).is_err());
+    }
+
+    #[test]
+    fn environment_merges_by_key() {
+        let mut c = ContainerConfig::default();
+        c.envs.push(crate::cri::v1::KeyValue {
+            key: "A".into(),
+            value: b"2".to_vec(),
+        });
+        let env = environment(&c, &["A=1".into(), "PATH=/bin".into()], "web");
+        assert_eq!(env, ["HOSTNAME=web", "A=2", "PATH=/bin"]);
+    }
+
+    #[test]
+    fn capabilities_add_drop_all() {
+        let mut s = LinuxContainerSecurityContext::default();
+        assert_eq!(
+            capabilities(&s, false).unwrap().len(),
+            DEFAULT_CAPABILITIES.len()
+        );
+        s.capabilities = Some(crate::cri::v1::Capability {
+            add_capabilities: vec!["NET_ADMIN".into()],
+            drop_capabilities: vec!["CAP_NET_RAW".into()],
+            ..Default::default()
+        });
+        let caps = capabilities(&s, false).unwrap();
+        assert!(caps.contains(&"CAP_NET_ADMIN".to_owned()));
+        assert!(!caps.contains(&"CAP_NET_RAW".to_owned()));
+        s.capabilities = Some(crate::cri::v1::Capability {
+            drop_capabilities: vec!["ALL".into()],
+            ..Default::default()
+        });
+        assert!(capabilities(&s, false).unwrap().is_empty());
+        s.capabilities = Some(crate::cri::v1::Capability {
+            add_capabilities: vec!["bogus".into()],
+            ..Default::default()
+        });
+        assert!(capabilities(&s, false).is_err());
+    }
+
+    #[test]
+    fn recursive_read_only_rules() {
+        let m = |readonly, propagation| crate::cri::v1::Mount {
+            container_path: "/data".into(),
+            host_path: "/tmp".into(),
+            readonly,
+            recursive_read_only: true,
+            propagation,
+            ..Default::default()
+        };
+        assert!(cri_mount(0, &m(false, 0)).is_err());
+        assert!(
+            cri_mount(
+                0,
+                &m(true, MountPropagation::PropagationHostToContainer as i32)
+            )
+            .is_err()
+        );
+        assert!(
+            cri_mount(0, &m(true, 0))
+                .unwrap()
+                .options
+                .contains(&"rro".to_owned())
+        );
+    }
+}

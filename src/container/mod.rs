@@ -1,0 +1,9 @@
+//! Containers: records, turning CRI configs into executor specs, and the lifecycle the
+//! daemon drives through each pod's monitor.
+
+pub mod build;
+pub mod record;
+pub mod resources;
+pub mod service;
+pub mod signals;
+pub mod user;

@@ -1,0 +1,702 @@
+//! Container lifecycle on the daemon's side: records, the rootfs folders, the container
+//! cgroup, and asking the pod's monitor to create, start, signal and forget processes. Exits
+//! are read from what the monitor recorded, so they are right even after a daemon restart.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+
+use super::build::{self, Paths};
+use super::record::{ContainerRecord, State};
+use crate::cgroup::Cgroups;
+use crate::cri::stored::Stored;
+use crate::cri::v1::{ContainerConfig, PodSandboxConfig};
+use crate::image::service::Images;
+use crate::inflight::Inflight;
+use crate::monitor::SOCKET;
+use crate::monitor::containers::{self as monitor_containers, CreateRequest};
+use crate::monitor::protocol::{self, Request, Response};
+use crate::sandbox::record::{SandboxRecord, SandboxState};
+use crate::sandbox::service::{Sandboxes, new_id, now_nanos};
+use crate::store::{Store, StoreError, Table};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("container name {name:?} is already used by container {existing}")]
+    NameInUse { name: String, existing: String },
+    #[error("{0}")]
+    Precondition(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{step}: {message}")]
+    Failed { step: &'static str, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Shared(Arc<ContainerError>),
+}
+
+impl From<Arc<ContainerError>> for ContainerError {
+    fn from(e: Arc<ContainerError>) -> Self {
+        ContainerError::Shared(e)
+    }
+}
+
+impl ContainerError {
+    pub fn root(&self) -> &ContainerError {
+        match self {
+            ContainerError::Shared(inner) => inner.root(),
+            other => other,
+        }
+    }
+}
+
+fn failed(step: &'static str) -> impl FnOnce(String) -> ContainerError {
+    move |message| ContainerError::Failed { step, message }
+}
+
+pub struct Containers {
+    store: Store,
+    images: Arc<Images>,
+    sandboxes: Arc<Sandboxes>,
+    cgroups: Option<Arc<Cgroups>>,
+    root: PathBuf,
+    creating: Inflight<String, String, ContainerError>,
+}
+
+impl Containers {
+    pub fn new(
+        root_dir: &std::path::Path,
+        store: Store,
+        images: Arc<Images>,
+        sandboxes: Arc<Sandboxes>,
+    ) -> Containers {
+        Containers {
+            store,
+            images,
+            cgroups: sandboxes.cgroups(),
+            sandboxes,
+            root: root_dir.join("containers"),
+            creating: Inflight::default(),
+        }
+    }
+
+    /// CreateContainer. Retries of a create still under way wait for it.
+    pub async fn create(
+        self: &Arc<Self>,
+        sandbox_id: &str,
+        config: ContainerConfig,
+        _sandbox_config: Option<PodSandboxConfig>,
+    ) -> Result<String, ContainerError> {
+        let meta = config.metadata.clone().unwrap_or_default();
+        if meta.name.is_empty() {
+            return Err(ContainerError::Invalid {
+                field: "config.metadata.name",
+                message: "must not be empty".into(),
+            });
+        }
+        let image = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        if image.is_empty() {
+            return Err(ContainerError::Invalid {
+                field: "config.image.image",
+                message: "an image is required".into(),
+            });
+        }
+        let sandbox = self
+            .sandboxes
+            .find(sandbox_id)
+            .await
+            .map_err(|e| ContainerError::Failed {
+                step: "finding the sandbox",
+                message: e.to_string(),
+            })?
+            .ok_or_else(|| {
+                ContainerError::NotFound(format!("pod sandbox {sandbox_id:?} not found"))
+            })?;
+        if sandbox.state != SandboxState::Ready {
+            return Err(ContainerError::Precondition(format!(
+                "pod sandbox {} is not ready",
+                sandbox.id
+            )));
+        }
+        let pod = sandbox.metadata();
+        let key = format!(
+            "{}_{}_{}_{}_{}",
+            meta.name, pod.name, pod.namespace, pod.uid, meta.attempt
+        );
+        let this = self.clone();
+        let work_key = key.clone();
+        self.creating
+            .run(key, move || {
+                let task =
+                    tokio::spawn(async move { this.create_now(sandbox, config, work_key).await });
+                async move {
+                    task.await
+                        .unwrap_or_else(|e| Err(failed("creating")(e.to_string())))
+                }
+                .boxed()
+            })
+            .await
+            .map_err(ContainerError::from)
+    }
+
+    async fn create_now(
+        &self,
+        sandbox: SandboxRecord,
+        config: ContainerConfig,
+        key: String,
+    ) -> Result<String, ContainerError> {
+        let image_name = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        let image = self
+            .images
+            .status(&image_name)
+            .await
+            .map_err(|e| ContainerError::Invalid {
+                field: "config.image.image",
+                message: e.to_string(),
+            })?
+            .ok_or_else(|| {
+                ContainerError::NotFound(format!(
+                    "image {image_name:?} is not present; pull it first"
+                ))
+            })?;
+        let id = new_id();
+        let dir = self.root.join(&id);
+        let parent = sandbox
+            .cgroup
+            .rsplit_once('/')
+            .map(|(p, _)| p.to_owned())
+            .unwrap_or_default();
+        let cgroup = if sandbox.cgroup.is_empty() {
+            String::new()
+        } else {
+            format!("{parent}/{id}")
+        };
+        let log_path = match (&sandbox.config.0.log_directory, &config.log_path) {
+            (d, p) if !d.is_empty() && !p.is_empty() => PathBuf::from(d).join(p),
+            _ => PathBuf::new(),
+        };
+        let layer_dirs: Vec<PathBuf> = image
+            .chain_ids()
+            .rev()
+            .map(|c| self.images.layer_path(c))
+            .collect();
+        let built = build::build(
+            &config,
+            &sandbox,
+            &image,
+            layer_dirs,
+            Paths {
+                upper: dir.join("upper"),
+                work: dir.join("work"),
+                mount_point: dir.join("rootfs"),
+                cgroup: cgroup.clone(),
+            },
+        )
+        .map_err(|e| ContainerError::Invalid {
+            field: e.field,
+            message: e.message,
+        })?;
+        let stop_signal = stop_signal(
+            &config,
+            image.config.config.as_ref().map(|c| c.stop_signal.as_str()),
+        );
+        let mut record = ContainerRecord {
+            id: id.clone(),
+            sandbox_id: sandbox.id.clone(),
+            state: State::Creating,
+            created_at: now_nanos(),
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            image_id: image.id.clone(),
+            image_name,
+            image_layers: image.chain_ids().cloned().collect(),
+            log_path: log_path.clone(),
+            dir: dir.clone(),
+            cgroup: cgroup.clone(),
+            pid: 0,
+            uid: built.identity.uid,
+            gid: built.identity.gid,
+            groups: built.identity.groups.clone(),
+            stop_signal,
+            config: Stored(config.clone()),
+        };
+        let (rid, rkey, rrec, pod) = (id.clone(), key.clone(), record.clone(), sandbox.id.clone());
+        self.store
+            .run(move |c| c.insert(Table::Containers, &rid, &rkey, &pod, &rrec))
+            .await
+            .map_err(|e| match e {
+                StoreError::NameInUse { existing_id, .. } => ContainerError::NameInUse {
+                    name: key,
+                    existing: existing_id,
+                },
+                other => other.into(),
+            })?;
+        let mut spec = built.spec;
+        spec.id = id.clone();
+        match self
+            .prepare(&sandbox, &record, &spec, built.pid_mode, &config)
+            .await
+        {
+            Ok(pid) => {
+                record.pid = pid;
+                record.state = State::Created;
+                self.save(&record).await?;
+                tracing::info!(container = %id, pod = %sandbox.id, "container created");
+                Ok(id)
+            }
+            Err(e) => {
+                self.discard(&sandbox, &record).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Folders, cgroup with limits, the spec file, and the process waiting in the monitor.
+    async fn prepare(
+        &self,
+        sandbox: &SandboxRecord,
+        record: &ContainerRecord,
+        spec: &crate::executor::spec::ContainerSpec,
+        pid_mode: monitor_containers::PidMode,
+        config: &ContainerConfig,
+    ) -> Result<i32, ContainerError> {
+        for d in [
+            &spec.rootfs.upper_dir,
+            &spec.rootfs.work_dir,
+            &spec.rootfs.mount_point,
+        ] {
+            std::fs::create_dir_all(d).map_err(|e| {
+                failed("creating the container folders")(format!("{}: {e}", d.display()))
+            })?;
+        }
+        if let Some(cgroups) = self.cgroups.as_ref().filter(|_| !record.cgroup.is_empty()) {
+            let resources = super::resources::from_cri(
+                config.linux.as_ref().and_then(|l| l.resources.as_ref()),
+            );
+            let (cgroups, path) = (cgroups.clone(), record.cgroup.clone());
+            tokio::task::spawn_blocking(move || {
+                cgroups.create(&path)?;
+                cgroups.apply(&path, &resources)
+            })
+            .await
+            .map_err(|e| failed("creating the container cgroup")(e.to_string()))?
+            .map_err(|e| failed("creating the container cgroup")(e.to_string()))?;
+        }
+        let monitor_dir = monitor_containers::container_dir(&sandbox.dir, &record.id);
+        std::fs::create_dir_all(&monitor_dir)
+            .map_err(|e| failed("writing the spec")(e.to_string()))?;
+        let spec_path = monitor_dir.join("spec.json");
+        let json =
+            serde_json::to_vec(spec).map_err(|e| failed("writing the spec")(e.to_string()))?;
+        std::fs::write(&spec_path, json).map_err(|e| failed("writing the spec")(e.to_string()))?;
+        let request = Request::CreateContainer(CreateRequest {
+            id: record.id.clone(),
+            spec: spec_path,
+            log_path: record.log_path.clone(),
+            tty: spec.tty,
+            pid_mode,
+        });
+        match call(sandbox, &request).await? {
+            Response::Created { pid } => Ok(pid),
+            other => Err(failed("creating the container process")(format!(
+                "unexpected answer {other:?}"
+            ))),
+        }
+    }
+
+    /// Undoes a create: the monitor forgets the process, the cgroup and folders go, and the
+    /// record.
+    async fn discard(&self, sandbox: &SandboxRecord, record: &ContainerRecord) {
+        let _ = call(
+            sandbox,
+            &Request::RemoveContainer {
+                id: record.id.clone(),
+            },
+        )
+        .await;
+        self.remove_cgroup(&record.cgroup).await;
+        let _ = std::fs::remove_dir_all(&record.dir);
+        let _ =
+            std::fs::remove_dir_all(monitor_containers::container_dir(&sandbox.dir, &record.id));
+        let rid = record.id.clone();
+        let _ = self
+            .store
+            .run(move |c| c.delete(Table::Containers, &rid))
+            .await;
+    }
+
+    async fn remove_cgroup(&self, path: &str) {
+        if let Some(cgroups) = self.cgroups.clone().filter(|_| !path.is_empty()) {
+            let path = path.to_owned();
+            let _ = tokio::task::spawn_blocking(move || {
+                let _ = cgroups.kill_all(&path);
+                cgroups.remove(&path)
+            })
+            .await;
+        }
+    }
+
+    /// StartContainer: the waiting process execs its command.
+    pub async fn start(&self, id: &str) -> Result<(), ContainerError> {
+        let mut record = self.get(id).await?;
+        if record.state != State::Created {
+            return Err(ContainerError::Precondition(format!(
+                "container {} is {:?}, not created",
+                record.id, record.state
+            )));
+        }
+        let sandbox = self.sandbox_of(&record).await?;
+        match call(
+            &sandbox,
+            &Request::StartContainer {
+                id: record.id.clone(),
+            },
+        )
+        .await
+        {
+            Ok(_) => {
+                record.state = State::Running;
+                record.started_at = now_nanos();
+                self.save(&record).await?;
+                tracing::info!(container = %record.id, "container started");
+                Ok(())
+            }
+            Err(e) => {
+                // The exec failed: the container is over, with the reason kept for status.
+                record.state = State::Exited;
+                record.finished_at = now_nanos();
+                record.exit_code = 128;
+                record.reason = "StartError".into();
+                record.message = e.to_string();
+                self.save(&record).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// StopContainer: the stop signal, then SIGKILL after `timeout` seconds (0: at once).
+    /// Idempotent; unknown IDs are fine.
+    pub async fn stop(&self, id: &str, timeout: i64) -> Result<(), ContainerError> {
+        let Some(record) = self.find(id).await? else {
+            return Ok(());
+        };
+        let record = self.refresh(record).await?;
+        match record.state {
+            State::Exited => Ok(()),
+            State::Creating | State::Created => {
+                let sandbox = self.sandbox_of(&record).await?;
+                let _ = call(
+                    &sandbox,
+                    &Request::RemoveContainer {
+                        id: record.id.clone(),
+                    },
+                )
+                .await;
+                self.mark_exited(record, 0, "Completed", now_nanos())
+                    .await
+                    .map(drop)
+            }
+            State::Running => {
+                let sandbox = self.sandbox_of(&record).await?;
+                if timeout > 0 {
+                    let _ = signal(&sandbox, &record.id, record.stop_signal).await;
+                    if self
+                        .wait_exit(&sandbox, &record.id, Duration::from_secs(timeout as u64))
+                        .await
+                    {
+                        let record = self.get(&record.id).await?;
+                        self.refresh(record).await?;
+                        return Ok(());
+                    }
+                }
+                let _ = signal(&sandbox, &record.id, libc::SIGKILL).await;
+                if !self
+                    .wait_exit(&sandbox, &record.id, Duration::from_secs(10))
+                    .await
+                {
+                    return Err(failed("stopping the container")(format!(
+                        "container {} did not exit after SIGKILL",
+                        record.id
+                    )));
+                }
+                let record = self.get(&record.id).await?;
+                self.refresh(record).await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn wait_exit(&self, sandbox: &SandboxRecord, id: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if monitor_containers::read_exit(&sandbox.dir, id).is_some() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// RemoveContainer: stops it if it runs, then deletes everything. Idempotent.
+    pub async fn remove(&self, id: &str) -> Result<(), ContainerError> {
+        let Some(record) = self.find(id).await? else {
+            return Ok(());
+        };
+        self.stop(&record.id, 0).await?;
+        let sandbox = self.sandboxes.find(&record.sandbox_id).await.ok().flatten();
+        if let Some(sandbox) = &sandbox {
+            let _ = call(
+                sandbox,
+                &Request::RemoveContainer {
+                    id: record.id.clone(),
+                },
+            )
+            .await;
+            let _ = std::fs::remove_dir_all(monitor_containers::container_dir(
+                &sandbox.dir,
+                &record.id,
+            ));
+        }
+        self.remove_cgroup(&record.cgroup).await;
+        match std::fs::remove_dir_all(&record.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(container = %record.id, error = %e, "cannot remove the container folder");
+            }
+            _ => {}
+        }
+        let rid = record.id.clone();
+        self.store
+            .run(move |c| c.delete(Table::Containers, &rid))
+            .await?;
+        tracing::info!(container = %record.id, "container removed");
+        Ok(())
+    }
+
+    /// The container with this ID or unique ID prefix, its state brought up to date.
+    pub async fn status(&self, id: &str) -> Result<ContainerRecord, ContainerError> {
+        let record = self.get(id).await?;
+        self.refresh(record).await
+    }
+
+    /// Every container, states up to date.
+    pub async fn list(&self) -> Result<Vec<ContainerRecord>, ContainerError> {
+        let records: Vec<ContainerRecord> = self.store.run(|c| c.list(Table::Containers)).await?;
+        let mut out = Vec::with_capacity(records.len());
+        for record in records {
+            out.push(self.refresh(record).await?);
+        }
+        Ok(out)
+    }
+
+    /// Containers of one sandbox (RemovePodSandbox removes them).
+    pub async fn of_sandbox(
+        &self,
+        sandbox_id: &str,
+    ) -> Result<Vec<ContainerRecord>, ContainerError> {
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|c| c.sandbox_id == sandbox_id)
+            .collect())
+    }
+
+    /// ReopenContainerLog: the monitor reopens the file at the same path.
+    pub async fn reopen_log(&self, id: &str) -> Result<(), ContainerError> {
+        let record = self.status(id).await?;
+        if record.state != State::Running {
+            return Err(ContainerError::Precondition(format!(
+                "container {} is not running",
+                record.id
+            )));
+        }
+        let sandbox = self.sandbox_of(&record).await?;
+        call(
+            &sandbox,
+            &Request::ReopenLog {
+                id: record.id.clone(),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// ExecSync: runs `cmd` in the running container; `timeout` seconds (0: none).
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: i64,
+    ) -> Result<monitor_containers::ExecResult, ContainerError> {
+        if cmd.is_empty() {
+            return Err(ContainerError::Invalid {
+                field: "cmd",
+                message: "must not be empty".into(),
+            });
+        }
+        let record = self.status(id).await?;
+        if record.state != State::Running {
+            return Err(ContainerError::Precondition(format!(
+                "container {} is not running",
+                record.id
+            )));
+        }
+        let sandbox = self.sandbox_of(&record).await?;
+        let request = Request::ExecSync(monitor_containers::ExecRequest {
+            id: record.id.clone(),
+            args: cmd,
+            timeout_ms: (timeout.max(0) as u64).saturating_mul(1000),
+        });
+        match call(&sandbox, &request).await? {
+            Response::ExecResult(result) if result.timed_out => {
+                Err(ContainerError::Timeout(format!(
+                    "command in container {} timed out after {timeout}s and was killed",
+                    record.id
+                )))
+            }
+            Response::ExecResult(result) => Ok(result),
+            other => Err(failed("running the command")(format!(
+                "unexpected answer {other:?}"
+            ))),
+        }
+    }
+
+    /// A running container whose exit the monitor recorded becomes exited.
+    async fn refresh(&self, record: ContainerRecord) -> Result<ContainerRecord, ContainerError> {
+        if record.state != State::Running {
+            return Ok(record);
+        }
+        let Some(sandbox) = self.sandboxes.find(&record.sandbox_id).await.ok().flatten() else {
+            return Ok(record);
+        };
+        match monitor_containers::read_exit(&sandbox.dir, &record.id) {
+            Some(exit) => {
+                let reason = if exit.oom_killed {
+                    "OOMKilled"
+                } else if exit.code == 0 {
+                    "Completed"
+                } else {
+                    "Error"
+                };
+                let code = if exit.oom_killed { 137 } else { exit.code };
+                self.mark_exited(record, code, reason, exit.finished_at)
+                    .await
+            }
+            None => Ok(record),
+        }
+    }
+
+    async fn mark_exited(
+        &self,
+        mut record: ContainerRecord,
+        code: i32,
+        reason: &str,
+        finished_at: i64,
+    ) -> Result<ContainerRecord, ContainerError> {
+        record.state = State::Exited;
+        record.exit_code = code;
+        record.reason = reason.into();
+        record.finished_at = finished_at;
+        self.save(&record).await?;
+        Ok(record)
+    }
+
+    async fn sandbox_of(&self, record: &ContainerRecord) -> Result<SandboxRecord, ContainerError> {
+        self.sandboxes
+            .find(&record.sandbox_id)
+            .await
+            .map_err(|e| failed("finding the sandbox")(e.to_string()))?
+            .ok_or_else(|| {
+                ContainerError::NotFound(format!(
+                    "pod sandbox {} of container {} is gone",
+                    record.sandbox_id, record.id
+                ))
+            })
+    }
+
+    async fn save(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
+        let r = record.clone();
+        self.store
+            .run(move |c| c.update(Table::Containers, &r.id, &r).map(|_| ()))
+            .await?;
+        Ok(())
+    }
+
+    async fn find(&self, id: &str) -> Result<Option<ContainerRecord>, ContainerError> {
+        if id.is_empty() {
+            return Ok(None);
+        }
+        let all: Vec<ContainerRecord> = self.store.run(|c| c.list(Table::Containers)).await?;
+        if let Some(exact) = all.iter().find(|r| r.id == id) {
+            return Ok(Some(exact.clone()));
+        }
+        let mut matches = all.into_iter().filter(|r| r.id.starts_with(id));
+        match (matches.next(), matches.next()) {
+            (Some(one), None) => Ok(Some(one)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<ContainerRecord, ContainerError> {
+        self.find(id)
+            .await?
+            .ok_or_else(|| ContainerError::NotFound(format!("container {id:?} not found")))
+    }
+}
+
+/// The signal StopContainer sends first: the config's, else the image's, else SIGTERM.
+fn stop_signal(config: &ContainerConfig, image_signal: Option<&str>) -> i32 {
+    if let Some(sig) = (config.stop_signal != 0)
+        .then(|| super::signals::from_cri(config.stop_signal))
+        .flatten()
+    {
+        return sig;
+    }
+    image_signal
+        .and_then(super::signals::from_name)
+        .unwrap_or(libc::SIGTERM)
+}
+
+async fn call(sandbox: &SandboxRecord, request: &Request) -> Result<Response, ContainerError> {
+    protocol::call(&sandbox.dir.join(SOCKET), request)
+        .await
+        .map_err(|e| failed("talking to the pod monitor")(e.to_string()))
+}
+
+async fn signal(
+    sandbox: &SandboxRecord,
+    id: &str,
+    signal: i32,
+) -> Result<Response, ContainerError> {
+    call(
+        sandbox,
+        &Request::SignalContainer {
+            id: id.to_owned(),
+            signal,
+        },
+    )
+    .await
+}

@@ -1,0 +1,41 @@
+//! Joining or creating the container's network, IPC and UTS namespaces. The PID namespace
+//! is the monitor's business (it applies to children, so it is set up before the fork);
+//! the mount namespace is always new and handled by `rootfs`.
+
+use nix::sched::{CloneFlags, setns, unshare};
+
+use super::error::{Context, Result};
+use super::spec::{NamespaceMode, Namespaces};
+
+/// Applies every namespace of `namespaces` except PID, network first (the order runc uses;
+/// none of these depends on another).
+pub fn enter(namespaces: &Namespaces) -> Result<()> {
+    let wanted = [
+        ("network", &namespaces.network, CloneFlags::CLONE_NEWNET),
+        ("ipc", &namespaces.ipc, CloneFlags::CLONE_NEWIPC),
+        ("uts", &namespaces.uts, CloneFlags::CLONE_NEWUTS),
+    ];
+    for (kind, mode, flag) in wanted {
+        enter_one(kind, mode, flag)?;
+    }
+    Ok(())
+}
+
+fn enter_one(kind: &str, mode: &NamespaceMode, flag: CloneFlags) -> Result<()> {
+    match mode {
+        NamespaceMode::Host => Ok(()),
+        NamespaceMode::New => unshare(flag).context(|| format!("create a {kind} namespace")),
+        NamespaceMode::Join(path) => {
+            let file = std::fs::File::open(path)
+                .context(|| format!("open {kind} namespace {}", path.display()))?;
+            // The type check makes setns refuse a path that is some other namespace.
+            setns(&file, flag).context(|| format!("join {kind} namespace {}", path.display()))
+        }
+    }
+}
+
+/// A mount namespace of the container's own: everything mounted from here on is invisible
+/// to the host.
+pub fn new_mount_namespace() -> Result<()> {
+    unshare(CloneFlags::CLONE_NEWNS).context(|| "create a mount namespace")
+}

@@ -1,0 +1,679 @@
+//! The monitor's containers: it forks each one (the child execs `ferrocri executor`), holds
+//! its stdio and writes it to the CRI log, lets it run on StartContainer, signals it, reaps
+//! it and records its exit durably in `<pod dir>/containers/<id>/exit.json` — all of which
+//! keeps working while the daemon is away.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use nix::sched::{CloneFlags, setns, unshare};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{ForkResult, Pid, fork};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::net::unix::pipe;
+
+use super::logs::{LogWriter, Stream};
+use crate::executor::sync::{Message, REPORT_FD, START_BYTE, START_FD, executor_args};
+
+/// How long a container's setup (mounts, pivot_root, …) may take before it is given up.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Which PID namespace a new container goes into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PidMode {
+    /// The pod's: the pause is PID 1.
+    Pod,
+    /// Its own: the container is PID 1.
+    Container,
+    /// The host's.
+    Host,
+}
+
+/// What CreateContainer asks of the monitor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateRequest {
+    pub id: String,
+    /// The executor spec (JSON), written by the daemon.
+    pub spec: PathBuf,
+    /// The CRI log file; empty for none.
+    pub log_path: PathBuf,
+    pub tty: bool,
+    pub pid_mode: PidMode,
+}
+
+/// What ExecSync asks of the monitor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub id: String,
+    pub args: Vec<String>,
+    /// 0: no limit.
+    pub timeout_ms: u64,
+}
+
+/// The outcome of an ExecSync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecResult {
+    #[serde(with = "base64_bytes")]
+    pub stdout: Vec<u8>,
+    #[serde(with = "base64_bytes")]
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
+    pub timed_out: bool,
+}
+
+/// An exec session between its start and its end.
+pub struct ExecRunning {
+    pid: Pid,
+    stdout: pipe::Receiver,
+    stderr: pipe::Receiver,
+    exit: tokio::sync::oneshot::Receiver<i32>,
+}
+
+/// Captured output is cut at 16 MiB per stream, as the CRI allows.
+const MAX_EXEC_OUTPUT: u64 = 16 * 1024 * 1024;
+
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        STANDARD
+            .decode(String::deserialize(d)?)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// How a container ended, as kept in `exit.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    /// The exit code, or 128 + the signal that killed it.
+    pub code: i32,
+    /// Nanoseconds since the epoch.
+    pub finished_at: i64,
+    /// Killed by the kernel's OOM killer (its cgroup counted an OOM kill).
+    pub oom_killed: bool,
+}
+
+pub const EXIT_FILE: &str = "exit.json";
+
+/// The folder of a container's monitor-side files.
+pub fn container_dir(pod_dir: &Path, id: &str) -> PathBuf {
+    pod_dir.join("containers").join(id)
+}
+
+/// Reads a recorded exit; None while the container has not exited (or never ran).
+pub fn read_exit(pod_dir: &Path, id: &str) -> Option<Exit> {
+    let bytes = std::fs::read(container_dir(pod_dir, id).join(EXIT_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+struct Container {
+    pid: Pid,
+    /// Write end of the start pipe until StartContainer.
+    start: Option<OwnedFd>,
+    /// Read end of the report pipe until the exec is confirmed.
+    report: Option<BufReader<pipe::Receiver>>,
+    cgroup: String,
+    oom_kills_before: u64,
+    log: Rc<RefCell<Option<LogWriter>>>,
+    exited: bool,
+}
+
+#[derive(Default)]
+pub struct Containers {
+    pod_dir: PathBuf,
+    /// The pod's PID namespace (when it has one), to return to after a container got another.
+    pod_pid_ns: Option<std::fs::File>,
+    running: HashMap<String, Container>,
+    by_pid: HashMap<Pid, String>,
+    /// Exec sessions waiting for their process to exit.
+    exec_waiters: HashMap<Pid, tokio::sync::oneshot::Sender<i32>>,
+    exec_count: u64,
+}
+
+impl Containers {
+    pub fn new(pod_dir: &Path, pause: Pid, pod_has_pid_ns: bool) -> Containers {
+        let pod_pid_ns = pod_has_pid_ns
+            .then(|| std::fs::File::open(format!("/proc/{pause}/ns/pid")).ok())
+            .flatten();
+        Containers {
+            pod_dir: pod_dir.to_owned(),
+            pod_pid_ns,
+            ..Default::default()
+        }
+    }
+
+    /// Forks the container's executor and waits until it is set up and waiting to exec.
+    pub async fn create(&mut self, request: CreateRequest) -> Result<i32, String> {
+        if self.running.contains_key(&request.id) {
+            return Err(format!("container {} already exists", request.id));
+        }
+        let dir = container_dir(&self.pod_dir, &request.id);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let _ = std::fs::remove_file(dir.join(EXIT_FILE));
+        let spec: crate::executor::spec::ContainerSpec = std::fs::read(&request.spec)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            .map_err(|e| format!("cannot read spec {}: {e}", request.spec.display()))?;
+        let log = open_log(&request.log_path)?;
+        let (report_r, report_w) = pipe_pair()?;
+        let (start_r, start_w) = pipe_pair()?;
+        let stdio = Stdio::new(request.tty)?;
+        let pid = self.fork_executor(&request, &stdio, &report_w, &start_r)?;
+        drop((report_w, start_r));
+        let log = Rc::new(RefCell::new(log));
+        for (fd, stream) in stdio.parent_ends() {
+            pump(fd, stream, log.clone());
+        }
+        let mut report = BufReader::new(receiver(report_r)?);
+        let ready = tokio::time::timeout(SETUP_TIMEOUT, wait_ready(&mut report)).await;
+        let failure = match ready {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(format!("setup took longer than {SETUP_TIMEOUT:?}")),
+        };
+        if let Some(e) = failure {
+            let _ = kill(pid, Signal::SIGKILL);
+            return Err(e);
+        }
+        let oom_kills_before = oom_kills(&spec.cgroup);
+        self.by_pid.insert(pid, request.id.clone());
+        self.running.insert(
+            request.id,
+            Container {
+                pid,
+                start: Some(start_w),
+                report: Some(report),
+                cgroup: spec.cgroup,
+                oom_kills_before,
+                log,
+                exited: false,
+            },
+        );
+        Ok(pid.as_raw())
+    }
+
+    /// Lets a created container exec its process; Ok once the exec happened.
+    pub async fn start(&mut self, id: &str) -> Result<(), String> {
+        let container = self
+            .running
+            .get_mut(id)
+            .ok_or_else(|| format!("container {id} is not known to this monitor"))?;
+        let start = container
+            .start
+            .take()
+            .ok_or_else(|| format!("container {id} was already started"))?;
+        nix::unistd::write(&start, &[START_BYTE]).map_err(|e| format!("cannot start {id}: {e}"))?;
+        drop(start);
+        let Some(mut report) = container.report.take() else {
+            return Ok(());
+        };
+        match tokio::time::timeout(SETUP_TIMEOUT, wait_exec(&mut report)).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "container {id} did not exec within {SETUP_TIMEOUT:?}"
+            )),
+        }
+    }
+
+    /// Sends `signal` to the container's process (ignored once it has exited).
+    pub fn signal(&self, id: &str, signal: i32) -> Result<(), String> {
+        let container = self
+            .running
+            .get(id)
+            .ok_or_else(|| format!("container {id} is not known to this monitor"))?;
+        if container.exited {
+            return Ok(());
+        }
+        let signal = Signal::try_from(signal).map_err(|e| format!("signal {signal}: {e}"))?;
+        match kill(container.pid, signal) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(e) => Err(format!("cannot signal {id}: {e}")),
+        }
+    }
+
+    /// Forgets a container; one that never started is told to exit without running.
+    pub fn forget(&mut self, id: &str) {
+        if let Some(container) = self.running.remove(id) {
+            self.by_pid.remove(&container.pid);
+            if !container.exited {
+                let _ = kill(container.pid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// Reopens a container's log file after kubelet rotated it.
+    pub fn reopen_log(&self, id: &str) -> Result<(), String> {
+        let container = self
+            .running
+            .get(id)
+            .ok_or_else(|| format!("container {id} is not known to this monitor"))?;
+        match container.log.borrow_mut().as_mut() {
+            Some(log) => log
+                .reopen()
+                .map_err(|e| format!("cannot reopen the log of {id}: {e}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Called for every reaped child: records a container's exit durably, or hands an exec
+    /// session its exit code.
+    pub fn exited(&mut self, pid: Pid, code: i32) {
+        if let Some(waiter) = self.exec_waiters.remove(&pid) {
+            let _ = waiter.send(code);
+            return;
+        }
+        let Some(id) = self.by_pid.get(&pid).cloned() else {
+            return;
+        };
+        let Some(container) = self.running.get_mut(&id) else {
+            return;
+        };
+        container.exited = true;
+        let oom_killed = oom_kills(&container.cgroup) > container.oom_kills_before;
+        let exit = Exit {
+            code,
+            finished_at: crate::sandbox::service::now_nanos(),
+            oom_killed,
+        };
+        if let Err(e) = write_exit(&container_dir(&self.pod_dir, &id), &exit) {
+            eprintln!("monitor: cannot record the exit of {id}: {e}");
+        }
+        eprintln!("monitor: container {id} exited with {code}");
+    }
+
+    /// Every container's pid and whether it still runs.
+    pub fn list(&self) -> Vec<(String, i32, bool)> {
+        self.running
+            .iter()
+            .map(|(id, c)| (id.clone(), c.pid.as_raw(), !c.exited))
+            .collect()
+    }
+
+    /// SIGKILL to every container (pod shutdown).
+    pub fn kill_all(&self) {
+        for container in self.running.values().filter(|c| !c.exited) {
+            let _ = kill(container.pid, Signal::SIGKILL);
+        }
+    }
+
+    /// Starts a command inside a running container (its namespaces, root, user and
+    /// limits) and returns once it runs.
+    pub async fn exec_start(&mut self, request: &ExecRequest) -> Result<ExecRunning, String> {
+        let container = self
+            .running
+            .get(&request.id)
+            .ok_or_else(|| format!("container {} is not known to this monitor", request.id))?;
+        if container.exited || container.start.is_some() {
+            return Err(format!("container {} is not running", request.id));
+        }
+        let target = container.pid;
+        let dir = container_dir(&self.pod_dir, &request.id);
+        let mut spec: crate::executor::spec::ContainerSpec = std::fs::read(dir.join("spec.json"))
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            .map_err(|e| format!("cannot read the container's spec: {e}"))?;
+        spec.args = request.args.clone();
+        spec.exec_in = Some(target.as_raw());
+        spec.tty = false;
+        self.exec_count += 1;
+        let spec_path = dir.join(format!("exec-{}.json", self.exec_count));
+        let json = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
+        std::fs::write(&spec_path, json).map_err(|e| format!("cannot write the exec spec: {e}"))?;
+        let result = self.run_exec(target, &spec_path).await;
+        let _ = std::fs::remove_file(&spec_path);
+        result
+    }
+
+    async fn run_exec(&mut self, target: Pid, spec_path: &Path) -> Result<ExecRunning, String> {
+        let (report_r, report_w) = pipe_pair()?;
+        let (start_r, start_w) = pipe_pair()?;
+        let stdio = Stdio::new(false)?;
+        // The session joins the container's PID namespace, whatever it is.
+        let target_ns = std::fs::File::open(format!("/proc/{target}/ns/pid"))
+            .map_err(|e| format!("container process {target} is gone: {e}"))?;
+        setns(&target_ns, CloneFlags::CLONE_NEWPID)
+            .map_err(|e| format!("cannot enter the container's PID namespace: {e}"))?;
+        let args = executor_args(spec_path);
+        // SAFETY: single-threaded monitor; the child only rearranges fds and execs.
+        let forked = unsafe { fork() };
+        let restored = self.leave_pid_namespace(PidMode::Container);
+        let pid = match forked {
+            Err(e) => return Err(format!("cannot fork: {e}")),
+            Ok(ForkResult::Child) => {
+                // Its own process group, so a timeout kills everything it started.
+                let _ = nix::unistd::setsid();
+                exec_executor(
+                    stdio.child_ends(),
+                    report_w.as_raw_fd(),
+                    start_r.as_raw_fd(),
+                    &args,
+                )
+            }
+            Ok(ForkResult::Parent { child }) => child,
+        };
+        restored?;
+        drop((report_w, start_r));
+        let (exit_tx, exit) = tokio::sync::oneshot::channel();
+        self.exec_waiters.insert(pid, exit_tx);
+        let mut ends = stdio.parent_ends().into_iter();
+        let (Some((out, _)), Some((err, _))) = (ends.next(), ends.next()) else {
+            return Err("exec stdio missing".into());
+        };
+        let mut report = BufReader::new(receiver(report_r)?);
+        let started = async {
+            wait_ready(&mut report).await?;
+            nix::unistd::write(&start_w, &[START_BYTE])
+                .map_err(|e| format!("cannot start the exec: {e}"))?;
+            wait_exec(&mut report).await
+        };
+        if let Err(e) = tokio::time::timeout(SETUP_TIMEOUT, started)
+            .await
+            .unwrap_or_else(|_| Err("the exec did not start in time".into()))
+        {
+            let _ = kill(pid, Signal::SIGKILL);
+            return Err(e);
+        }
+        Ok(ExecRunning {
+            pid,
+            stdout: receiver(out)?,
+            stderr: receiver(err)?,
+            exit,
+        })
+    }
+
+    fn fork_executor(
+        &self,
+        request: &CreateRequest,
+        stdio: &Stdio,
+        report_w: &OwnedFd,
+        start_r: &OwnedFd,
+    ) -> Result<Pid, String> {
+        self.enter_pid_namespace(request.pid_mode)?;
+        let args = executor_args(&request.spec);
+        // SAFETY: the monitor is single-threaded, so the child may run ordinary code; it only
+        // rearranges fds and execs.
+        let forked = unsafe { fork() };
+        let restored = self.leave_pid_namespace(request.pid_mode);
+        match forked {
+            Err(e) => Err(format!("cannot fork: {e}")),
+            Ok(ForkResult::Child) => {
+                let child_fds = stdio.child_ends();
+                exec_executor(child_fds, report_w.as_raw_fd(), start_r.as_raw_fd(), &args)
+            }
+            Ok(ForkResult::Parent { child }) => {
+                restored?;
+                Ok(child)
+            }
+        }
+    }
+
+    /// Points the PID namespace of the next child where the container wants it.
+    fn enter_pid_namespace(&self, mode: PidMode) -> Result<(), String> {
+        match mode {
+            PidMode::Pod => Ok(()),
+            PidMode::Container => {
+                // A new PID namespace can only be made from the monitor's own, not while
+                // children still go into the pod's.
+                let own = std::fs::File::open("/proc/self/ns/pid").map_err(|e| e.to_string())?;
+                setns(&own, CloneFlags::CLONE_NEWPID).map_err(|e| e.to_string())?;
+                unshare(CloneFlags::CLONE_NEWPID)
+                    .map_err(|e| format!("cannot create the container's PID namespace: {e}"))
+            }
+            PidMode::Host => {
+                let own = std::fs::File::open("/proc/self/ns/pid").map_err(|e| e.to_string())?;
+                setns(&own, CloneFlags::CLONE_NEWPID)
+                    .map_err(|e| format!("cannot use the host PID namespace: {e}"))
+            }
+        }
+    }
+
+    /// Back to the pod's PID namespace for later children.
+    fn leave_pid_namespace(&self, mode: PidMode) -> Result<(), String> {
+        match (&self.pod_pid_ns, mode) {
+            (_, PidMode::Pod) => Ok(()),
+            (Some(pod), _) => setns(pod, CloneFlags::CLONE_NEWPID)
+                .map_err(|e| format!("cannot return to the pod's PID namespace: {e}")),
+            (None, _) => {
+                let own = std::fs::File::open("/proc/self/ns/pid").map_err(|e| e.to_string())?;
+                setns(&own, CloneFlags::CLONE_NEWPID).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// Collects an exec session's output and exit code; past `timeout` its whole process
+/// group is killed and the result says so.
+pub async fn finish_exec(running: ExecRunning, timeout: Option<Duration>) -> ExecResult {
+    let ExecRunning {
+        pid,
+        stdout,
+        stderr,
+        mut exit,
+    } = running;
+    let read = |r: pipe::Receiver| async move {
+        let mut buf = Vec::new();
+        let _ = r.take(MAX_EXEC_OUTPUT).read_to_end(&mut buf).await;
+        buf
+    };
+    let (out_task, err_task) = (
+        tokio::task::spawn_local(read(stdout)),
+        tokio::task::spawn_local(read(stderr)),
+    );
+    let waited = match timeout {
+        Some(limit) => tokio::time::timeout(limit, &mut exit).await.ok(),
+        None => Some((&mut exit).await),
+    };
+    let (exit_code, timed_out) = match waited {
+        Some(code) => (code.unwrap_or(-1), false),
+        None => {
+            let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+            let _ = kill(pid, Signal::SIGKILL);
+            (exit.await.unwrap_or(137), true)
+        }
+    };
+    // Output still held open by a process that escaped the group must not hang the reply.
+    let grace = Duration::from_secs(2);
+    let stdout = tokio::time::timeout(grace, out_task)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let stderr = tokio::time::timeout(grace, err_task)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    ExecResult {
+        stdout,
+        stderr,
+        exit_code,
+        timed_out,
+    }
+}
+
+/// In the forked child: stdio on 0-2, report on 3, start on 4, everything else closed; exec.
+fn exec_executor(stdio: [RawFd; 3], report: RawFd, start: RawFd, args: &[std::ffi::OsString]) -> ! {
+    use std::os::unix::ffi::OsStrExt;
+    // Move the pipe ends above the target numbers first so no dup2 clobbers another source.
+    // SAFETY: plain fd syscalls in a single-threaded child about to exec.
+    unsafe {
+        let report = libc::fcntl(report, libc::F_DUPFD, 10);
+        let start = libc::fcntl(start, libc::F_DUPFD, 10);
+        let stdio = stdio.map(|fd| libc::fcntl(fd, libc::F_DUPFD, 10));
+        for (target, fd) in stdio.iter().enumerate() {
+            libc::dup2(*fd, target as i32);
+        }
+        libc::dup2(report, REPORT_FD);
+        libc::dup2(start, START_FD);
+        libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, 0u32);
+        let program = c"/proc/self/exe";
+        let owned: Vec<std::ffi::CString> = args
+            .iter()
+            .filter_map(|a| std::ffi::CString::new(a.as_bytes()).ok())
+            .collect();
+        let mut argv: Vec<*const libc::c_char> = vec![program.as_ptr()];
+        argv.extend(owned.iter().map(|a| a.as_ptr()));
+        argv.push(std::ptr::null());
+        libc::execv(program.as_ptr(), argv.as_ptr());
+        libc::_exit(127)
+    }
+}
+
+/// The container's stdio: a pty (one stream) or pipes for stdout and stderr; stdin is
+/// /dev/null until attach exists.
+struct Stdio {
+    child: [OwnedFd; 3],
+    parent: Vec<(OwnedFd, Stream)>,
+}
+
+impl Stdio {
+    fn new(tty: bool) -> Result<Stdio, String> {
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .open("/dev/null")
+            .map(OwnedFd::from)
+            .map_err(|e| format!("cannot open /dev/null: {e}"))?;
+        if tty {
+            let pty =
+                nix::pty::openpty(None, None).map_err(|e| format!("cannot open a pty: {e}"))?;
+            let slave = pty.slave;
+            let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| e.to_string());
+            return Ok(Stdio {
+                child: [dup(&slave)?, dup(&slave)?, slave],
+                parent: vec![(pty.master, Stream::Stdout)],
+            });
+        }
+        let (out_r, out_w) = pipe_pair()?;
+        let (err_r, err_w) = pipe_pair()?;
+        Ok(Stdio {
+            child: [null, out_w, err_w],
+            parent: vec![(out_r, Stream::Stdout), (err_r, Stream::Stderr)],
+        })
+    }
+
+    fn child_ends(&self) -> [RawFd; 3] {
+        [
+            self.child[0].as_raw_fd(),
+            self.child[1].as_raw_fd(),
+            self.child[2].as_raw_fd(),
+        ]
+    }
+
+    fn parent_ends(self) -> Vec<(OwnedFd, Stream)> {
+        self.parent
+    }
+}
+
+fn pipe_pair() -> Result<(OwnedFd, OwnedFd), String> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot create a pipe: {e}"))
+}
+
+fn receiver(fd: OwnedFd) -> Result<pipe::Receiver, String> {
+    pipe::Receiver::from_owned_fd(fd).map_err(|e| format!("cannot watch a pipe: {e}"))
+}
+
+fn open_log(path: &Path) -> Result<Option<LogWriter>, String> {
+    if path.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    LogWriter::open(path)
+        .map(Some)
+        .map_err(|e| format!("cannot open log {}: {e}", path.display()))
+}
+
+/// Copies one stdio stream of a container into its log until the stream ends.
+fn pump(fd: OwnedFd, stream: Stream, log: Rc<RefCell<Option<LogWriter>>>) {
+    // A pty master is not a pipe, but like one it is a plain fd tokio can poll once it is
+    // nonblocking.
+    let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL).unwrap_or(0);
+    let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+    let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(flags));
+    let Ok(mut receiver) = pipe::Receiver::from_owned_fd_unchecked(fd) else {
+        return;
+    };
+    tokio::task::spawn_local(async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match receiver.read(&mut buf).await {
+                // EIO: the pty's other side is closed, its end of stream.
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if let Some(log) = log.borrow_mut().as_mut() {
+                        let _ = log.write(stream, &buf[..n]);
+                    }
+                }
+            }
+        }
+        if let Some(log) = log.borrow_mut().as_mut() {
+            let _ = log.close_stream(stream);
+        }
+    });
+}
+
+async fn wait_ready(report: &mut BufReader<pipe::Receiver>) -> Result<(), String> {
+    loop {
+        match next_message(report).await? {
+            None => return Err("the executor exited before it was ready".into()),
+            Some(Message::Ready) => return Ok(()),
+            Some(Message::Warning(text)) => eprintln!("monitor: executor: {text}"),
+            Some(Message::Error(text)) => return Err(text),
+        }
+    }
+}
+
+async fn wait_exec(report: &mut BufReader<pipe::Receiver>) -> Result<(), String> {
+    loop {
+        match next_message(report).await? {
+            None => return Ok(()),
+            Some(Message::Error(text)) => return Err(text),
+            Some(_) => {}
+        }
+    }
+}
+
+async fn next_message(report: &mut BufReader<pipe::Receiver>) -> Result<Option<Message>, String> {
+    let mut line = String::new();
+    match report.read_line(&mut line).await {
+        Ok(0) => Ok(None),
+        Ok(_) => Ok(Some(Message::parse(line.trim_end_matches('\n')))),
+        Err(e) => Err(format!("cannot read the executor's report: {e}")),
+    }
+}
+
+fn oom_kills(cgroup: &str) -> u64 {
+    if cgroup.is_empty() {
+        return 0;
+    }
+    crate::cgroup::Cgroups::detect()
+        .ok()
+        .and_then(|c| c.oom_kills(cgroup).ok())
+        .unwrap_or(0)
+}
+
+fn write_exit(dir: &Path, exit: &Exit) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(".exit.json.tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(&serde_json::to_vec(exit).map_err(std::io::Error::other)?)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, dir.join(EXIT_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
