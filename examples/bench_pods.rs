@@ -1,12 +1,14 @@
-//! Pod benchmark client (run by hack/bench-pods.sh against a release daemon): times
-//! RunPodSandbox and StopPodSandbox + RemovePodSandbox over N pods, and measures the memory of
-//! the daemon and of each pod's monitor and pause. Prints figures; asserts nothing.
+//! Pod benchmark client (run by hack/bench-pods.sh against a release daemon): times pod up
+//! (RunPodSandbox + CreateContainer + StartContainer of busybox, image present) and pod down
+//! (StopPodSandbox + RemovePodSandbox) over N pods, and measures the memory of the daemon and
+//! of each pod's monitor and pause. Prints figures; asserts nothing.
 //!
 //!   bench_pods <socket> <daemon pid> [pods]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use ferrocri::cri::v1::image_service_client::ImageServiceClient;
 use ferrocri::cri::v1::runtime_service_client::RuntimeServiceClient;
 use ferrocri::cri::v1::*;
 use hyper_util::rt::TokioIo;
@@ -32,26 +34,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }))
         .await?;
-    let mut client = RuntimeServiceClient::new(channel);
+    let mut client = RuntimeServiceClient::new(channel.clone());
+    let mut images = ImageServiceClient::new(channel);
+    images
+        .pull_image(PullImageRequest {
+            image: Some(ImageSpec {
+                image: BUSYBOX.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?;
 
     let idle_rss = rss_kib(daemon_pid);
     // One pod first so that lazy start-up work does not count.
-    let warm = client
-        .run_pod_sandbox(request(usize::MAX))
-        .await?
-        .into_inner()
-        .pod_sandbox_id;
+    let warm = pod_up(&mut client, usize::MAX).await?;
     stop_remove(&mut client, &warm).await?;
 
     let mut up = Vec::new();
     let mut ids = Vec::new();
     for i in 0..pods {
         let started = Instant::now();
-        let id = client
-            .run_pod_sandbox(request(i))
-            .await?
-            .into_inner()
-            .pod_sandbox_id;
+        let id = pod_up(&mut client, i).await?;
         up.push(started.elapsed());
         ids.push(id);
     }
@@ -78,8 +82,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     println!("pods: {pods}");
-    report("RunPodSandbox", &mut up);
-    report("StopPodSandbox + RemovePodSandbox", &mut down);
+    report(
+        "pod up (RunPodSandbox + CreateContainer + StartContainer)",
+        &mut up,
+    );
+    report("pod down (StopPodSandbox + RemovePodSandbox)", &mut down);
     let avg = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len().max(1) as f64;
     println!(
         "per pod PSS: monitor {:.0} KiB + pause {:.0} KiB = {:.0} KiB",
@@ -89,6 +96,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("daemon RSS: idle {idle_rss} KiB, with {pods} pods {loaded_rss} KiB");
     Ok(())
+}
+
+const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
+
+/// One pod with one running busybox container; returns the pod ID.
+async fn pod_up(
+    client: &mut RuntimeServiceClient<tonic::transport::Channel>,
+    i: usize,
+) -> Result<String, tonic::Status> {
+    let pod = request(i);
+    let sandbox_config = pod.config.clone();
+    let id = client
+        .run_pod_sandbox(pod)
+        .await?
+        .into_inner()
+        .pod_sandbox_id;
+    let container = client
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: id.clone(),
+            config: Some(ContainerConfig {
+                metadata: Some(ContainerMetadata {
+                    name: "sleep".into(),
+                    attempt: 0,
+                }),
+                image: Some(ImageSpec {
+                    image: BUSYBOX.into(),
+                    ..Default::default()
+                }),
+                command: vec!["sleep".into(), "3600".into()],
+                ..Default::default()
+            }),
+            sandbox_config,
+        })
+        .await?
+        .into_inner()
+        .container_id;
+    client
+        .start_container(StartContainerRequest {
+            container_id: container,
+        })
+        .await?;
+    Ok(id)
 }
 
 fn request(i: usize) -> RunPodSandboxRequest {

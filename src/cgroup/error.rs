@@ -71,3 +71,15 @@ pub enum CgroupError {
         timeout: Duration,
     },
 }
+
+impl CgroupError {
+    /// A directory of the path vanished under the operation (a concurrent removal of a
+    /// shared parent): worth doing again.
+    pub(crate) fn is_not_found(&self) -> bool {
+        matches!(self,
+            CgroupError::Create { source, .. }
+            | CgroupError::Write { source, .. }
+            | CgroupError::Read { source, .. }
+                if source.kind() == io::ErrorKind::NotFound)
+    }
+}

@@ -116,11 +116,19 @@ impl Cgroups {
     /// created stays; `remove` undoes it.
     pub fn create(&self, path: &str) -> Result<(), CgroupError> {
         let cg = CgroupPath::parse(path)?;
-        v1::create(&cg, &self.v1)?;
-        if let Some(mount) = &self.unified {
-            v2::create(&cg, mount, &self.unified_controllers)?;
+        // A shared parent (such as /ferrocri) can be removed as empty by another pod's
+        // teardown between our mkdir of it and of its child: create again when that happens.
+        let mut attempts = 0;
+        loop {
+            let result = v1::create(&cg, &self.v1).and_then(|()| match &self.unified {
+                Some(mount) => v2::create(&cg, mount, &self.unified_controllers),
+                None => Ok(()),
+            });
+            match result {
+                Err(e) if attempts < 5 && e.is_not_found() => attempts += 1,
+                other => return other,
+            }
         }
-        Ok(())
     }
 
     /// Moves process `pid` (with all its threads) into the cgroup in every hierarchy.
