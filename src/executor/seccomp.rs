@@ -1563,24 +1563,9 @@ mod tests {
         )
     }
 
-    /// The capabilities containerd gives a container by default.
+    /// The capabilities a container gets by default.
     fn default_caps() -> Vec<String> {
-        caps(&[
-            "CAP_CHOWN",
-            "CAP_DAC_OVERRIDE",
-            "CAP_FSETID",
-            "CAP_FOWNER",
-            "CAP_MKNOD",
-            "CAP_NET_RAW",
-            "CAP_SETGID",
-            "CAP_SETUID",
-            "CAP_SETFCAP",
-            "CAP_SETPCAP",
-            "CAP_NET_BIND_SERVICE",
-            "CAP_SYS_CHROOT",
-            "CAP_KILL",
-            "CAP_AUDIT_WRITE",
-        ])
+        caps(crate::container::build::DEFAULT_CAPABILITIES)
     }
 
     #[test]

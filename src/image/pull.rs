@@ -446,27 +446,9 @@ fn unpack(
 
 /// Bytes and inodes of a layer directory unpacked before this daemon knew its size.
 async fn measure(dir: std::path::PathBuf) -> LayerUsage {
-    tokio::task::spawn_blocking(move || {
-        fn walk(dir: &std::path::Path, usage: &mut LayerUsage) {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                return;
-            };
-            for entry in entries.flatten() {
-                let Ok(meta) = entry.metadata() else { continue };
-                usage.1 += 1;
-                if meta.is_dir() {
-                    walk(&entry.path(), usage);
-                } else {
-                    usage.0 += meta.len();
-                }
-            }
-        }
-        let mut usage = (0, 0);
-        walk(&dir, &mut usage);
-        usage
-    })
-    .await
-    .unwrap_or((0, 0))
+    tokio::task::spawn_blocking(move || crate::rootfs::usage::disk_usage(&dir))
+        .await
+        .unwrap_or((0, 0))
 }
 
 /// Usage of the layers images already recorded, by chain ID.

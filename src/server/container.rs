@@ -160,7 +160,7 @@ impl CriServer {
             .sandboxes()
             .cgroup_stats(&record.cgroup)
             .unwrap_or_default();
-        let (bytes, inodes) = disk_usage(&record.dir.join("upper"));
+        let (bytes, inodes) = crate::rootfs::usage::disk_usage(&record.dir.join("upper"));
         ContainerStats {
             attributes: Some(ContainerAttributes {
                 id: record.id.clone(),
@@ -194,27 +194,6 @@ impl CriServer {
             io: None,
         }
     }
-}
-
-/// Bytes and inodes under a folder (the container's writable layer).
-fn disk_usage(dir: &std::path::Path) -> (u64, u64) {
-    fn walk(dir: &std::path::Path, usage: &mut (u64, u64)) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            usage.1 += 1;
-            if meta.is_dir() {
-                walk(&entry.path(), usage);
-            } else {
-                usage.0 += meta.len();
-            }
-        }
-    }
-    let mut usage = (0, 0);
-    walk(dir, &mut usage);
-    usage
 }
 
 fn cri_state(record: &ContainerRecord) -> ContainerState {
