@@ -318,7 +318,9 @@ fn pid_mode(security: &LinuxContainerSecurityContext, sandbox: &SandboxRecord) -
     match mode {
         NamespaceMode::Node => PidMode::Host,
         NamespaceMode::Container => PidMode::Container,
-        // POD (and TARGET, not supported yet): the pause's, when the sandbox has one.
+        // The target's pid is looked up by the caller (it knows the other containers).
+        NamespaceMode::Target => PidMode::Target { pid: 0 },
+        // POD: the pause's, when the sandbox has one.
         _ if sandbox.pid_mode() == NamespaceMode::Node => PidMode::Host,
         _ => PidMode::Pod,
     }

@@ -254,8 +254,21 @@ impl Containers {
             })?;
         let mut spec = built.spec;
         spec.id = id.clone();
+        let pid_mode = match built.pid_mode {
+            monitor_containers::PidMode::Target { .. } => {
+                let pid = match self.target_pid(&config, &sandbox).await {
+                    Ok(pid) => pid,
+                    Err(e) => {
+                        self.discard(&sandbox, &record).await;
+                        return Err(e);
+                    }
+                };
+                monitor_containers::PidMode::Target { pid }
+            }
+            other => other,
+        };
         match self
-            .prepare(&sandbox, &record, &spec, built.pid_mode, &config)
+            .prepare(&sandbox, &record, &spec, pid_mode, &config)
             .await
         {
             Ok(pid) => {
@@ -270,6 +283,40 @@ impl Containers {
                 Err(e)
             }
         }
+    }
+
+    /// The pid of the running container a TARGET PID namespace option names (same pod).
+    async fn target_pid(
+        &self,
+        config: &ContainerConfig,
+        sandbox: &SandboxRecord,
+    ) -> Result<i32, ContainerError> {
+        let target_id = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref())
+            .map(|n| n.target_id.clone())
+            .unwrap_or_default();
+        let invalid = |message: String| ContainerError::Invalid {
+            field: "config.linux.security_context.namespace_options.target_id",
+            message,
+        };
+        if target_id.is_empty() {
+            return Err(invalid("PID namespace TARGET needs a target_id".into()));
+        }
+        let target = self
+            .find(&target_id)
+            .await?
+            .ok_or_else(|| invalid(format!("container {target_id:?} not found")))?;
+        let target = self.refresh(target).await?;
+        if target.sandbox_id != sandbox.id || target.state != State::Running {
+            return Err(invalid(format!(
+                "container {target_id:?} is not a running container of pod {}",
+                sandbox.id
+            )));
+        }
+        Ok(target.pid)
     }
 
     /// Folders, cgroup with limits, the spec file, and the process waiting in the monitor.

@@ -33,6 +33,8 @@ pub enum PidMode {
     Container,
     /// The host's.
     Host,
+    /// The one of another container's process (ephemeral debug containers).
+    Target { pid: i32 },
 }
 
 /// What CreateContainer asks of the monitor.
@@ -436,6 +438,12 @@ impl Containers {
                 let own = std::fs::File::open("/proc/self/ns/pid").map_err(|e| e.to_string())?;
                 setns(&own, CloneFlags::CLONE_NEWPID)
                     .map_err(|e| format!("cannot use the host PID namespace: {e}"))
+            }
+            PidMode::Target { pid } => {
+                let target = std::fs::File::open(format!("/proc/{pid}/ns/pid"))
+                    .map_err(|e| format!("target process {pid} is gone: {e}"))?;
+                setns(&target, CloneFlags::CLONE_NEWPID)
+                    .map_err(|e| format!("cannot join the target's PID namespace: {e}"))
             }
         }
     }

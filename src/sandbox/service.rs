@@ -202,8 +202,14 @@ impl Sandboxes {
             .unwrap_or_else(|| DEFAULT_CGROUP_PARENT.to_owned());
         record.cgroup = format!("{}/{}", parent.trim_end_matches('/'), record.id);
         if let Some(cgroups) = &self.cgroups {
+            // The sandbox's own resources (kubelet sends them as for a container) limit the
+            // pause and monitor, as containerd applies them to its sandbox container.
+            let resources = crate::container::resources::from_cri(
+                config.linux.as_ref().and_then(|l| l.resources.as_ref()),
+            );
             cgroups
                 .create(&record.cgroup)
+                .and_then(|()| cgroups.apply(&record.cgroup, &resources))
                 .map_err(|e| step("creating the pod cgroup")(e.to_string()))?;
         }
         self.save(record).await?;
