@@ -53,17 +53,17 @@ impl CriServer {
                 conditions: vec![runtime, network],
             }),
             info,
-            // One default handler, named "" as kubelet and critest expect. Every feature flag
-            // is false until the feature is really there: critest skips specs on them.
+            // One default handler, named "" as kubelet and critest expect. A feature flag is
+            // true only when the feature is really there: critest skips specs on them.
             runtime_handlers: vec![RuntimeHandler {
                 name: String::new(),
                 features: Some(RuntimeHandlerFeatures {
-                    recursive_read_only_mounts: false,
+                    recursive_read_only_mounts: recursive_read_only_supported(),
                     user_namespaces: false,
                 }),
             }],
             features: Some(RuntimeFeatures {
-                supplemental_groups_policy: false,
+                supplemental_groups_policy: true,
                 user_namespaces_host_network: false,
                 mount_options: false,
             }),
@@ -122,6 +122,26 @@ impl CriServer {
             .await?;
         Ok(())
     }
+}
+
+/// Recursive read-only bind mounts need mount_setattr (Linux 5.12); probe the syscall once.
+fn recursive_read_only_supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        // An invalid call: ENOSYS means the kernel lacks it, anything else means it exists.
+        // SAFETY: mount_setattr with a null attr and size 0 touches no memory.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                -1,
+                c"".as_ptr(),
+                0,
+                std::ptr::null::<u8>(),
+                0,
+            )
+        };
+        !(r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS))
+    })
 }
 
 fn condition(kind: &str, state: Result<(), (&str, String)>) -> RuntimeCondition {
