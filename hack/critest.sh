@@ -61,7 +61,9 @@ skip=$(grep -v -e '^#' -e '^[[:space:]]*$' hack/critest-skip.txt |
 	paste -sd '|')
 
 set +e
-critest -runtime-endpoint "unix://$sock" -parallel "$parallel" \
+# Both endpoints explicitly: critest would otherwise take the image endpoint from a
+# /etc/crictl.yaml on this machine.
+critest -runtime-endpoint "unix://$sock" -image-endpoint "unix://$sock" -parallel "$parallel" \
 	-ginkgo.skip "${skip:-^$}" -ginkgo.no-color "$@" 2>&1 | tee "$work/critest.out"
 status=${PIPESTATUS[0]}
 set -e
