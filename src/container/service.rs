@@ -591,6 +591,39 @@ impl Containers {
         Ok(())
     }
 
+    /// UpdateContainerResources: new cgroup limits for a created or running container, kept
+    /// in its record so ContainerStatus reports them.
+    pub async fn update_resources(
+        &self,
+        id: &str,
+        linux: Option<crate::cri::v1::LinuxContainerResources>,
+    ) -> Result<(), ContainerError> {
+        let mut record = self.status(id).await?;
+        if record.state == State::Exited {
+            return Err(ContainerError::Precondition(format!(
+                "container {} has exited",
+                record.id
+            )));
+        }
+        let Some(linux) = linux else {
+            return Ok(());
+        };
+        if let Some(cgroups) = self.cgroups.clone().filter(|_| !record.cgroup.is_empty()) {
+            let resources = super::resources::from_cri(Some(&linux));
+            let path = record.cgroup.clone();
+            tokio::task::spawn_blocking(move || cgroups.apply(&path, &resources))
+                .await
+                .map_err(|e| failed("updating the container cgroup")(e.to_string()))?
+                .map_err(|e| ContainerError::Invalid {
+                    field: "linux",
+                    message: e.to_string(),
+                })?;
+        }
+        let config = &mut record.config.0;
+        config.linux.get_or_insert_with(Default::default).resources = Some(linux);
+        self.save(&record).await
+    }
+
     /// ExecSync: runs `cmd` in the running container; `timeout` seconds (0: none).
     pub async fn exec_sync(
         &self,

@@ -7,7 +7,6 @@ use crate::cri::v1::runtime_service_server::RuntimeService;
 use crate::cri::v1::*;
 
 const SANDBOXES: &str = "pod sandboxes are not supported yet";
-const CONTAINERS: &str = "containers are not supported yet";
 const STREAMING: &str = "the streaming server is not available yet";
 const LIST_STREAMING: &str = "use the unary List RPC (kubelet falls back to it)";
 const CHECKPOINT: &str = "checkpoint/restore is not supported";
@@ -161,6 +160,18 @@ cri_service! {
             Ok(Response::new(ListContainerStatsResponse { stats }))
         }
 
+        async fn update_container_resources(
+            &self,
+            request: Request<UpdateContainerResourcesRequest>,
+        ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
+            let request = request.into_inner();
+            crate::telemetry::record_ids("container", &request.container_id);
+            self.containers()
+                .update_resources(&request.container_id, request.linux)
+                .await?;
+            Ok(Response::new(UpdateContainerResourcesResponse {}))
+        }
+
         async fn exec_sync(
             &self,
             request: Request<ExecSyncRequest>,
@@ -177,7 +188,6 @@ cri_service! {
         }
     }
     pending {
-        update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse = "UpdateContainerResources", CONTAINERS;
         exec(ExecRequest) -> ExecResponse = "Exec", STREAMING;
         attach(AttachRequest) -> AttachResponse = "Attach", STREAMING;
         port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward", STREAMING;
