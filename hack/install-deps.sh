@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what ferrocri and its tests need on a Debian 12 host (run as root).
 #   hack/install-deps.sh                 everything: daemon deps, test deps, crictl, critest, ginkgo
-#   hack/install-deps.sh --runtime-only  only what running the daemon needs, plus crictl
+#   hack/install-deps.sh --runtime-only  only what building and running the daemon needs, plus crictl
 # Safe to run again: installed packages and binaries of the right version are skipped.
 set -euo pipefail
 
@@ -33,12 +33,13 @@ log() { echo "[install-deps] $*"; }
 
 # Daemon runtime: CNI plugins (Debian puts them in /usr/lib/cni), iptables for
 # portmap/masquerade, ip for netns setup, nsenter/mount from util-linux, ps/pgrep.
-PKGS=(containernetworking-plugins iptables iproute2 util-linux procps ca-certificates)
+# Building ferrocri links libseccomp (libseccomp-dev brings the library and its link).
+PKGS=(containernetworking-plugins iptables iproute2 util-linux procps ca-certificates
+	libseccomp-dev pkg-config gcc libc6-dev)
 if [ "$RUNTIME_ONLY" = 0 ]; then
-	# Build and test: libseccomp for the seccomp support, gcc/libc6-dev for the
-	# static test-image helpers, docker-registry as the offline image source,
-	# curl/jq/python3 for the scripts.
-	PKGS+=(docker-registry libseccomp-dev pkg-config gcc libc6-dev curl jq python3)
+	# Tests: docker-registry as the offline image source, curl/jq/python3 for the
+	# scripts (gcc/libc6-dev above also build the static test-image helpers).
+	PKGS+=(docker-registry curl jq python3)
 fi
 
 missing=()
