@@ -550,10 +550,21 @@ impl Containers {
 
     /// Every container, states up to date.
     pub async fn list(&self) -> Result<Vec<ContainerRecord>, ContainerError> {
-        let records: Vec<ContainerRecord> = self.store.run(|c| c.list(Table::Containers)).await?;
+        let (records, pods) = self
+            .store
+            .run(|c| {
+                let records: Vec<ContainerRecord> = c.list(Table::Containers)?;
+                let pods: Vec<SandboxRecord> = c.list(Table::Sandboxes)?;
+                Ok((records, pods))
+            })
+            .await?;
+        // kubelet lists every second: read the sandboxes once, not once per container.
+        let pod_dirs: std::collections::HashMap<String, PathBuf> =
+            pods.into_iter().map(|p| (p.id, p.dir)).collect();
         let mut out = Vec::with_capacity(records.len());
         for record in records {
-            out.push(self.refresh(record).await?);
+            let dir = pod_dirs.get(&record.sandbox_id).cloned();
+            out.push(self.refresh_in(record, dir.as_deref()).await?);
         }
         Ok(out)
     }
@@ -669,10 +680,26 @@ impl Containers {
         if record.state != State::Running {
             return Ok(record);
         }
-        let Some(sandbox) = self.sandboxes.find(&record.sandbox_id).await.ok().flatten() else {
+        let dir = self
+            .sandboxes
+            .find(&record.sandbox_id)
+            .await
+            .ok()
+            .flatten()
+            .map(|s| s.dir);
+        self.refresh_in(record, dir.as_deref()).await
+    }
+
+    /// `refresh` with the pod's state folder already known (None: the pod is gone).
+    async fn refresh_in(
+        &self,
+        record: ContainerRecord,
+        pod_dir: Option<&std::path::Path>,
+    ) -> Result<ContainerRecord, ContainerError> {
+        let Some(pod_dir) = pod_dir.filter(|_| record.state == State::Running) else {
             return Ok(record);
         };
-        match monitor_containers::read_exit(&sandbox.dir, &record.id) {
+        match monitor_containers::read_exit(pod_dir, &record.id) {
             Some(exit) => {
                 let reason = if exit.oom_killed {
                     "OOMKilled"
@@ -726,18 +753,11 @@ impl Containers {
     }
 
     async fn find(&self, id: &str) -> Result<Option<ContainerRecord>, ContainerError> {
-        if id.is_empty() {
-            return Ok(None);
-        }
-        let all: Vec<ContainerRecord> = self.store.run(|c| c.list(Table::Containers)).await?;
-        if let Some(exact) = all.iter().find(|r| r.id == id) {
-            return Ok(Some(exact.clone()));
-        }
-        let mut matches = all.into_iter().filter(|r| r.id.starts_with(id));
-        match (matches.next(), matches.next()) {
-            (Some(one), None) => Ok(Some(one)),
-            _ => Ok(None),
-        }
+        let id = id.to_owned();
+        Ok(self
+            .store
+            .run(move |c| c.find_by_id_or_prefix(Table::Containers, &id))
+            .await?)
     }
 
     async fn get(&self, id: &str) -> Result<ContainerRecord, ContainerError> {

@@ -126,6 +126,25 @@ pub fn is_netns(path: &Path) -> bool {
 
 /// Brings a link of the current thread's network namespace up (SIOCSIFFLAGS |= IFF_UP).
 fn set_link_up(name: &str) -> io::Result<()> {
+    let (sock, mut req) = read_flags(name)?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: `req` is a valid ifreq naming the link; the kernel reads only within it.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) } < 0 {
+        return Err(link_error(name, "set flags"));
+    }
+    Ok(())
+}
+
+/// The flags (IFF_*) of a link in the current thread's network namespace.
+pub fn link_flags(name: &str) -> io::Result<i32> {
+    let (_, req) = read_flags(name)?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    Ok(i32::from(unsafe { req.ifr_ifru.ifru_flags }))
+}
+
+/// An ioctl socket and the link's ifreq with its flags filled in (SIOCGIFFLAGS).
+fn read_flags(name: &str) -> io::Result<(std::os::fd::OwnedFd, libc::ifreq)> {
     let mut req = ifreq(name)?;
     let sock = nix::sys::socket::socket(
         nix::sys::socket::AddressFamily::Inet,
@@ -139,31 +158,7 @@ fn set_link_up(name: &str) -> io::Result<()> {
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) } < 0 {
         return Err(link_error(name, "get flags"));
     }
-    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
-    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
-    // SAFETY: as above.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) } < 0 {
-        return Err(link_error(name, "set flags"));
-    }
-    Ok(())
-}
-
-/// The flags (IFF_*) of a link in the current thread's network namespace.
-pub fn link_flags(name: &str) -> io::Result<i32> {
-    let mut req = ifreq(name)?;
-    let sock = nix::sys::socket::socket(
-        nix::sys::socket::AddressFamily::Inet,
-        nix::sys::socket::SockType::Datagram,
-        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|e| io::Error::other(format!("socket for interface ioctl: {e}")))?;
-    // SAFETY: see set_link_up.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) } < 0 {
-        return Err(link_error(name, "get flags"));
-    }
-    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
-    Ok(i32::from(unsafe { req.ifr_ifru.ifru_flags }))
+    Ok((sock, req))
 }
 
 fn ifreq(name: &str) -> io::Result<libc::ifreq> {

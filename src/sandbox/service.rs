@@ -424,18 +424,11 @@ impl Sandboxes {
 
     /// The sandbox with this ID, or with an ID starting with it when exactly one does.
     pub async fn find(&self, id: &str) -> Result<Option<SandboxRecord>, SandboxError> {
-        if id.is_empty() {
-            return Ok(None);
-        }
-        let all = self.list().await?;
-        if let Some(exact) = all.iter().find(|r| r.id == id) {
-            return Ok(Some(exact.clone()));
-        }
-        let mut matches = all.into_iter().filter(|r| r.id.starts_with(id));
-        match (matches.next(), matches.next()) {
-            (Some(one), None) => Ok(Some(one)),
-            _ => Ok(None),
-        }
+        let id = id.to_owned();
+        Ok(self
+            .store
+            .run(move |c| c.find_by_id_or_prefix(Table::Sandboxes, &id))
+            .await?)
     }
 
     /// Every sandbox, oldest first (those still being created included).

@@ -208,6 +208,35 @@ impl Conn<'_> {
         json.map(|j| from_json(table, id, &j)).transpose()
     }
 
+    /// The object with ID `id`, or else the only one whose ID starts with `id` (crictl sends
+    /// unique prefixes). None when there is no such object or the prefix is ambiguous.
+    pub fn find_by_id_or_prefix<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        id: &str,
+    ) -> Result<Option<T>> {
+        if id.is_empty() {
+            return Ok(None);
+        }
+        if let Some(exact) = self.get(table, id)? {
+            return Ok(Some(exact));
+        }
+        let sql = format!(
+            "SELECT id, record FROM {} WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2",
+            table.name()
+        );
+        let mut stmt = self.0.prepare_cached(&sql)?;
+        let found = stmt
+            .query_map(params![id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        match found.as_slice() {
+            [(id, json)] => from_json(table, id, json).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// Finds the ID of the object with `name`.
     pub fn id_by_name(&self, table: Table, name: &str) -> Result<Option<String>> {
         let sql = format!("SELECT id FROM {} WHERE name = ?1", table.name());
@@ -322,6 +351,26 @@ mod tests {
                 assert!(s.delete(Table::Sandboxes, "a1")?);
                 assert!(!s.delete(Table::Sandboxes, "a1")?);
                 assert!(s.rows(Table::Sandboxes)?.is_empty());
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn lookup_by_id_or_unique_prefix() {
+        let (_d, store) = open();
+        store
+            .blocking(|s| {
+                s.insert(Table::Sandboxes, "abc1", "n1", "", &pod(1))?;
+                s.insert(Table::Sandboxes, "abc2", "n2", "", &pod(2))?;
+                s.insert(Table::Sandboxes, "abd", "n3", "", &pod(3))?;
+                let find = |id| s.find_by_id_or_prefix::<Pod>(Table::Sandboxes, id);
+                assert_eq!(find("abc2")?.map(|p| p.attempt), Some(2));
+                assert_eq!(find("abd")?.map(|p| p.attempt), Some(3));
+                assert_eq!(find("abc")?, None, "ambiguous");
+                assert_eq!(find("x")?, None);
+                assert_eq!(find("")?, None);
+                assert_eq!(find("%")?, None);
                 Ok(())
             })
             .unwrap();
