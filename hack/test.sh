@@ -22,5 +22,8 @@ step "cargo test"
 cargo test --locked 2>&1 | tee /tmp/ferrocri-cargo-test.out
 step "crictl smoke test"
 hack/crictl-smoke.sh target/debug/ferrocri
-step "critest"
+step "critest (streaming over SPDY)"
 hack/critest.sh
+# The transport flags change only the Streaming specs.
+step "critest (streaming over WebSocket)"
+hack/critest.sh -ginkgo.focus Streaming -websocket-exec -websocket-attach -websocket-portforward

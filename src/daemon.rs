@@ -14,6 +14,7 @@ use crate::sandbox::service::Sandboxes;
 use crate::server::CriServer;
 use crate::socket::{self, LockFile};
 use crate::store::Store;
+use crate::streaming::Streaming;
 
 /// Runs the daemon until a shutdown signal; returns when it may exit with 0.
 pub async fn run(config: Config) -> Result<()> {
@@ -52,6 +53,9 @@ pub async fn run(config: Config) -> Result<()> {
         images.clone(),
         sandboxes.clone(),
     ));
+    let streaming = Streaming::start(&config.streaming, containers.clone(), sandboxes.clone())
+        .await
+        .context("cannot start the streaming server")?;
     let listener = socket::bind(&config.socket)?;
     let socket_path = config.socket.clone();
     let shutdown_timeout = config.shutdown_timeout;
@@ -65,9 +69,12 @@ pub async fn run(config: Config) -> Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
-        CriServer::new(config, store, images, sandboxes, containers).serve(listener, async {
-            let _ = stop_rx.await;
-        }),
+        CriServer::new(config, store, images, sandboxes, containers, streaming).serve(
+            listener,
+            async {
+                let _ = stop_rx.await;
+            },
+        ),
     );
 
     let signal_name = wait_for_shutdown_signal().await?;

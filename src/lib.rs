@@ -15,5 +15,7 @@ pub mod rootfs;
 pub mod sandbox;
 pub mod server;
 pub mod socket;
+pub mod spdy;
 pub mod store;
+pub mod streaming;
 pub mod telemetry;

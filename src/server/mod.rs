@@ -49,6 +49,7 @@ mod limits;
 mod runtime_info;
 mod runtime_service;
 mod sandbox;
+mod streaming;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +61,7 @@ use crate::cri::v1::runtime_service_server::RuntimeServiceServer;
 use crate::image::service::Images;
 use crate::sandbox::service::Sandboxes;
 use crate::store::Store;
+use crate::streaming::Streaming;
 
 pub use limits::MAX_REQUEST_BYTES;
 
@@ -75,6 +77,7 @@ struct Shared {
     images: Arc<Images>,
     sandboxes: Arc<Sandboxes>,
     containers: Arc<Containers>,
+    streaming: Arc<Streaming>,
 }
 
 impl CriServer {
@@ -84,6 +87,7 @@ impl CriServer {
         images: Arc<Images>,
         sandboxes: Arc<Sandboxes>,
         containers: Arc<Containers>,
+        streaming: Arc<Streaming>,
     ) -> CriServer {
         CriServer {
             inner: Arc::new(Shared {
@@ -92,12 +96,17 @@ impl CriServer {
                 images,
                 sandboxes,
                 containers,
+                streaming,
             }),
         }
     }
 
     fn containers(&self) -> &Arc<Containers> {
         &self.inner.containers
+    }
+
+    fn streaming(&self) -> &Arc<Streaming> {
+        &self.inner.streaming
     }
 
     fn sandboxes(&self) -> &Arc<Sandboxes> {

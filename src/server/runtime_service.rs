@@ -7,7 +7,6 @@ use crate::cri::v1::runtime_service_server::RuntimeService;
 use crate::cri::v1::*;
 
 const SANDBOXES: &str = "pod sandboxes are not supported yet";
-const STREAMING: &str = "the streaming server is not available yet";
 const LIST_STREAMING: &str = "use the unary List RPC (kubelet falls back to it)";
 const CHECKPOINT: &str = "checkpoint/restore is not supported";
 const EVENTS: &str = "container events are not supported; kubelet's generic PLEG polls instead";
@@ -179,6 +178,24 @@ cri_service! {
             CriServer::exec_sync(self, request.into_inner()).await.map(Response::new)
         }
 
+        async fn exec(&self, request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
+            CriServer::exec(self, request.into_inner()).await.map(Response::new)
+        }
+
+        async fn attach(
+            &self,
+            request: Request<AttachRequest>,
+        ) -> Result<Response<AttachResponse>, Status> {
+            CriServer::attach(self, request.into_inner()).await.map(Response::new)
+        }
+
+        async fn port_forward(
+            &self,
+            request: Request<PortForwardRequest>,
+        ) -> Result<Response<PortForwardResponse>, Status> {
+            CriServer::port_forward(self, request.into_inner()).await.map(Response::new)
+        }
+
         async fn update_runtime_config(
             &self,
             request: Request<UpdateRuntimeConfigRequest>,
@@ -188,9 +205,6 @@ cri_service! {
         }
     }
     pending {
-        exec(ExecRequest) -> ExecResponse = "Exec", STREAMING;
-        attach(AttachRequest) -> AttachResponse = "Attach", STREAMING;
-        port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward", STREAMING;
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse = "CheckpointContainer", CHECKPOINT;
         checkpoint_pod(CheckpointPodRequest) -> CheckpointPodResponse = "CheckpointPod", CHECKPOINT;
         restore_pod(RestorePodRequest) -> RestorePodResponse = "RestorePod", CHECKPOINT;

@@ -1,0 +1,358 @@
+//! The streaming server against the real daemon: Exec, Attach and PortForward URLs, sessions
+//! over WebSocket (our own client below) and SPDY (the real crictl), many at once, and
+//! nothing left behind afterwards. Runs as root with the local test registry.
+
+mod common;
+#[path = "common/ctr.rs"]
+mod ctr;
+
+use std::time::Duration;
+
+use ctr::*;
+use ferrocri::cri::v1::*;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tonic::Code;
+
+const SESSIONS: usize = 50;
+
+/// What one WebSocket exec session brought back.
+#[derive(Default)]
+struct Received {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    error: Vec<u8>,
+}
+
+/// Runs one remotecommand session over WebSocket (`v5.channel.k8s.io`): sends `stdin`, closes
+/// it, and collects every channel until the server closes.
+async fn websocket_session(url: &str, stdin: &[u8]) -> Received {
+    let mut request = url.into_client_request().expect("url");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v5.channel.k8s.io".parse().unwrap(),
+    );
+    let host = request.uri().authority().expect("host").to_string();
+    let socket = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let (mut ws, response) = tokio_tungstenite::client_async(request, socket)
+        .await
+        .expect("websocket handshake");
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        "v5.channel.k8s.io"
+    );
+    for chunk in stdin.chunks(10_000) {
+        let mut message = vec![0u8];
+        message.extend_from_slice(chunk);
+        ws.send(Message::Binary(message.into()))
+            .await
+            .expect("send");
+    }
+    ws.send(Message::Binary(vec![255u8, 0].into()))
+        .await
+        .expect("close stdin");
+    let mut got = Received::default();
+    while let Some(message) = ws.next().await {
+        match message.expect("read") {
+            Message::Binary(data) if !data.is_empty() => match data[0] {
+                1 => got.stdout.extend_from_slice(&data[1..]),
+                2 => got.stderr.extend_from_slice(&data[1..]),
+                3 => got.error.extend_from_slice(&data[1..]),
+                other => panic!("message on channel {other}"),
+            },
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    got
+}
+
+fn exec_request(id: &str, cmd: &[&str]) -> ExecRequest {
+    ExecRequest {
+        container_id: id.to_owned(),
+        cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
+        tty: false,
+        stdin: true,
+        stdout: true,
+        stderr: true,
+    }
+}
+
+fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Lines of `ps` inside the container that run `name`.
+async fn processes_in(
+    rt: &mut ferrocri::cri::v1::runtime_service_client::RuntimeServiceClient<
+        tonic::transport::Channel,
+    >,
+    id: &str,
+    name: &str,
+) -> Vec<String> {
+    let out = exec(rt, id, &["ps", "-o", "pid,args"], 10)
+        .await
+        .expect("ps");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some(name))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_exec_sessions_and_port_forward_connections_at_once() {
+    let env = start_env(6);
+    pull_busybox(&env).await;
+    let mut rt = env.runtime().await;
+    let pod_config = pod_with_logs(&env, "streams", "streams-uid");
+    let pod = run_pod(&env, &mut rt, pod_config.clone()).await;
+    // An echo server on port 9000: a `cat` for every connection.
+    let id = create(
+        &env,
+        &mut rt,
+        &pod,
+        &pod_config,
+        busybox_config("echo", &["nc", "-ll", "-p", "9000", "-e", "cat"], true),
+    )
+    .await;
+    start(&env, &mut rt, &id).await;
+    let daemon_fds = open_fds(env.daemon.pid());
+
+    // 50 exec sessions at once, each piping its own bytes through `cat`.
+    let mut sessions = tokio::task::JoinSet::new();
+    for n in 0..SESSIONS {
+        let url = rt
+            .exec(exec_request(&id, &["cat"]))
+            .await
+            .expect("Exec")
+            .into_inner()
+            .url;
+        sessions.spawn(async move {
+            let sent: Vec<u8> = (0..100_000u32)
+                .map(|i| (i as usize * 7 + n) as u8)
+                .collect();
+            let got = websocket_session(&url, &sent).await;
+            (n, sent, got)
+        });
+    }
+    while let Some(done) = sessions.join_next().await {
+        let (n, sent, got) = done.expect("session task");
+        assert!(
+            got.stdout == sent,
+            "session {n}: stdout differs ({} of {} bytes)",
+            got.stdout.len(),
+            sent.len()
+        );
+        assert!(
+            got.stderr.is_empty(),
+            "session {n}: stderr {:?}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&got.error),
+            r#"{"metadata":{},"status":"Success"}"#,
+            "session {n}"
+        );
+    }
+
+    // 50 connections at once through one `crictl port-forward` (SPDY).
+    let port = 20000 + (std::process::id() % 10000) as u16;
+    let crictl_config = env.daemon.dir.path().join("crictl.yaml");
+    std::fs::write(
+        &crictl_config,
+        format!(
+            "runtime-endpoint: unix://{0}\nimage-endpoint: unix://{0}\ntimeout: 20\n",
+            env.daemon.socket.display()
+        ),
+    )
+    .unwrap();
+    let mut forward = tokio::process::Command::new("crictl")
+        .arg("-c")
+        .arg(&crictl_config)
+        .args(["port-forward", &pod, &format!("{port}:9000")])
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("crictl port-forward (hack/install-deps.sh installs crictl)");
+    let mut ready = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "crictl port-forward did not listen on {port}");
+    let mut connections = tokio::task::JoinSet::new();
+    for n in 0..SESSIONS {
+        connections.spawn(async move {
+            let sent: Vec<u8> = (0..200_000u32)
+                .map(|i| (i as usize * 13 + n) as u8)
+                .collect();
+            let socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect to the forwarded port");
+            let (mut read, mut write) = socket.into_split();
+            let to_send = sent.clone();
+            let writer = tokio::spawn(async move {
+                write.write_all(&to_send).await.expect("write");
+                // Half-close: the pod's `cat` sees EOF and ends the connection.
+                write.shutdown().await.expect("shutdown");
+            });
+            let mut got = Vec::new();
+            tokio::time::timeout(Duration::from_secs(60), read.read_to_end(&mut got))
+                .await
+                .expect("echo within 60 s")
+                .expect("read");
+            writer.await.unwrap();
+            (n, sent, got)
+        });
+    }
+    while let Some(done) = connections.join_next().await {
+        let (n, sent, got) = done.expect("connection task");
+        assert!(
+            got == sent,
+            "connection {n}: {} of {} bytes came back intact",
+            got.len(),
+            sent.len()
+        );
+    }
+    let _ = forward.kill().await;
+
+    // Nothing of the sessions is left: no exec'd or forwarded `cat`, no daemon socket.
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        left = processes_in(&mut rt, &id, "cat").await;
+        if left.is_empty() && open_fds(env.daemon.pid()) <= daemon_fds {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(left.is_empty(), "processes left in the container: {left:?}");
+    let fds = open_fds(env.daemon.pid());
+    assert!(
+        fds <= daemon_fds,
+        "daemon has {fds} fds open, {daemon_fds} before the sessions"
+    );
+}
+
+#[tokio::test]
+async fn streaming_requests_are_checked_before_a_url_is_handed_out() {
+    let env = start_env(7);
+    pull_busybox(&env).await;
+    let mut rt = env.runtime().await;
+    let pod_config = pod_with_logs(&env, "checks", "checks-uid");
+    let pod = run_pod(&env, &mut rt, pod_config.clone()).await;
+    let id = create(
+        &env,
+        &mut rt,
+        &pod,
+        &pod_config,
+        busybox_config("idle", &["sleep", "1000"], false),
+    )
+    .await;
+
+    let code = |r: Result<tonic::Response<ExecResponse>, tonic::Status>| r.unwrap_err().code();
+    // Created but not running.
+    assert_eq!(
+        code(rt.exec(exec_request(&id, &["true"])).await),
+        Code::FailedPrecondition
+    );
+    start(&env, &mut rt, &id).await;
+    assert_eq!(
+        code(rt.exec(exec_request("no-such-container", &["true"])).await),
+        Code::NotFound
+    );
+    assert_eq!(
+        code(rt.exec(exec_request(&id, &[])).await),
+        Code::InvalidArgument
+    );
+    let mut tty_and_stderr = exec_request(&id, &["true"]);
+    tty_and_stderr.tty = true;
+    let status = rt.exec(tty_and_stderr).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("stderr"), "{}", status.message());
+    let nothing = ExecRequest {
+        stdin: false,
+        stdout: false,
+        stderr: false,
+        ..exec_request(&id, &["true"])
+    };
+    assert_eq!(code(rt.exec(nothing).await), Code::InvalidArgument);
+    let attach = rt
+        .attach(AttachRequest {
+            container_id: "no-such-container".into(),
+            stdin: false,
+            tty: false,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(attach.code(), Code::NotFound);
+    let forward = rt
+        .port_forward(PortForwardRequest {
+            pod_sandbox_id: "no-such-pod".into(),
+            port: vec![80],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(forward.code(), Code::NotFound);
+
+    // A URL works once; a made-up one never.
+    let url = rt
+        .exec(exec_request(&id, &["echo", "-n", "once"]))
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let got = websocket_session(&url, b"").await;
+    assert_eq!(got.stdout, b"once");
+    let again = url.into_client_request().unwrap();
+    let host = again.uri().authority().unwrap().to_string();
+    let socket = tokio::net::TcpStream::connect(host).await.unwrap();
+    let refused = tokio_tungstenite::client_async(again, socket).await;
+    assert!(refused.is_err(), "a used URL must not work twice");
+
+    // A failing command reports its exit code the way kubectl reads it.
+    let url = rt
+        .exec(exec_request(&id, &["sh", "-c", "echo oops >&2; exit 3"]))
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let got = websocket_session(&url, b"").await;
+    assert_eq!(got.stderr, b"oops\n");
+    let status: serde_json::Value = serde_json::from_slice(&got.error).expect("status JSON");
+    assert_eq!(status["reason"], "NonZeroExitCode");
+    assert_eq!(status["details"]["causes"][0]["message"], "3");
+
+    // Stopping the pod makes its port-forward and exec requests fail up front.
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    let forward = rt
+        .port_forward(PortForwardRequest {
+            pod_sandbox_id: pod.clone(),
+            port: vec![80],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(forward.code(), Code::FailedPrecondition);
+    assert_eq!(
+        code(rt.exec(exec_request(&id, &["true"])).await),
+        Code::FailedPrecondition
+    );
+}
