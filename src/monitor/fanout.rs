@@ -1,0 +1,218 @@
+//! A container's output to its attach sessions. The log pumps publish every chunk here after
+//! writing it to the CRI log; each session has its own queue, bounded by bytes. A session
+//! whose queue is full (its client reads slower than the container writes) is disconnected:
+//! its stream ends without an exit frame, so the client knows output was lost rather than
+//! getting a stream with silent holes, and neither the container nor the log ever waits.
+//! When the container has exited and its streams have ended, every session gets the exit.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use tokio::sync::mpsc;
+
+use super::logs::Stream;
+
+/// Output one session may have waiting before it is cut off.
+pub const MAX_QUEUED: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Event {
+    Output(Stream, Vec<u8>),
+    Exit(i32),
+}
+
+pub(super) struct Fanout {
+    subscribers: Vec<Subscriber>,
+    open_streams: usize,
+    exit: Option<i32>,
+    /// The exit went out: nobody can attach any more.
+    finished: bool,
+}
+
+struct Subscriber {
+    events: mpsc::UnboundedSender<Event>,
+    queued: Rc<Cell<usize>>,
+    stdout: bool,
+    stderr: bool,
+}
+
+/// One session's end of the fan-out.
+pub(super) struct Subscription {
+    events: mpsc::UnboundedReceiver<Event>,
+    queued: Rc<Cell<usize>>,
+}
+
+impl Subscription {
+    /// The next event; None once the session was cut off (or the container forgotten).
+    pub(super) async fn next(&mut self) -> Option<Event> {
+        let event = self.events.recv().await?;
+        if let Event::Output(_, bytes) = &event {
+            self.queued
+                .set(self.queued.get().saturating_sub(bytes.len()));
+        }
+        Some(event)
+    }
+}
+
+impl Fanout {
+    /// A container with this many output streams (2 pipes, or 1 pty).
+    pub(super) fn new(streams: usize) -> Fanout {
+        Fanout {
+            subscribers: Vec::new(),
+            open_streams: streams,
+            exit: None,
+            finished: false,
+        }
+    }
+
+    /// A new session for the streams it asked for; None once the container is over.
+    pub(super) fn subscribe(&mut self, stdout: bool, stderr: bool) -> Option<Subscription> {
+        if self.finished {
+            return None;
+        }
+        let (events, receiver) = mpsc::unbounded_channel();
+        let queued = Rc::new(Cell::new(0));
+        self.subscribers.push(Subscriber {
+            events,
+            queued: queued.clone(),
+            stdout,
+            stderr,
+        });
+        Some(Subscription {
+            events: receiver,
+            queued,
+        })
+    }
+
+    pub(super) fn publish(&mut self, stream: Stream, bytes: &[u8]) {
+        self.subscribers.retain(|s| {
+            let wanted = match stream {
+                Stream::Stdout => s.stdout,
+                Stream::Stderr => s.stderr,
+            };
+            if !wanted {
+                return !s.events.is_closed();
+            }
+            let queued = s.queued.get() + bytes.len();
+            if queued > MAX_QUEUED {
+                eprintln!(
+                    "monitor: an attach session fell {queued} bytes behind; disconnecting it"
+                );
+                return false;
+            }
+            s.queued.set(queued);
+            s.events.send(Event::Output(stream, bytes.to_vec())).is_ok()
+        });
+    }
+
+    /// One output stream reached end of file.
+    pub(super) fn stream_ended(&mut self) {
+        self.open_streams = self.open_streams.saturating_sub(1);
+        if self.open_streams == 0 && self.exit.is_some() {
+            self.finish();
+        }
+    }
+
+    /// The container exited; true when the sessions got the exit, false while output is
+    /// still open (the caller calls [`Fanout::finish`] after a grace period).
+    pub(super) fn exited(&mut self, code: i32) -> bool {
+        self.exit = Some(code);
+        if self.open_streams == 0 {
+            self.finish();
+        }
+        self.finished
+    }
+
+    /// Sends the exit to every session and lets them go (idempotent).
+    pub(super) fn finish(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let code = self.exit.unwrap_or(-1);
+        for s in self.subscribers.drain(..) {
+            let _ = s.events.send(Event::Exit(code));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn drain(sub: &mut Subscription) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Some(e) = sub.next().await {
+            out.push(e);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn every_session_gets_its_streams_then_the_exit_after_the_output_ended() {
+        let mut fanout = Fanout::new(2);
+        let mut both = fanout.subscribe(true, true).unwrap();
+        let mut out_only = fanout.subscribe(true, false).unwrap();
+        fanout.publish(Stream::Stdout, b"a");
+        fanout.publish(Stream::Stderr, b"b");
+        assert!(!fanout.exited(3), "output is still open");
+        fanout.stream_ended();
+        fanout.publish(Stream::Stdout, b"c");
+        fanout.stream_ended();
+        assert!(fanout.subscribe(true, true).is_none(), "over");
+        let (out, err) = (Stream::Stdout, Stream::Stderr);
+        assert_eq!(
+            drain(&mut both).await,
+            vec![
+                Event::Output(out, b"a".to_vec()),
+                Event::Output(err, b"b".to_vec()),
+                Event::Output(out, b"c".to_vec()),
+                Event::Exit(3)
+            ]
+        );
+        assert_eq!(
+            drain(&mut out_only).await,
+            vec![
+                Event::Output(out, b"a".to_vec()),
+                Event::Output(out, b"c".to_vec()),
+                Event::Exit(3)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_that_falls_behind_is_cut_off_and_the_others_go_on() {
+        let mut fanout = Fanout::new(1);
+        let mut slow = fanout.subscribe(true, true).unwrap();
+        let mut fast = fanout.subscribe(true, true).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        for _ in 0..(MAX_QUEUED / chunk.len()) {
+            fanout.publish(Stream::Stdout, &chunk);
+            assert!(matches!(fast.next().await, Some(Event::Output(..))));
+        }
+        fanout.publish(Stream::Stdout, &chunk);
+        assert!(matches!(fast.next().await, Some(Event::Output(..))));
+        let got = drain(&mut slow).await;
+        assert_eq!(
+            got.len(),
+            MAX_QUEUED / chunk.len(),
+            "queued output, then the end"
+        );
+        assert!(
+            got.iter().all(|e| matches!(e, Event::Output(..))),
+            "no exit"
+        );
+        fanout.stream_ended();
+        assert!(fanout.exited(0));
+        assert!(fanout.exited(0), "finishing twice is harmless");
+        assert_eq!(fast.next().await, Some(Event::Exit(0)));
+    }
+
+    #[tokio::test]
+    async fn a_session_that_went_away_is_dropped() {
+        let mut fanout = Fanout::new(1);
+        drop(fanout.subscribe(true, true).unwrap());
+        fanout.publish(Stream::Stdout, b"x");
+        assert!(fanout.subscribers.is_empty());
+    }
+}
