@@ -125,6 +125,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
     /// The next frame; None when the other side closed between frames.
     pub async fn next(&mut self) -> std::io::Result<Option<Frame>> {
         loop {
@@ -142,8 +146,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// Resolves when the other side has closed the connection (or broken it), reading
-    /// ahead at most one frame; stays pending while that frame waits to be taken. This is
-    /// how a caller blocked on something else notices a client that left.
+    /// ahead at most one frame; stays pending once a whole frame's worth waits to be taken
+    /// (the caller then needs another way to notice). This is how a caller blocked on
+    /// something else notices a client that left.
     pub async fn closed(&mut self) {
         loop {
             if self.buf.len() >= HEADER + MAX_PAYLOAD {

@@ -6,15 +6,15 @@
 //! keeps watching for the client leaving even while the process does not read its stdin.
 
 use std::cell::RefCell;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedWriteHalf, pipe};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf, pipe};
 use tokio::sync::oneshot;
 
 use super::fanout::{Event, Subscription};
@@ -172,7 +172,8 @@ async fn attach_output(
 
 /// Carries out the client's frames until it leaves (end of file, a broken connection or a
 /// frame a client must not send).
-async fn take_input<R: AsyncRead + Unpin>(frames: &mut FrameReader<R>, input: &mut Input) {
+async fn take_input(frames: &mut FrameReader<OwnedReadHalf>, input: &mut Input) {
+    let socket = frames.get_ref().as_ref().as_raw_fd();
     loop {
         let Ok(Some(frame)) = frames.next().await else {
             return;
@@ -191,6 +192,7 @@ async fn take_input<R: AsyncRead + Unpin>(frames: &mut FrameReader<R>, input: &m
                         Err(_) => input.stdin = None,
                     },
                     () = frames.closed() => return,
+                    () = hung_up(socket) => return,
                 }
             }
             Frame::CloseStdin => input.end_stdin(),
@@ -200,6 +202,26 @@ async fn take_input<R: AsyncRead + Unpin>(frames: &mut FrameReader<R>, input: &m
                 }
             }
             Frame::Stdout(_) | Frame::Stderr(_) | Frame::Exit(_) => return,
+        }
+    }
+}
+
+/// Resolves once the client's side of the socket is closed. [`FrameReader::closed`] sees
+/// that only while it has room to read ahead; with a whole frame waiting (the process does
+/// not read its stdin, the client keeps sending) the hang-up is asked of the kernel instead,
+/// a few times a second: reading on would buffer without bound.
+async fn hung_up(socket: RawFd) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut poll = libc::pollfd {
+            fd: socket,
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no waiting; the socket outlives this future.
+        let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+        if ready > 0 && poll.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+            return;
         }
     }
 }
