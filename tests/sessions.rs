@@ -156,10 +156,19 @@ async fn exec_sessions_carry_output_stdin_terminal_and_exit_and_die_with_their_c
     let id = &ids[0];
 
     // Output, then the exit, then the end.
-    let (_w, r) = exec(&pod_dir, exec_request(id, &["echo", "-n", "hello"], false, false)).await;
+    let (_w, r) = exec(
+        &pod_dir,
+        exec_request(id, &["echo", "-n", "hello"], false, false),
+    )
+    .await;
     let got = collect(r).await;
     assert_eq!(
-        (got.stdout.as_slice(), got.stderr.as_slice(), got.exit, got.after_exit),
+        (
+            got.stdout.as_slice(),
+            got.stderr.as_slice(),
+            got.exit,
+            got.after_exit
+        ),
         (&b"hello"[..], &b""[..], Some(0), 0),
         "{got:?}"
     );
@@ -184,7 +193,12 @@ async fn exec_sessions_carry_output_stdin_terminal_and_exit_and_die_with_their_c
     });
     let got = collect(r).await;
     writer.await.unwrap();
-    assert_eq!(got.exit, Some(0), "{:?}", String::from_utf8_lossy(&got.stderr));
+    assert_eq!(
+        got.exit,
+        Some(0),
+        "{:?}",
+        String::from_utf8_lossy(&got.stderr)
+    );
     assert_eq!(got.stdout.len(), data.len());
     assert!(got.stdout == data, "cat returned other bytes");
 
@@ -225,7 +239,10 @@ async fn exec_sessions_carry_output_stdin_terminal_and_exit_and_die_with_their_c
         std::future::pending::<()>().await;
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!stuck.is_finished(), "4 MiB went into a process that does not read");
+    assert!(
+        !stuck.is_finished(),
+        "4 MiB went into a process that does not read"
+    );
     stuck.abort();
     let _ = stuck.await;
     drop(r);
@@ -265,9 +282,15 @@ async fn attach_sessions_share_output_with_the_log_and_honour_stdin_once_and_res
     let mut terminal = busybox_config("terminal", &["sh"], false);
     terminal.stdin = true;
     terminal.tty = true;
-    let configs = vec![shell, counter, terminal];
+    // 3 MiB in 64 KiB pieces, paced so that a client that reads keeps up on a busy machine.
+    let burst_cmd = "read go; for i in $(seq 48); do head -c 65536 /dev/zero | tr '\\0' x; \
+                     sleep 0.01; done; sleep 1000";
+    let mut burst = busybox_config("burst", &["sh", "-c", burst_cmd], true);
+    burst.stdin = true;
+    const BURST: usize = 48 * 65536;
+    let configs = vec![shell, counter, terminal, burst];
     let (pod_id, pod_dir, ids) = pod_with(&env, &mut rt, "sessions-attach", configs).await;
-    let (shell, counter, terminal) = (&ids[0], &ids[1], &ids[2]);
+    let (shell, counter, terminal, burst) = (&ids[0], &ids[1], &ids[2], &ids[3]);
 
     // stdin_once: the shell runs what the session sends, and ends when it closes stdin.
     let (mut w, mut r) = session::attach(&pod_dir, attach_request(shell, true))
@@ -351,6 +374,48 @@ async fn attach_sessions_share_output_with_the_log_and_honour_stdin_once_and_res
         .expect("attach again");
     w.stdin(b"echo again\n").await.expect("stdin");
     read_until(&mut r, "again").await;
+
+    // A session that does not read loses what does not fit its queue, but stays attached;
+    // one that reads gets every byte.
+    let (_slow_w, mut slow) = session::attach(&pod_dir, attach_request(burst, false))
+        .await
+        .expect("attach the slow session");
+    let (mut w, mut fast) = session::attach(&pod_dir, attach_request(burst, true))
+        .await
+        .expect("attach the fast session");
+    w.stdin(b"go\n").await.expect("stdin");
+    let mut received = 0;
+    while received < BURST {
+        match tokio::time::timeout(LIMIT, fast.next()).await {
+            Ok(Ok(Some(Output::Stdout(d)))) => received += d.len(),
+            other => panic!("fast session after {received} bytes: {other:?}"),
+        }
+    }
+    assert_eq!(received, BURST);
+    let mut slow_got = 0;
+    while let Ok(next) = tokio::time::timeout(Duration::from_millis(500), slow.next()).await {
+        match next {
+            Ok(Some(Output::Stdout(d))) => slow_got += d.len(),
+            other => panic!("slow session after {slow_got} bytes: {other:?}"),
+        }
+    }
+    assert!(
+        slow_got > 0 && slow_got < BURST,
+        "slow session got {slow_got} bytes"
+    );
+    rt.stop_container(StopContainerRequest {
+        container_id: burst.clone(),
+        timeout: 0,
+    })
+    .await
+    .expect("StopContainer");
+    let rest = collect(slow).await;
+    assert_eq!(
+        rest.exit,
+        Some(128 + 9),
+        "the slow session is still attached"
+    );
+    drop((w, fast));
 
     remove_pod(&mut rt, &pod_id).await;
     let rest = collect(r).await;

@@ -799,6 +799,9 @@ fn pump(
                         let _ = log.write(stream, &buf[..n]);
                     }
                     fanout.borrow_mut().publish(stream, &buf[..n]);
+                    // Let attach sessions send this chunk before the next is read: a burst
+                    // must not fill their queues while they never get to run.
+                    tokio::task::yield_now().await;
                 }
             }
         }

@@ -120,7 +120,9 @@ pub struct SessionReader {
 
 impl SessionReader {
     /// The next output or the exit; None once the monitor closed the connection (after the
-    /// exit, or without one when it cut off an attach session that fell too far behind).
+    /// exit; without one if the monitor or the container's record went away). An attach
+    /// session that reads slower than the container writes loses the output that does not
+    /// fit its 1 MiB queue in the monitor (the CRI log has all of it).
     pub async fn next(&mut self) -> std::io::Result<Option<Output>> {
         match self.frames.next().await? {
             None => Ok(None),

@@ -140,8 +140,7 @@ async fn exec_output(
     write.shutdown().await
 }
 
-/// Runs an attach session until the container's exit was sent, the session was cut off for
-/// falling behind, or the client left.
+/// Runs an attach session until the container's exit was sent or the client left.
 pub(super) async fn serve_attach(stream: UnixStream, mut output: Subscription, mut input: Input) {
     let (read, mut write) = stream.into_split();
     let mut frames = FrameReader::new(read);
