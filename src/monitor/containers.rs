@@ -314,6 +314,8 @@ impl Containers {
             if !container.exited {
                 let _ = kill(container.pid, Signal::SIGKILL);
             }
+            // Its exit will not be recorded any more: attach sessions end without one.
+            container.fanout.borrow_mut().close();
         }
     }
 

@@ -130,6 +130,12 @@ impl Fanout {
         self.finished
     }
 
+    /// Lets every session go without an exit (the container was forgotten).
+    pub(super) fn close(&mut self) {
+        self.finished = true;
+        self.subscribers.clear();
+    }
+
     /// Sends the exit to every session and lets them go (idempotent).
     pub(super) fn finish(&mut self) {
         if self.finished {
@@ -216,6 +222,20 @@ mod tests {
             Some(Event::Output(out, b"later".to_vec()))
         );
         assert_eq!(fast.next().await, Some(Event::Exit(0)));
+    }
+
+    #[tokio::test]
+    async fn closing_ends_sessions_without_an_exit() {
+        let mut fanout = Fanout::new(1);
+        let mut sub = fanout.subscribe(true, true).unwrap();
+        fanout.publish(Stream::Stdout, b"x");
+        fanout.close();
+        fanout.stream_ended();
+        assert!(fanout.exited(0));
+        assert_eq!(
+            drain(&mut sub).await,
+            vec![Event::Output(Stream::Stdout, b"x".to_vec())]
+        );
     }
 
     #[tokio::test]
