@@ -136,3 +136,28 @@ impl SessionReader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send<T: Send>(_: &T) {}
+
+    /// The streaming server runs sessions on the daemon's multi-threaded runtime.
+    #[allow(dead_code)]
+    fn halves_and_their_futures_are_send(
+        mut w: SessionWriter,
+        mut r: SessionReader,
+        exec_request: ExecStreamRequest,
+        attach_request: AttachRequest,
+    ) {
+        send(&w);
+        send(&r);
+        send(&w.stdin(b""));
+        send(&w.close_stdin());
+        send(&w.resize(1, 1));
+        send(&r.next());
+        send(&exec(Path::new("/"), exec_request));
+        send(&attach(Path::new("/"), attach_request));
+    }
+}
