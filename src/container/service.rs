@@ -17,7 +17,8 @@ use crate::image::service::Images;
 use crate::inflight::Inflight;
 use crate::monitor::SOCKET;
 use crate::monitor::containers::{self as monitor_containers, CreateRequest};
-use crate::monitor::protocol::{self, Request, Response};
+use crate::monitor::protocol::{self, AttachRequest, ExecStreamRequest, Request, Response};
+use crate::monitor::session::{self, SessionReader, SessionWriter};
 use crate::sandbox::record::{SandboxRecord, SandboxState};
 use crate::sandbox::service::{Sandboxes, new_id, now_nanos};
 use crate::store::{Store, StoreError, Table};
@@ -363,6 +364,8 @@ impl Containers {
             log_path: record.log_path.clone(),
             tty: spec.tty,
             pid_mode,
+            stdin: config.stdin,
+            stdin_once: config.stdin_once,
         });
         match call(sandbox, &request).await? {
             Response::Created { pid } => Ok(pid),
@@ -648,14 +651,7 @@ impl Containers {
                 message: "must not be empty".into(),
             });
         }
-        let record = self.status(id).await?;
-        if record.state != State::Running {
-            return Err(ContainerError::Precondition(format!(
-                "container {} is not running",
-                record.id
-            )));
-        }
-        let sandbox = self.sandbox_of(&record).await?;
+        let (record, sandbox) = self.running(id).await?;
         let request = Request::ExecSync(monitor_containers::ExecRequest {
             id: record.id.clone(),
             args: cmd,
@@ -673,6 +669,126 @@ impl Containers {
                 "unexpected answer {other:?}"
             ))),
         }
+    }
+
+    /// Checks an Exec request without running anything (the RPC calls it before handing out
+    /// a streaming URL): NotFound, FailedPrecondition when the container does not run,
+    /// InvalidArgument for an empty command or streams that make no session.
+    pub async fn check_exec(
+        &self,
+        id: &str,
+        cmd: &[String],
+        tty: bool,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> Result<(), ContainerError> {
+        self.exec_target(id, cmd, tty, stdin, stdout, stderr)
+            .await
+            .map(drop)
+    }
+
+    /// Starts `cmd` in the running container as an interactive session (checked as
+    /// [`Containers::check_exec`] does).
+    pub async fn exec_session(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        tty: bool,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> Result<(SessionWriter, SessionReader), ContainerError> {
+        let (record, sandbox) = self
+            .exec_target(id, &cmd, tty, stdin, stdout, stderr)
+            .await?;
+        let request = ExecStreamRequest {
+            id: record.id,
+            args: cmd,
+            tty,
+            stdin,
+            stdout,
+            stderr,
+        };
+        session::exec(&sandbox.dir, request)
+            .await
+            .map_err(|e| failed("starting the exec session")(e.to_string()))
+    }
+
+    async fn exec_target(
+        &self,
+        id: &str,
+        cmd: &[String],
+        tty: bool,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> Result<(ContainerRecord, SandboxRecord), ContainerError> {
+        if cmd.is_empty() {
+            return Err(ContainerError::Invalid {
+                field: "cmd",
+                message: "must not be empty".into(),
+            });
+        }
+        check_streams(stdin, stdout, stderr)?;
+        if tty && stderr {
+            // A terminal has one output stream (kubelet's streaming server refuses it too).
+            return Err(ContainerError::Invalid {
+                field: "stderr",
+                message: "tty and stderr cannot both be true".into(),
+            });
+        }
+        self.running(id).await
+    }
+
+    /// Checks an Attach request without attaching: NotFound, FailedPrecondition when the
+    /// container does not run, InvalidArgument when no stream is asked for. Returns what
+    /// the streaming side needs to know about the container.
+    pub async fn check_attach(
+        &self,
+        id: &str,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> Result<AttachInfo, ContainerError> {
+        check_streams(stdin, stdout, stderr)?;
+        let (record, _) = self.running(id).await?;
+        Ok(attach_info(&record))
+    }
+
+    /// Attaches to the running container's stdio (checked as [`Containers::check_attach`]
+    /// does). With a tty container, output comes as stdout only and resizes apply.
+    pub async fn attach_session(
+        &self,
+        id: &str,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> Result<(SessionWriter, SessionReader), ContainerError> {
+        check_streams(stdin, stdout, stderr)?;
+        let (record, sandbox) = self.running(id).await?;
+        let request = AttachRequest {
+            id: record.id,
+            stdin,
+            stdout,
+            stderr,
+        };
+        session::attach(&sandbox.dir, request)
+            .await
+            .map_err(|e| failed("attaching to the container")(e.to_string()))
+    }
+
+    /// The container, which must be running, and its sandbox.
+    async fn running(&self, id: &str) -> Result<(ContainerRecord, SandboxRecord), ContainerError> {
+        let record = self.status(id).await?;
+        if record.state != State::Running {
+            return Err(ContainerError::Precondition(format!(
+                "container {} is not running",
+                record.id
+            )));
+        }
+        let sandbox = self.sandbox_of(&record).await?;
+        Ok((record, sandbox))
     }
 
     /// A running container whose exit the monitor recorded becomes exited.
@@ -765,6 +881,34 @@ impl Containers {
             .await?
             .ok_or_else(|| ContainerError::NotFound(format!("container {id:?} not found")))
     }
+}
+
+/// What an attach session gets from the container's own configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttachInfo {
+    /// The container has a terminal: one output stream, resizes apply.
+    pub tty: bool,
+    /// The container was created with stdin (attach input reaches it; without, it is
+    /// ignored).
+    pub stdin: bool,
+}
+
+fn attach_info(record: &ContainerRecord) -> AttachInfo {
+    AttachInfo {
+        tty: record.config.0.tty,
+        stdin: record.config.0.stdin,
+    }
+}
+
+/// A session must carry at least one stream.
+fn check_streams(stdin: bool, stdout: bool, stderr: bool) -> Result<(), ContainerError> {
+    if stdin || stdout || stderr {
+        return Ok(());
+    }
+    Err(ContainerError::Invalid {
+        field: "stdin, stdout, stderr",
+        message: "one of them must be set".into(),
+    })
 }
 
 /// The signal StopContainer sends first: the config's, else the image's, else SIGTERM.

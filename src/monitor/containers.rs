@@ -1,7 +1,8 @@
 //! The monitor's containers: it forks each one (the child execs `ferrocri executor`), holds
 //! its stdio and writes it to the CRI log, lets it run on StartContainer, signals it, reaps
 //! it and records its exit durably in `<pod dir>/containers/<id>/exit.json` — all of which
-//! keeps working while the daemon is away.
+//! keeps working while the daemon is away. It also starts exec processes (ExecSync and exec
+//! sessions) and hands attach sessions a container's output and stdin.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -17,7 +18,11 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::unix::pipe;
 
+use super::fanout::{Fanout, Subscription};
 use super::logs::{LogWriter, Stream};
+use super::protocol::AttachRequest;
+use super::stdin::StdinSender;
+use super::streams::{ExecStdio, Input, StdinEnd};
 use crate::executor::sync::{Message, REPORT_FD, START_BYTE, START_FD, executor_args};
 
 /// How long a container's setup (mounts, pivot_root, …) may take before it is given up.
@@ -47,6 +52,12 @@ pub struct CreateRequest {
     pub log_path: PathBuf,
     pub tty: bool,
     pub pid_mode: PidMode,
+    /// Give the container a stdin that attach sessions write to (else /dev/null).
+    #[serde(default)]
+    pub stdin: bool,
+    /// Close that stdin when the first attach session that used it ends.
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 /// What ExecSync asks of the monitor.
@@ -69,12 +80,33 @@ pub struct ExecResult {
     pub timed_out: bool,
 }
 
-/// An exec session between its start and its end.
+/// Which stdio an exec or a container gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StdioRequest {
+    /// A pty on fds 0-2; its output is one stream, reported as stdout.
+    pub tty: bool,
+    /// A writable stdin (the pty itself, or a pipe); else /dev/null (or the pty, unwritten).
+    pub stdin: bool,
+    /// Without a pty: pipes for the streams asked for, /dev/null for the others.
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+impl StdioRequest {
+    /// ExecSync: no stdin, both streams captured.
+    pub const CAPTURE: StdioRequest = StdioRequest {
+        tty: false,
+        stdin: false,
+        stdout: true,
+        stderr: true,
+    };
+}
+
+/// An exec between its start and its end.
 pub struct ExecRunning {
-    pid: Pid,
-    stdout: pipe::Receiver,
-    stderr: pipe::Receiver,
-    exit: tokio::sync::oneshot::Receiver<i32>,
+    pub(super) pid: Pid,
+    pub(super) stdio: ExecStdio,
+    pub(super) exit: tokio::sync::oneshot::Receiver<i32>,
 }
 
 /// Captured output is cut at 16 MiB per stream, as the CRI allows.
@@ -129,6 +161,13 @@ struct Container {
     cgroup: String,
     oom_kills_before: u64,
     log: Rc<RefCell<Option<LogWriter>>>,
+    /// Output to attach sessions.
+    fanout: Rc<RefCell<Fanout>>,
+    /// The container's stdin until it closes (stdin_once) or the container exits.
+    stdin: Rc<RefCell<Option<StdinSender>>>,
+    stdin_once: bool,
+    /// The pty master (tty containers), for resizes.
+    pty: Option<Rc<OwnedFd>>,
     exited: bool,
 }
 
@@ -172,13 +211,31 @@ impl Containers {
         let log = open_log(&request.log_path)?;
         let (report_r, report_w) = pipe_pair()?;
         let (start_r, start_w) = pipe_pair()?;
-        let stdio = Stdio::new(request.tty)?;
+        let stdio = Stdio::new(StdioRequest {
+            tty: request.tty,
+            stdin: request.stdin,
+            stdout: true,
+            stderr: true,
+        })?;
         let pid = self.fork_executor(&request, &stdio, &report_w, &start_r)?;
         drop((report_w, start_r));
+        let Parent {
+            stdin,
+            outputs,
+            pty,
+        } = stdio.parent_ends();
         let log = Rc::new(RefCell::new(log));
-        for (fd, stream) in stdio.parent_ends() {
-            pump(fd, stream, log.clone());
+        let fanout = Rc::new(RefCell::new(Fanout::new(outputs.len())));
+        for (fd, stream) in outputs {
+            pump(fd, stream, log.clone(), fanout.clone());
         }
+        let stdin = match stdin.map(super::stdin::forward).transpose() {
+            Ok(stdin) => stdin,
+            Err(e) => {
+                let _ = kill(pid, Signal::SIGKILL);
+                return Err(e);
+            }
+        };
         let mut report = BufReader::new(receiver(report_r)?);
         let ready = tokio::time::timeout(SETUP_TIMEOUT, wait_ready(&mut report)).await;
         let failure = match ready {
@@ -201,6 +258,10 @@ impl Containers {
                 cgroup: spec.cgroup,
                 oom_kills_before,
                 log,
+                fanout,
+                stdin: Rc::new(RefCell::new(stdin)),
+                stdin_once: request.stdin_once,
+                pty: pty.map(Rc::new),
                 exited: false,
             },
         );
@@ -253,6 +314,8 @@ impl Containers {
             if !container.exited {
                 let _ = kill(container.pid, Signal::SIGKILL);
             }
+            // Its exit will not be recorded any more: attach sessions end without one.
+            container.fanout.borrow_mut().close();
         }
     }
 
@@ -284,6 +347,17 @@ impl Containers {
             return;
         };
         container.exited = true;
+        // Nobody can write to it any more; the forwarder closes once sessions let go.
+        container.stdin.borrow_mut().take();
+        if !container.fanout.borrow_mut().exited(code) {
+            // Output held open by processes that escaped the container must not keep
+            // attach sessions from getting the exit.
+            let fanout = container.fanout.clone();
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                fanout.borrow_mut().finish();
+            });
+        }
         let oom_killed = oom_kills(&container.cgroup) > container.oom_kills_before;
         let exit = Exit {
             code,
@@ -312,37 +386,77 @@ impl Containers {
     }
 
     /// Starts a command inside a running container (its namespaces, root, user and
-    /// limits) and returns once it runs.
-    pub async fn exec_start(&mut self, request: &ExecRequest) -> Result<ExecRunning, String> {
-        let container = self
-            .running
-            .get(&request.id)
-            .ok_or_else(|| format!("container {} is not known to this monitor", request.id))?;
-        if container.exited || container.start.is_some() {
-            return Err(format!("container {} is not running", request.id));
-        }
-        let target = container.pid;
-        let dir = container_dir(&self.pod_dir, &request.id);
+    /// limits) with the stdio asked for, and returns once it runs.
+    pub async fn exec_start(
+        &mut self,
+        id: &str,
+        args: &[String],
+        stdio: StdioRequest,
+    ) -> Result<ExecRunning, String> {
+        let target = self.running_container(id)?.pid;
+        let dir = container_dir(&self.pod_dir, id);
         let mut spec: crate::executor::spec::ContainerSpec = std::fs::read(dir.join("spec.json"))
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
             .map_err(|e| format!("cannot read the container's spec: {e}"))?;
-        spec.args = request.args.clone();
+        spec.args = args.to_vec();
         spec.exec_in = Some(target.as_raw());
-        spec.tty = false;
+        spec.tty = stdio.tty;
         self.exec_count += 1;
         let spec_path = dir.join(format!("exec-{}.json", self.exec_count));
         let json = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
         std::fs::write(&spec_path, json).map_err(|e| format!("cannot write the exec spec: {e}"))?;
-        let result = self.run_exec(target, &spec_path).await;
+        let result = self.run_exec(target, &spec_path, stdio).await;
         let _ = std::fs::remove_file(&spec_path);
         result
     }
 
-    async fn run_exec(&mut self, target: Pid, spec_path: &Path) -> Result<ExecRunning, String> {
+    /// An attach session's share of a running container: its output from now on, its
+    /// stdin if it has one and the session asks for it, and its pty for resizes.
+    pub(super) fn attach(&self, request: &AttachRequest) -> Result<(Subscription, Input), String> {
+        let container = self.running_container(&request.id)?;
+        let output = container
+            .fanout
+            .borrow_mut()
+            .subscribe(request.stdout, request.stderr)
+            .ok_or_else(|| format!("container {} is not running", request.id))?;
+        let stdin = request
+            .stdin
+            .then(|| container.stdin.borrow().clone())
+            .flatten();
+        let stdin_end = if container.stdin_once {
+            StdinEnd::CloseContainer(container.stdin.clone())
+        } else {
+            StdinEnd::Detach
+        };
+        let input = Input {
+            stdin,
+            stdin_end,
+            pty: container.pty.clone(),
+        };
+        Ok((output, input))
+    }
+
+    fn running_container(&self, id: &str) -> Result<&Container, String> {
+        let container = self
+            .running
+            .get(id)
+            .ok_or_else(|| format!("container {id} is not known to this monitor"))?;
+        if container.exited || container.start.is_some() {
+            return Err(format!("container {id} is not running"));
+        }
+        Ok(container)
+    }
+
+    async fn run_exec(
+        &mut self,
+        target: Pid,
+        spec_path: &Path,
+        stdio: StdioRequest,
+    ) -> Result<ExecRunning, String> {
         let (report_r, report_w) = pipe_pair()?;
         let (start_r, start_w) = pipe_pair()?;
-        let stdio = Stdio::new(false)?;
+        let stdio = Stdio::new(stdio)?;
         // The session joins the container's PID namespace, whatever it is.
         let target_ns = std::fs::File::open(format!("/proc/{target}/ns/pid"))
             .map_err(|e| format!("container process {target} is gone: {e}"))?;
@@ -355,7 +469,8 @@ impl Containers {
         let pid = match forked {
             Err(e) => return Err(format!("cannot fork: {e}")),
             Ok(ForkResult::Child) => {
-                // Its own process group, so a timeout kills everything it started.
+                // Its own process group, so a timeout or a client leaving kills everything
+                // it started.
                 let _ = nix::unistd::setsid();
                 exec_executor(
                     stdio.child_ends(),
@@ -370,10 +485,7 @@ impl Containers {
         drop((report_w, start_r));
         let (exit_tx, exit) = tokio::sync::oneshot::channel();
         self.exec_waiters.insert(pid, exit_tx);
-        let mut ends = stdio.parent_ends().into_iter();
-        let (Some((out, _)), Some((err, _))) = (ends.next(), ends.next()) else {
-            return Err("exec stdio missing".into());
-        };
+        let parent = stdio.parent_ends();
         let mut report = BufReader::new(receiver(report_r)?);
         let started = async {
             wait_ready(&mut report).await?;
@@ -388,10 +500,23 @@ impl Containers {
             let _ = kill(pid, Signal::SIGKILL);
             return Err(e);
         }
+        let mut stdout = None;
+        let mut stderr = None;
+        for (fd, stream) in parent.outputs {
+            let reader = Some(nonblocking_receiver(fd)?);
+            match stream {
+                Stream::Stdout => stdout = reader,
+                Stream::Stderr => stderr = reader,
+            }
+        }
         Ok(ExecRunning {
             pid,
-            stdout: receiver(out)?,
-            stderr: receiver(err)?,
+            stdio: ExecStdio {
+                stdin: parent.stdin,
+                stdout,
+                stderr,
+                pty: parent.pty,
+            },
             exit,
         })
     }
@@ -467,18 +592,19 @@ impl Containers {
 pub async fn finish_exec(running: ExecRunning, timeout: Option<Duration>) -> ExecResult {
     let ExecRunning {
         pid,
-        stdout,
-        stderr,
+        stdio,
         mut exit,
     } = running;
-    let read = |r: pipe::Receiver| async move {
+    let read = |r: Option<pipe::Receiver>| async move {
         let mut buf = Vec::new();
-        let _ = r.take(MAX_EXEC_OUTPUT).read_to_end(&mut buf).await;
+        if let Some(r) = r {
+            let _ = r.take(MAX_EXEC_OUTPUT).read_to_end(&mut buf).await;
+        }
         buf
     };
     let (out_task, err_task) = (
-        tokio::task::spawn_local(read(stdout)),
-        tokio::task::spawn_local(read(stderr)),
+        tokio::task::spawn_local(read(stdio.stdout)),
+        tokio::task::spawn_local(read(stdio.stderr)),
     );
     let waited = match timeout {
         Some(limit) => tokio::time::timeout(limit, &mut exit).await.ok(),
@@ -540,35 +666,72 @@ fn exec_executor(stdio: [RawFd; 3], report: RawFd, start: RawFd, args: &[std::ff
     }
 }
 
-/// The container's stdio: a pty (one stream) or pipes for stdout and stderr; stdin is
-/// /dev/null until attach exists.
+/// A process's stdio as [`StdioRequest`] asks: the child's fds 0-2, and the monitor's ends.
 struct Stdio {
     child: [OwnedFd; 3],
-    parent: Vec<(OwnedFd, Stream)>,
+    parent: Parent,
+}
+
+/// The monitor's ends of a process's stdio.
+struct Parent {
+    /// Where to write the process's input: a pipe, or a dup of the pty master.
+    stdin: Option<OwnedFd>,
+    outputs: Vec<(OwnedFd, Stream)>,
+    /// A dup of the pty master, for resizes.
+    pty: Option<OwnedFd>,
 }
 
 impl Stdio {
-    fn new(tty: bool) -> Result<Stdio, String> {
-        let null = std::fs::OpenOptions::new()
-            .read(true)
-            .open("/dev/null")
-            .map(OwnedFd::from)
-            .map_err(|e| format!("cannot open /dev/null: {e}"))?;
-        if tty {
+    fn new(request: StdioRequest) -> Result<Stdio, String> {
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| e.to_string());
+        if request.tty {
+            // With or without stdin the process gets the terminal on fd 0, as containerd and
+            // CRI-O do; without stdin nothing is ever written to it.
             let pty =
                 nix::pty::openpty(None, None).map_err(|e| format!("cannot open a pty: {e}"))?;
             let slave = pty.slave;
-            let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| e.to_string());
             return Ok(Stdio {
                 child: [dup(&slave)?, dup(&slave)?, slave],
-                parent: vec![(pty.master, Stream::Stdout)],
+                parent: Parent {
+                    stdin: request.stdin.then(|| dup(&pty.master)).transpose()?,
+                    pty: Some(dup(&pty.master)?),
+                    outputs: vec![(pty.master, Stream::Stdout)],
+                },
             });
         }
-        let (out_r, out_w) = pipe_pair()?;
-        let (err_r, err_w) = pipe_pair()?;
+        let null = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .map(OwnedFd::from)
+                .map_err(|e| format!("cannot open /dev/null: {e}"))
+        };
+        let mut parent = Parent {
+            stdin: None,
+            outputs: Vec::new(),
+            pty: None,
+        };
+        let stdin = if request.stdin {
+            let (read, write) = pipe_pair()?;
+            parent.stdin = Some(write);
+            read
+        } else {
+            null()?
+        };
+        let mut output = |wanted: bool, stream: Stream| -> Result<OwnedFd, String> {
+            if !wanted {
+                return null();
+            }
+            let (read, write) = pipe_pair()?;
+            parent.outputs.push((read, stream));
+            Ok(write)
+        };
+        let stdout = output(request.stdout, Stream::Stdout)?;
+        let stderr = output(request.stderr, Stream::Stderr)?;
         Ok(Stdio {
-            child: [null, out_w, err_w],
-            parent: vec![(out_r, Stream::Stdout), (err_r, Stream::Stderr)],
+            child: [stdin, stdout, stderr],
+            parent,
         })
     }
 
@@ -580,7 +743,8 @@ impl Stdio {
         ]
     }
 
-    fn parent_ends(self) -> Vec<(OwnedFd, Stream)> {
+    /// The monitor's ends; the child's close here.
+    fn parent_ends(self) -> Parent {
         self.parent
     }
 }
@@ -607,14 +771,23 @@ fn open_log(path: &Path) -> Result<Option<LogWriter>, String> {
         .map_err(|e| format!("cannot open log {}: {e}", path.display()))
 }
 
-/// Copies one stdio stream of a container into its log until the stream ends.
-fn pump(fd: OwnedFd, stream: Stream, log: Rc<RefCell<Option<LogWriter>>>) {
-    // A pty master is not a pipe, but like one it is a plain fd tokio can poll once it is
-    // nonblocking.
-    let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL).unwrap_or(0);
-    let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
-    let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(flags));
-    let Ok(mut receiver) = pipe::Receiver::from_owned_fd_unchecked(fd) else {
+/// A pipe or pty master end to read with tokio. A pty master is not a pipe, but like one it
+/// is a plain fd tokio can poll once it is nonblocking.
+fn nonblocking_receiver(fd: OwnedFd) -> Result<pipe::Receiver, String> {
+    super::stdin::set_nonblocking(&fd)?;
+    pipe::Receiver::from_owned_fd_unchecked(fd).map_err(|e| format!("cannot watch a pipe: {e}"))
+}
+
+/// Copies one stdio stream of a container into its log, and to its attach sessions, until
+/// the stream ends.
+fn pump(
+    fd: OwnedFd,
+    stream: Stream,
+    log: Rc<RefCell<Option<LogWriter>>>,
+    fanout: Rc<RefCell<Fanout>>,
+) {
+    let Ok(mut receiver) = nonblocking_receiver(fd) else {
+        fanout.borrow_mut().stream_ended();
         return;
     };
     tokio::task::spawn_local(async move {
@@ -627,12 +800,17 @@ fn pump(fd: OwnedFd, stream: Stream, log: Rc<RefCell<Option<LogWriter>>>) {
                     if let Some(log) = log.borrow_mut().as_mut() {
                         let _ = log.write(stream, &buf[..n]);
                     }
+                    fanout.borrow_mut().publish(stream, &buf[..n]);
+                    // Let attach sessions send this chunk before the next is read: a burst
+                    // must not fill their queues while they never get to run.
+                    tokio::task::yield_now().await;
                 }
             }
         }
         if let Some(log) = log.borrow_mut().as_mut() {
             let _ = log.close_stream(stream);
         }
+        fanout.borrow_mut().stream_ended();
     });
 }
 

@@ -9,9 +9,14 @@
 
 pub mod client;
 pub mod containers;
+mod fanout;
+pub mod frames;
 pub mod logs;
 pub mod pause;
 pub mod protocol;
+pub mod session;
+mod stdin;
+mod streams;
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -320,7 +325,11 @@ async fn handle(
             done(state.containers.reopen_log(&id).map(|()| Response::Done)),
             false,
         ),
-        Ok(Ok(Request::ExecSync(exec))) => match state.containers.exec_start(&exec).await {
+        Ok(Ok(Request::ExecSync(exec))) => match state
+            .containers
+            .exec_start(&exec.id, &exec.args, containers::StdioRequest::CAPTURE)
+            .await
+        {
             // The session finishes on its own task, so the monitor keeps reaping (and can
             // deliver the session's exit) meanwhile.
             Ok(running) => {
@@ -329,6 +338,40 @@ async fn handle(
                     let result = containers::finish_exec(running, timeout).await;
                     let _ =
                         protocol::write_message(&mut stream, &Response::ExecResult(result)).await;
+                });
+                return false;
+            }
+            Err(message) => (Response::Error { message }, false),
+        },
+        Ok(Ok(Request::Exec(exec))) => {
+            let stdio = containers::StdioRequest {
+                tty: exec.tty,
+                stdin: exec.stdin,
+                stdout: exec.stdout,
+                stderr: exec.stderr && !exec.tty,
+            };
+            match state
+                .containers
+                .exec_start(&exec.id, &exec.args, stdio)
+                .await
+            {
+                Ok(running) => {
+                    tokio::task::spawn_local(async move {
+                        // A client gone already is noticed by the session, which kills.
+                        let _ = protocol::write_message(&mut stream, &Response::Done).await;
+                        streams::serve_exec(stream, running.pid, running.stdio, running.exit).await;
+                    });
+                    return false;
+                }
+                Err(message) => (Response::Error { message }, false),
+            }
+        }
+        Ok(Ok(Request::Attach(attach))) => match state.containers.attach(&attach) {
+            Ok((output, input)) => {
+                tokio::task::spawn_local(async move {
+                    // A client gone already ends the session at once (stdin_once applies).
+                    let _ = protocol::write_message(&mut stream, &Response::Done).await;
+                    streams::serve_attach(stream, output, input).await;
                 });
                 return false;
             }

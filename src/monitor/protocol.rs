@@ -52,6 +52,35 @@ pub enum Request {
     ReopenLog { id: String },
     /// Run a command in a running container and return its output.
     ExecSync(super::containers::ExecRequest),
+    /// Run a command in a running container as a session: after `Done` the connection
+    /// carries frames (`frames.rs`) until the command's exit.
+    Exec(ExecStreamRequest),
+    /// Connect to a running container's stdio: after `Done` the connection carries frames
+    /// until the container's exit.
+    Attach(AttachRequest),
+}
+
+/// An interactive exec: with `tty`, fds 0-2 are a pty (its output comes as stdout) and
+/// `stderr` must be false; a stream not asked for is /dev/null.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecStreamRequest {
+    pub id: String,
+    pub args: Vec<String>,
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+/// An attach to a container's stdio (its terminal if it has one). Asking for stdin from a
+/// container that has none (or whose `stdin_once` stdin is closed) is not an error: the
+/// session's input is ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachRequest {
+    pub id: String,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,7 +201,7 @@ pub async fn call(socket: &Path, request: &Request) -> Result<Response, Protocol
 
 /// Connects to a unix socket whatever the length of its path: a path over the 107-byte
 /// limit is reached through an O_PATH handle on its folder (`/proc/self/fd/<n>/<name>`).
-async fn connect(socket: &Path) -> std::io::Result<tokio::net::UnixStream> {
+pub(super) async fn connect(socket: &Path) -> std::io::Result<tokio::net::UnixStream> {
     const SUN_PATH_MAX: usize = 107;
     if socket.as_os_str().len() <= SUN_PATH_MAX {
         return tokio::net::UnixStream::connect(socket).await;
