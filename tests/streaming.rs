@@ -29,7 +29,7 @@ struct Received {
 /// Runs one remotecommand session over WebSocket (`v5.channel.k8s.io`): sends `stdin`, closes
 /// it, and collects every channel until the server closes.
 async fn websocket_session(url: &str, stdin: &[u8]) -> Received {
-    let mut request = url.into_client_request().expect("url");
+    let mut request = ws_url(url).into_client_request().expect("url");
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
         "v5.channel.k8s.io".parse().unwrap(),
@@ -67,6 +67,11 @@ async fn websocket_session(url: &str, stdin: &[u8]) -> Received {
         }
     }
     got
+}
+
+/// The same URL for a WebSocket client (which wants the ws scheme).
+fn ws_url(url: &str) -> String {
+    url.replacen("http://", "ws://", 1)
 }
 
 fn exec_request(id: &str, cmd: &[&str]) -> ExecRequest {
@@ -318,7 +323,7 @@ async fn streaming_requests_are_checked_before_a_url_is_handed_out() {
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let got = websocket_session(&url, b"").await;
     assert_eq!(got.stdout, b"once");
-    let again = url.into_client_request().unwrap();
+    let again = ws_url(&url).into_client_request().unwrap();
     let host = again.uri().authority().unwrap().to_string();
     let socket = tokio::net::TcpStream::connect(host).await.unwrap();
     let refused = tokio_tungstenite::client_async(again, socket).await;

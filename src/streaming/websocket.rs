@@ -11,6 +11,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::PollSender;
 
 use super::remotecommand::{Channels, Version};
@@ -46,7 +48,12 @@ pub struct Closer {
 impl Closer {
     /// Sends a normal close after everything written so far, and waits until it is out.
     pub async fn close(self) {
-        let _ = self.outgoing.send(Message::Close(None)).await;
+        // Clients treat a close without a status code as an error.
+        let normal = CloseFrame {
+            code: CloseCode::Normal,
+            reason: Default::default(),
+        };
+        let _ = self.outgoing.send(Message::Close(Some(normal))).await;
         drop(self.outgoing);
         let _ = self.writer.await;
     }
