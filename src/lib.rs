@@ -15,5 +15,6 @@ pub mod rootfs;
 pub mod sandbox;
 pub mod server;
 pub mod socket;
+pub mod spdy;
 pub mod store;
 pub mod telemetry;
