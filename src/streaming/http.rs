@@ -144,7 +144,12 @@ fn route(mut request: Request<Body>, streaming: Arc<Streaming>) -> Reply {
                 header::SEC_WEBSOCKET_ACCEPT,
                 HeaderValue::from_str(&accept).unwrap_or(HeaderValue::from_static("")),
             );
-            if let Some(name) = protocol.name() {
+            // Port-forward over WebSocket names the SPDY it tunnels.
+            let name = match protocol {
+                Protocol::PortForward => Some(PORT_FORWARD_OVER_WEBSOCKET),
+                other => other.name(),
+            };
+            if let Some(name) = name {
                 out.insert(
                     header::SEC_WEBSOCKET_PROTOCOL,
                     HeaderValue::from_static(name),
