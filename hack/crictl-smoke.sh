@@ -75,14 +75,14 @@ for transport in spdy websocket; do
 		"$("${crictl[@]}" exec -r "$transport" "$shell" echo hello "$transport")"
 	expect "exec -i ($transport)" "piped $transport" \
 		"$(echo "piped $transport" | "${crictl[@]}" exec -i -r "$transport" "$shell" cat)"
-	set +e
-	"${crictl[@]}" exec -r "$transport" "$shell" sh -c 'exit 3'
-	code=$?
-	set -e
-	[ "$code" = 3 ] || fail "exec ($transport) of 'exit 3' returned $code"
-	# A real terminal for -it: script(1) gives crictl one.
-	out=$(script -qec "${crictl[*]} exec -it -r $transport $shell sh -c 'tty; stty size'" /dev/null)
+	out=$("${crictl[@]}" exec -r "$transport" "$shell" sh -c 'exit 3' 2>&1) &&
+		fail "exec ($transport) of 'exit 3' succeeded"
+	expect "exec ($transport) exit code" "exit code 3" "$out"
+	# A real terminal for -it: script(1) gives crictl one, sized here; crictl passes the
+	# size on and the process finds its terminal in the container's /dev/pts.
+	out=$(script -qec "stty rows 30 cols 100; ${crictl[*]} exec -it -r $transport $shell sh -c 'tty; stty size'" /dev/null)
 	expect "exec -it ($transport)" "/dev/pts/" "$out"
+	expect "exec -it ($transport) size" "30 100" "$out"
 	# Attach writes a command to the container's shell and reads its answer; the attach
 	# itself lasts as long as the container, so it is cut after a few seconds.
 	out=$( (echo "echo attached $transport"; sleep 3) | timeout 5 "${crictl[@]}" attach -i -r "$transport" "$shell" || true)

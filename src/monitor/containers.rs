@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
@@ -211,12 +211,15 @@ impl Containers {
         let log = open_log(&request.log_path)?;
         let (report_r, report_w) = pipe_pair()?;
         let (start_r, start_w) = pipe_pair()?;
-        let stdio = Stdio::new(StdioRequest {
-            tty: request.tty,
-            stdin: request.stdin,
-            stdout: true,
-            stderr: true,
-        })?;
+        let stdio = Stdio::new(
+            StdioRequest {
+                tty: request.tty,
+                stdin: request.stdin,
+                stdout: true,
+                stderr: true,
+            },
+            None,
+        )?;
         let pid = self.fork_executor(&request, &stdio, &report_w, &start_r)?;
         drop((report_w, start_r));
         let Parent {
@@ -456,7 +459,7 @@ impl Containers {
     ) -> Result<ExecRunning, String> {
         let (report_r, report_w) = pipe_pair()?;
         let (start_r, start_w) = pipe_pair()?;
-        let stdio = Stdio::new(stdio)?;
+        let stdio = Stdio::new(stdio, Some(target))?;
         // The session joins the container's PID namespace, whatever it is.
         let target_ns = std::fs::File::open(format!("/proc/{target}/ns/pid"))
             .map_err(|e| format!("container process {target} is gone: {e}"))?;
@@ -682,20 +685,27 @@ struct Parent {
 }
 
 impl Stdio {
-    fn new(request: StdioRequest) -> Result<Stdio, String> {
+    /// `inside`: the running container an exec joins; its terminal comes from the
+    /// container's own devpts, so that `tty` and `ttyname()` find it there.
+    fn new(request: StdioRequest, inside: Option<Pid>) -> Result<Stdio, String> {
         let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| e.to_string());
         if request.tty {
             // With or without stdin the process gets the terminal on fd 0, as containerd and
             // CRI-O do; without stdin nothing is ever written to it.
-            let pty =
-                nix::pty::openpty(None, None).map_err(|e| format!("cannot open a pty: {e}"))?;
-            let slave = pty.slave;
+            let (master, slave) = match inside {
+                Some(pid) => pty_in(pid)?,
+                None => {
+                    let pty = nix::pty::openpty(None, None)
+                        .map_err(|e| format!("cannot open a pty: {e}"))?;
+                    (pty.master, pty.slave)
+                }
+            };
             return Ok(Stdio {
                 child: [dup(&slave)?, dup(&slave)?, slave],
                 parent: Parent {
-                    stdin: request.stdin.then(|| dup(&pty.master)).transpose()?,
-                    pty: Some(dup(&pty.master)?),
-                    outputs: vec![(pty.master, Stream::Stdout)],
+                    stdin: request.stdin.then(|| dup(&master)).transpose()?,
+                    pty: Some(dup(&master)?),
+                    outputs: vec![(master, Stream::Stdout)],
                 },
             });
         }
@@ -747,6 +757,43 @@ impl Stdio {
     fn parent_ends(self) -> Parent {
         self.parent
     }
+}
+
+/// A pty pair from the devpts instance mounted in the container of `pid`: its master through
+/// the container's `/dev/pts/ptmx`, its slave through TIOCGPTPEER (no path lookup needed).
+fn pty_in(pid: Pid) -> Result<(OwnedFd, OwnedFd), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let ptmx = format!("/proc/{pid}/root/dev/pts/ptmx");
+    let master: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(&ptmx)
+        .map_err(|e| format!("cannot open {ptmx}: {e}"))?
+        .into();
+    let unlock: libc::c_int = 0;
+    // SAFETY: plain ioctls on a pty master we own; TIOCSPTLCK reads an int.
+    let slave = unsafe {
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) != 0 {
+            return Err(format!(
+                "cannot unlock the pty: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if slave < 0 {
+        return Err(format!(
+            "cannot open the pty's terminal: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: the ioctl returned a new fd that nothing else owns.
+    Ok((master, unsafe { OwnedFd::from_raw_fd(slave) }))
 }
 
 fn pipe_pair() -> Result<(OwnedFd, OwnedFd), String> {

@@ -106,7 +106,7 @@ fn route(mut request: Request<Body>, streaming: Arc<Streaming>) -> Reply {
     let Some(pending) = streaming.tokens.take(token).filter(|p| p.path() == kind) else {
         return reply(StatusCode::NOT_FOUND, "unknown or expired streaming URL");
     };
-    tracing::debug!(kind, "streaming request");
+    tracing::debug!(?pending, "streaming request");
     let headers = request.headers();
     let upgrade = header_values(headers, header::UPGRADE.as_str());
     let transport = if upgrade.iter().any(|u| u.eq_ignore_ascii_case("websocket")) {
