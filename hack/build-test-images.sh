@@ -52,7 +52,7 @@ fi
 
 # Static helpers; rebuilt only when the source, compiler or flags change.
 cc_id="$(gcc -dumpfullversion) ${CFLAGS[*]} $(dpkg-query -W -f='${Version}' libc6-dev 2>/dev/null || true)"
-for name in procipc nginx nnp pause; do
+for name in procipc nginx nnp pause echo; do
 	src="$HACK/images/src/$name.c"
 	key=$( (cat "$src" && echo "$cc_id") | sha256sum | cut -d' ' -f1)
 	if [ "$(cat "$CACHE/bin/$name.key" 2>/dev/null || true)" != "$key" ] || [ ! -x "$CACHE/bin/$name" ]; then

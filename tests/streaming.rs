@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tonic::Code;
 
 const SESSIONS: usize = 50;
+const ECHO_IMAGE: &str = "docker.io/ferrocri/echo:1";
 
 /// What one WebSocket exec session brought back.
 #[derive(Default)]
@@ -116,15 +117,25 @@ async fn many_exec_sessions_and_port_forward_connections_at_once() {
     let mut rt = env.runtime().await;
     let pod_config = pod_with_logs(&env, "streams", "streams-uid");
     let pod = run_pod(&env, &mut rt, pod_config.clone()).await;
-    // An echo server on port 9000: a `cat` for every connection.
-    let id = create(
-        &env,
-        &mut rt,
-        &pod,
-        &pod_config,
-        busybox_config("echo", &["nc", "-ll", "-p", "9000", "-e", "cat"], true),
-    )
-    .await;
+    // An echo server on port 9000 (hack/images/src/echo.c).
+    env.daemon
+        .image()
+        .await
+        .pull_image(PullImageRequest {
+            image: Some(ImageSpec {
+                image: ECHO_IMAGE.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("pull the echo image");
+    let mut config = busybox_config("echo", &[], true);
+    config.image = Some(ImageSpec {
+        image: ECHO_IMAGE.into(),
+        ..Default::default()
+    });
+    let id = create(&env, &mut rt, &pod, &pod_config, config).await;
     start(&env, &mut rt, &id).await;
     let daemon_fds = open_fds(env.daemon.pid());
 
@@ -233,10 +244,16 @@ async fn many_exec_sessions_and_port_forward_connections_at_once() {
     }
     let _ = forward.kill().await;
 
-    // Nothing of the sessions is left: no exec'd or forwarded `cat`, no daemon socket.
+    // Nothing of the sessions is left: no exec'd `cat`, no echo child, no daemon socket.
     let mut left = Vec::new();
     for _ in 0..50 {
         left = processes_in(&mut rt, &id, "cat").await;
+        left.extend(
+            processes_in(&mut rt, &id, "echo-server")
+                .await
+                .into_iter()
+                .skip(1),
+        );
         if left.is_empty() && open_fds(env.daemon.pid()) <= daemon_fds {
             break;
         }

@@ -354,6 +354,7 @@ def image_set(base, bins, bench_layers):
         f("usr/local/apache2/htdocs/index.html", "<html><body><h1>It works!</h1></body></html>\n"),
     ]))
     nnp = Layer("nnp", with_parents([f("usr/local/bin/nnp", bins["nnp"], 0o4755)]))
+    echo = Layer("echo server", with_parents([f("usr/local/bin/echo-server", bins["echo"], 0o755)]))
     group = Layer("predefined group", with_parents([
         f("etc/passwd", PASSWD + "default-user:x:1000:1000:Linux User,,,:/home/default-user:/bin/sh\n"),
         f("etc/group", GROUP + "default-user:x:1000:\ngroup-defined-in-image:x:50000:default-user\n"),
@@ -380,6 +381,10 @@ def image_set(base, bins, bench_layers):
         ([e2e + "httpd:2.4.39-4"],
          Image([base, httpd], {"Env": [PATH_ENV], "Cmd": ["httpd-foreground"],
                                "ExposedPorts": {"80/tcp": {}}}, False)),
+        # ferrocri's own: a TCP echo server on 9000 for the port-forward tests.
+        (["docker.io/ferrocri/echo:1"],
+         Image([base, echo], {"Env": [PATH_ENV], "Cmd": ["echo-server", "9000"],
+                              "ExposedPorts": {"9000/tcp": {}}}, True)),
         ([e2e + "nonewprivs:1.3"], Image([base, nnp], {"Env": [PATH_ENV], "Cmd": ["nnp"]}, True)),
         ([gcr + "test-image-user-uid:latest"], Image([base], bb_config(User="1002"), False)),
         ([gcr + "test-image-user-username:latest"], Image([base], bb_config(User="www-data"), True)),
@@ -545,7 +550,7 @@ def main():
     ap.add_argument("--bench", action="store_true", help="also build ferrocri/bench-large:latest")
     args = ap.parse_args()
 
-    bins = {n: read_file(os.path.join(args.bin, n)) for n in ("nginx", "nnp", "pause")}
+    bins = {n: read_file(os.path.join(args.bin, n)) for n in ("nginx", "nnp", "pause", "echo")}
     base, applets = base_layer(args.busybox_root, args.bin)
     log("base layer: %d busybox applets, %d KiB compressed, %s"
         % (len(applets), len(base.blob) >> 10, base.digest))
