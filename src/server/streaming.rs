@@ -72,7 +72,7 @@ impl CriServer {
         &self,
         request: PortForwardRequest,
     ) -> Result<PortForwardResponse, Status> {
-        record_ids("sandbox", &request.pod_sandbox_id);
+        record_ids("pod", &request.pod_sandbox_id);
         if let Some(bad) = request.port.iter().find(|p| !(1..=65535).contains(*p)) {
             return Err(invalid_field("port", format!("{bad} is not a TCP port")));
         }
