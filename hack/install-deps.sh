@@ -38,9 +38,9 @@ PKGS=(containernetworking-plugins iptables iproute2 util-linux procps ca-certifi
 	libseccomp-dev pkg-config gcc libc6-dev)
 if [ "$RUNTIME_ONLY" = 0 ]; then
 	# Tests: docker-registry as the offline image source, curl/jq/python3 for the
-	# scripts, script(1) to give crictl a terminal (gcc/libc6-dev above also build
-	# the static test-image helpers).
-	PKGS+=(docker-registry curl jq python3 bsdutils)
+	# scripts, script(1) to give crictl a terminal, openssl for test certificates
+	# (gcc/libc6-dev above also build the static test-image helpers).
+	PKGS+=(docker-registry curl jq python3 bsdutils openssl)
 fi
 
 missing=()

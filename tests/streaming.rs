@@ -6,6 +6,7 @@ mod common;
 #[path = "common/ctr.rs"]
 mod ctr;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ctr::*;
@@ -376,5 +377,132 @@ async fn streaming_requests_are_checked_before_a_url_is_handed_out() {
     assert_eq!(
         code(rt.exec(exec_request(&id, &["true"])).await),
         Code::FailedPrecondition
+    );
+}
+
+/// A test CA and a server certificate it signed for 127.0.0.1, as PEM files in `dir`:
+/// (server key, server certificate, CA certificate).
+fn certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = |line: &str| {
+        let status = std::process::Command::new("openssl")
+            .args(line.split(' '))
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl (hack/install-deps.sh installs it)");
+        assert!(status.success(), "openssl {line} failed");
+    };
+    let key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    openssl(&format!(
+        "req -x509 {key} -days 1 -subj /CN=ferrocri-test-CA -keyout ca-key.pem -out ca.pem"
+    ));
+    openssl(&format!(
+        "req {key} -subj /CN=127.0.0.1 -keyout key.pem -out req.pem"
+    ));
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        "x509 -req -in req.pem -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 \
+         -extfile ext.cnf -out cert.pem",
+    );
+    (
+        dir.join("key.pem"),
+        dir.join("cert.pem"),
+        dir.join("ca.pem"),
+    )
+}
+
+#[tokio::test]
+async fn streaming_over_tls() {
+    let mut env = start_env(8);
+    let (key, cert, ca) = certificates(env.daemon.dir.path());
+    env.daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    env.daemon.wait(Duration::from_secs(30));
+    let mut text = std::fs::read_to_string(&env.daemon.config_path).unwrap();
+    text.push_str(&format!(
+        "\n[streaming]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    std::fs::write(&env.daemon.config_path, text).unwrap();
+    env.daemon.restart();
+    pull_busybox(&env).await;
+    let mut rt = env.runtime().await;
+    let pod_config = pod_with_logs(&env, "tls", "tls-uid");
+    let pod = run_pod(&env, &mut rt, pod_config.clone()).await;
+    let id = create(
+        &env,
+        &mut rt,
+        &pod,
+        &pod_config,
+        busybox_config("idle", &["sleep", "1000"], false),
+    )
+    .await;
+    start(&env, &mut rt, &id).await;
+    let url = rt
+        .exec(exec_request(&id, &["echo", "-n", "secret"]))
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+
+    // A client that trusts only our certificate.
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(&ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    let mut request = url
+        .replacen("https://", "wss://", 1)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v5.channel.k8s.io".parse().unwrap(),
+    );
+    let host = request.uri().authority().unwrap().to_string();
+    let tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let stream = connector.connect(name, tcp).await.expect("TLS handshake");
+    let (mut ws, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .expect("websocket over TLS");
+    let mut stdout = Vec::new();
+    while let Some(message) = ws.next().await {
+        match message.expect("read") {
+            Message::Binary(data) if data.first() == Some(&1) => {
+                stdout.extend_from_slice(&data[1..])
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(stdout, b"secret");
+
+    // Plain HTTP on the TLS port gets nowhere.
+    let plain = url.replacen("https://", "ws://", 1);
+    let plain_request = plain.as_str().into_client_request().unwrap();
+    let host = plain_request.uri().authority().unwrap().to_string();
+    let tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+    assert!(
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::client_async(plain_request, tcp)
+        )
+        .await
+        .map(|r| r.is_err())
+        .unwrap_or(true)
     );
 }
