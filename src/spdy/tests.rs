@@ -317,10 +317,20 @@ async fn peer_window_respected_until_window_update() {
 /// spdystream never sends WINDOW_UPDATE: a large transfer must still complete.
 #[tokio::test]
 async fn peer_without_flow_control_does_not_stall() {
+    echo_without_window_updates(8 << 20).await;
+}
+
+/// The port-forward scale check; run with `cargo test --release --lib spdy -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "moves 100 MiB each way; slow in debug builds"]
+async fn peer_without_flow_control_moves_100_mib() {
+    echo_without_window_updates(100 << 20).await;
+}
+
+async fn echo_without_window_updates(total: usize) {
     let (mut client, _connection, incoming) = start(Config::default());
     let _server = spawn_echo_server(incoming);
     client.open(1, &[]).await;
-    let total = 8 << 20;
     let chunk = vec![0xA5u8; 1 << 20];
     let (mut read_half, mut write_half) = tokio::io::split(client.io);
     let sender = tokio::spawn(async move {
