@@ -121,7 +121,7 @@ fn route(mut request: Request<Body>, streaming: Arc<Streaming>) -> Reply {
     };
     let protocol = match negotiate(transport, &pending, headers) {
         Ok(protocol) => protocol,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let mut response = reply(StatusCode::SWITCHING_PROTOCOLS, "");
     let out = response.headers_mut();
@@ -225,7 +225,7 @@ fn negotiate(
     transport: Transport,
     pending: &Pending,
     headers: &HeaderMap,
-) -> Result<Protocol, Reply> {
+) -> Result<Protocol, Box<Reply>> {
     let port_forward = matches!(pending, Pending::PortForward { .. });
     let (offers, ours): (Vec<String>, Vec<&str>) = match (transport, port_forward) {
         (Transport::Spdy, false) => (
@@ -273,7 +273,7 @@ fn negotiate(
             .headers_mut()
             .insert(ACCEPTED_PROTOCOLS_HEADER, value);
     }
-    Err(response)
+    Err(Box::new(response))
 }
 
 /// Runs the session on an upgraded connection.
