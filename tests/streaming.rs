@@ -9,6 +9,7 @@ mod ctr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::pods::PodEnv;
 use ctr::*;
 use ferrocri::cri::v1::*;
 use futures::{SinkExt, StreamExt};
@@ -76,6 +77,21 @@ fn ws_url(url: &str) -> String {
     url.replacen("http://", "ws://", 1)
 }
 
+type Runtime =
+    ferrocri::cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>;
+
+/// A pod `name` with a created (not started) busybox container that sleeps: the client, the
+/// pod ID and the container ID.
+async fn idle_container(env: &PodEnv, name: &str) -> (Runtime, String, String) {
+    pull_busybox(env).await;
+    let mut rt = env.runtime().await;
+    let pod_config = pod_with_logs(env, name, &format!("{name}-uid"));
+    let pod = run_pod(env, &mut rt, pod_config.clone()).await;
+    let config = busybox_config("idle", &["sleep", "1000"], false);
+    let id = create(env, &mut rt, &pod, &pod_config, config).await;
+    (rt, pod, id)
+}
+
 fn exec_request(id: &str, cmd: &[&str]) -> ExecRequest {
     ExecRequest {
         container_id: id.to_owned(),
@@ -94,13 +110,7 @@ fn open_fds(pid: i32) -> usize {
 }
 
 /// Lines of `ps` inside the container that run `name`.
-async fn processes_in(
-    rt: &mut ferrocri::cri::v1::runtime_service_client::RuntimeServiceClient<
-        tonic::transport::Channel,
-    >,
-    id: &str,
-    name: &str,
-) -> Vec<String> {
+async fn processes_in(rt: &mut Runtime, id: &str, name: &str) -> Vec<String> {
     let out = exec(rt, id, &["ps", "-o", "pid,args"], 10)
         .await
         .expect("ps");
@@ -271,18 +281,7 @@ async fn many_exec_sessions_and_port_forward_connections_at_once() {
 #[tokio::test]
 async fn streaming_requests_are_checked_before_a_url_is_handed_out() {
     let env = start_env(7);
-    pull_busybox(&env).await;
-    let mut rt = env.runtime().await;
-    let pod_config = pod_with_logs(&env, "checks", "checks-uid");
-    let pod = run_pod(&env, &mut rt, pod_config.clone()).await;
-    let id = create(
-        &env,
-        &mut rt,
-        &pod,
-        &pod_config,
-        busybox_config("idle", &["sleep", "1000"], false),
-    )
-    .await;
+    let (mut rt, pod, id) = idle_container(&env, "checks").await;
 
     let code = |r: Result<tonic::Response<ExecResponse>, tonic::Status>| r.unwrap_err().code();
     // Created but not running.
@@ -429,18 +428,7 @@ async fn streaming_over_tls() {
     ));
     std::fs::write(&env.daemon.config_path, text).unwrap();
     env.daemon.restart();
-    pull_busybox(&env).await;
-    let mut rt = env.runtime().await;
-    let pod_config = pod_with_logs(&env, "tls", "tls-uid");
-    let pod = run_pod(&env, &mut rt, pod_config.clone()).await;
-    let id = create(
-        &env,
-        &mut rt,
-        &pod,
-        &pod_config,
-        busybox_config("idle", &["sleep", "1000"], false),
-    )
-    .await;
+    let (mut rt, _pod, id) = idle_container(&env, "tls").await;
     start(&env, &mut rt, &id).await;
     let url = rt
         .exec(exec_request(&id, &["echo", "-n", "secret"]))

@@ -16,7 +16,7 @@ use crate::cri::v1::{ContainerConfig, PodSandboxConfig};
 use crate::image::service::Images;
 use crate::inflight::Inflight;
 use crate::monitor::SOCKET;
-use crate::monitor::containers::{self as monitor_containers, CreateRequest};
+use crate::monitor::containers::{self as monitor_containers, CreateRequest, StdioRequest};
 use crate::monitor::protocol::{self, AttachRequest, ExecStreamRequest, Request, Response};
 use crate::monitor::session::{self, SessionReader, SessionWriter};
 use crate::sandbox::record::{SandboxRecord, SandboxState};
@@ -587,14 +587,7 @@ impl Containers {
 
     /// ReopenContainerLog: the monitor reopens the file at the same path.
     pub async fn reopen_log(&self, id: &str) -> Result<(), ContainerError> {
-        let record = self.status(id).await?;
-        if record.state != State::Running {
-            return Err(ContainerError::Precondition(format!(
-                "container {} is not running",
-                record.id
-            )));
-        }
-        let sandbox = self.sandbox_of(&record).await?;
+        let (record, sandbox) = self.running(id).await?;
         call(
             &sandbox,
             &Request::ReopenLog {
@@ -678,14 +671,9 @@ impl Containers {
         &self,
         id: &str,
         cmd: &[String],
-        tty: bool,
-        stdin: bool,
-        stdout: bool,
-        stderr: bool,
+        stdio: StdioRequest,
     ) -> Result<(), ContainerError> {
-        self.exec_target(id, cmd, tty, stdin, stdout, stderr)
-            .await
-            .map(drop)
+        self.exec_target(id, cmd, stdio).await.map(drop)
     }
 
     /// Starts `cmd` in the running container as an interactive session (checked as
@@ -694,14 +682,15 @@ impl Containers {
         &self,
         id: &str,
         cmd: Vec<String>,
-        tty: bool,
-        stdin: bool,
-        stdout: bool,
-        stderr: bool,
+        stdio: StdioRequest,
     ) -> Result<(SessionWriter, SessionReader), ContainerError> {
-        let (record, sandbox) = self
-            .exec_target(id, &cmd, tty, stdin, stdout, stderr)
-            .await?;
+        let (record, sandbox) = self.exec_target(id, &cmd, stdio).await?;
+        let StdioRequest {
+            tty,
+            stdin,
+            stdout,
+            stderr,
+        } = stdio;
         let request = ExecStreamRequest {
             id: record.id,
             args: cmd,
@@ -719,10 +708,7 @@ impl Containers {
         &self,
         id: &str,
         cmd: &[String],
-        tty: bool,
-        stdin: bool,
-        stdout: bool,
-        stderr: bool,
+        stdio: StdioRequest,
     ) -> Result<(ContainerRecord, SandboxRecord), ContainerError> {
         if cmd.is_empty() {
             return Err(ContainerError::Invalid {
@@ -730,8 +716,8 @@ impl Containers {
                 message: "must not be empty".into(),
             });
         }
-        check_streams(stdin, stdout, stderr)?;
-        if tty && stderr {
+        check_streams(stdio.stdin, stdio.stdout, stdio.stderr)?;
+        if stdio.tty && stdio.stderr {
             // A terminal has one output stream (kubelet's streaming server refuses it too).
             return Err(ContainerError::Invalid {
                 field: "stderr",

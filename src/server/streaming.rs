@@ -10,7 +10,7 @@ use crate::cri::v1::{
     PortForwardResponse,
 };
 use crate::sandbox::record::SandboxState;
-use crate::streaming::{Pending, Wanted};
+use crate::streaming::{Pending, StdioRequest};
 use crate::telemetry::record_ids;
 
 impl CriServer {
@@ -24,19 +24,19 @@ impl CriServer {
             stdout,
             stderr,
         } = request;
-        self.containers()
-            .check_exec(&container_id, &cmd, tty, stdin, stdout, stderr)
-            .await?;
-        let wanted = Wanted {
+        let stdio = StdioRequest {
             stdin,
             stdout,
             stderr,
             tty,
         };
+        self.containers()
+            .check_exec(&container_id, &cmd, stdio)
+            .await?;
         let url = self.streaming_url(Pending::Exec {
             container_id,
             cmd,
-            wanted,
+            stdio,
         })?;
         Ok(ExecResponse { url })
     }
@@ -55,7 +55,7 @@ impl CriServer {
             .check_attach(&container_id, stdin, stdout, stderr)
             .await?;
         // The terminal is the container's: a tty container has one output stream.
-        let wanted = Wanted {
+        let stdio = StdioRequest {
             stdin,
             stdout,
             stderr: stderr && !info.tty,
@@ -63,7 +63,7 @@ impl CriServer {
         };
         let url = self.streaming_url(Pending::Attach {
             container_id,
-            wanted,
+            stdio,
         })?;
         Ok(AttachResponse { url })
     }

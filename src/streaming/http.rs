@@ -13,9 +13,10 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::portforward::{self, Target};
 use super::remotecommand::{self, Kind, SPDY_VERSIONS, Version, WEBSOCKET_VERSIONS};
-use super::websocket::{ByteStream, Wanted};
+use super::websocket::ByteStream;
 use super::{Pending, Streaming};
 use crate::config::StreamingConfig;
+use crate::monitor::containers::StdioRequest;
 
 const PROTOCOL_HEADER: &str = "x-stream-protocol-version";
 const ACCEPTED_PROTOCOLS_HEADER: &str = "x-accepted-stream-protocol-versions";
@@ -309,8 +310,8 @@ async fn run<IO>(
             match transport {
                 Transport::Spdy => {
                     let (connection, mut incoming) = crate::spdy::serve(io);
-                    let wanted = wanted(&pending);
-                    match super::spdy_channels::accept(&mut incoming, version, wanted).await {
+                    let stdio = stdio_of(&pending);
+                    match super::spdy_channels::accept(&mut incoming, version, stdio).await {
                         Ok(channels) => {
                             let gone = connection.clone();
                             remote_command(channels, version, pending, &streaming, async move {
@@ -325,7 +326,7 @@ async fn run<IO>(
                 Transport::WebSocket => {
                     let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
                     let (channels, gone, closer) =
-                        super::websocket::channels(ws, version, wanted(&pending));
+                        super::websocket::channels(ws, version, stdio_of(&pending));
                     remote_command(channels, version, pending, &streaming, gone).await;
                     closer.close().await;
                 }
@@ -334,10 +335,10 @@ async fn run<IO>(
     }
 }
 
-fn wanted(pending: &Pending) -> Wanted {
+fn stdio_of(pending: &Pending) -> StdioRequest {
     match pending {
-        Pending::Exec { wanted, .. } | Pending::Attach { wanted, .. } => *wanted,
-        Pending::PortForward { .. } => Wanted {
+        Pending::Exec { stdio, .. } | Pending::Attach { stdio, .. } => *stdio,
+        Pending::PortForward { .. } => StdioRequest {
             stdin: false,
             stdout: false,
             stderr: false,
@@ -358,28 +359,21 @@ async fn remote_command(
         Pending::Exec {
             container_id,
             cmd,
-            wanted,
+            stdio,
         } => (
             streaming
                 .containers
-                .exec_session(
-                    &container_id,
-                    cmd,
-                    wanted.tty,
-                    wanted.stdin,
-                    wanted.stdout,
-                    wanted.stderr,
-                )
+                .exec_session(&container_id, cmd, stdio)
                 .await,
             Kind::Exec,
         ),
         Pending::Attach {
             container_id,
-            wanted,
+            stdio,
         } => (
             streaming
                 .containers
-                .attach_session(&container_id, wanted.stdin, wanted.stdout, wanted.stderr)
+                .attach_session(&container_id, stdio.stdin, stdio.stdout, stdio.stderr)
                 .await,
             Kind::Attach,
         ),

@@ -18,9 +18,9 @@ use anyhow::Context;
 
 use crate::config::StreamingConfig;
 use crate::container::service::Containers;
+pub use crate::monitor::containers::StdioRequest;
 use crate::sandbox::service::Sandboxes;
 pub use tokens::TooManyPending;
-pub use websocket::Wanted;
 
 /// A validated streaming request, waiting for its client.
 #[derive(Debug, Clone)]
@@ -28,11 +28,11 @@ pub enum Pending {
     Exec {
         container_id: String,
         cmd: Vec<String>,
-        wanted: Wanted,
+        stdio: StdioRequest,
     },
     Attach {
         container_id: String,
-        wanted: Wanted,
+        stdio: StdioRequest,
     },
     PortForward {
         sandbox_id: String,

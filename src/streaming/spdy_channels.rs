@@ -4,23 +4,23 @@
 use std::time::Duration;
 
 use super::remotecommand::{BoxRead, BoxWrite, Channels, Version};
-use super::websocket::Wanted;
+use crate::monitor::containers::StdioRequest;
 use crate::spdy::{Incoming, Stream};
 
 /// How long the client has to open its streams, as in kubelet's server.
 const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Collects the client's streams for a session with the `wanted` channels.
+/// Collects the client's streams for a session with the `stdio` channels.
 pub async fn accept(
     incoming: &mut Incoming,
     version: Version,
-    wanted: Wanted,
+    stdio: StdioRequest,
 ) -> Result<Channels, String> {
-    let resize = wanted.tty && version.resizes();
+    let resize = stdio.tty && version.resizes();
     let expected = 1
-        + usize::from(wanted.stdin)
-        + usize::from(wanted.stdout)
-        + usize::from(wanted.stderr && !wanted.tty)
+        + usize::from(stdio.stdin)
+        + usize::from(stdio.stdout)
+        + usize::from(stdio.stderr && !stdio.tty)
         + usize::from(resize);
     let mut found = Found::default();
     let collect = async {

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::PollSender;
 
 use super::remotecommand::{Channels, Version};
+use crate::monitor::containers::StdioRequest;
 
 const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
@@ -29,15 +30,6 @@ const CLOSE: u8 = 255;
 const MAX_MESSAGE: usize = 64 * 1024;
 /// Messages queued towards the client or towards the session before back-pressure.
 const QUEUE: usize = 16;
-
-/// Which channels the session uses.
-#[derive(Debug, Clone, Copy)]
-pub struct Wanted {
-    pub stdin: bool,
-    pub stdout: bool,
-    pub stderr: bool,
-    pub tty: bool,
-}
 
 /// Ends a channel session's WebSocket once the session is over.
 pub struct Closer {
@@ -64,7 +56,7 @@ impl Closer {
 pub fn channels<IO>(
     ws: WebSocketStream<IO>,
     version: Version,
-    wanted: Wanted,
+    stdio: StdioRequest,
 ) -> (
     Channels,
     impl std::future::Future<Output = ()> + Send,
@@ -83,8 +75,8 @@ where
             }
         }
     });
-    let (stdin_tx, stdin) = input_channel(wanted.stdin);
-    let (resize_tx, resize) = input_channel(wanted.tty && version.resizes());
+    let (stdin_tx, stdin) = input_channel(stdio.stdin);
+    let (resize_tx, resize) = input_channel(stdio.tty && version.resizes());
     let (gone_tx, client_gone) = oneshot::channel();
     tokio::spawn(async move {
         let mut inputs = [(STDIN, stdin_tx), (RESIZE, resize_tx)];
@@ -117,16 +109,16 @@ where
         }
         let _ = gone_tx.send(());
     });
-    let output = |wanted: bool, channel: u8| {
-        wanted.then(|| {
+    let output = |open: bool, channel: u8| {
+        open.then(|| {
             Box::new(ChannelWriter::new(channel, outgoing.clone()))
                 as super::remotecommand::BoxWrite
         })
     };
     let channels = Channels {
         stdin,
-        stdout: output(wanted.stdout, STDOUT),
-        stderr: output(wanted.stderr && !wanted.tty, STDERR),
+        stdout: output(stdio.stdout, STDOUT),
+        stderr: output(stdio.stderr && !stdio.tty, STDERR),
         error: Box::new(ChannelWriter::new(ERROR, outgoing.clone())),
         resize,
         holds: Vec::new(),
@@ -139,8 +131,8 @@ where
 
 type InputSender = Option<mpsc::Sender<std::io::Result<Bytes>>>;
 
-fn input_channel(wanted: bool) -> (InputSender, Option<super::remotecommand::BoxRead>) {
-    if !wanted {
+fn input_channel(open: bool) -> (InputSender, Option<super::remotecommand::BoxRead>) {
+    if !open {
         return (None, None);
     }
     let (tx, rx) = mpsc::channel(QUEUE);
