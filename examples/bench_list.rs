@@ -20,12 +20,16 @@ const PARALLEL: usize = 4;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let socket = PathBuf::from(args.get(1).ok_or(
-        "usage: bench_list <socket> <daemon pid> [pods] [containers per pod] [calls]",
-    )?);
+    let socket = PathBuf::from(
+        args.get(1)
+            .ok_or("usage: bench_list <socket> <daemon pid> [pods] [containers per pod] [calls]")?,
+    );
     let daemon_pid: u32 = args.get(2).ok_or("daemon pid missing")?.parse()?;
     let arg = |i: usize, default: usize| -> Result<usize, std::num::ParseIntError> {
-        args.get(i).map(|n| n.parse()).transpose().map(|n| n.unwrap_or(default))
+        args.get(i)
+            .map(|n| n.parse())
+            .transpose()
+            .map(|n| n.unwrap_or(default))
     };
     let (pods, per_pod, calls) = (arg(3, 20)?, arg(4, 50)?, arg(5, 200)?);
     let client = common::connect(socket).await?;

@@ -10,7 +10,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use common::{Runtime, report, rss_kib, pss_kib, stop_remove};
+use common::{Runtime, pss_kib, report, rss_kib, stop_remove};
 use ferrocri::cri::v1::*;
 
 #[tokio::main(flavor = "current_thread")]

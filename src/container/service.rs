@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 
 use super::build::{self, Paths};
+use super::cache::RecordCache;
 use super::record::{ContainerRecord, State};
 use crate::cgroup::Cgroups;
 use crate::cri::stored::Stored;
@@ -20,7 +21,7 @@ use crate::monitor::containers::{self as monitor_containers, CreateRequest};
 use crate::monitor::protocol::{self, Request, Response};
 use crate::sandbox::record::{SandboxRecord, SandboxState};
 use crate::sandbox::service::{Sandboxes, new_id, now_nanos};
-use crate::store::{Store, StoreError, Table};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -65,7 +66,7 @@ fn failed(step: &'static str) -> impl FnOnce(String) -> ContainerError {
 }
 
 pub struct Containers {
-    store: Store,
+    records: RecordCache,
     images: Arc<Images>,
     sandboxes: Arc<Sandboxes>,
     cgroups: Option<Arc<Cgroups>>,
@@ -81,7 +82,7 @@ impl Containers {
         sandboxes: Arc<Sandboxes>,
     ) -> Containers {
         Containers {
-            store,
+            records: RecordCache::new(store),
             images,
             cgroups: sandboxes.cgroups(),
             sandboxes,
@@ -241,9 +242,8 @@ impl Containers {
             stop_signal,
             config: Stored(config.clone()),
         };
-        let (rid, rkey, rrec, pod) = (id.clone(), key.clone(), record.clone(), sandbox.id.clone());
-        self.store
-            .run(move |c| c.insert(Table::Containers, &rid, &rkey, &pod, &rrec))
+        self.records
+            .insert(key.clone(), record.clone())
             .await
             .map_err(|e| match e {
                 StoreError::NameInUse { existing_id, .. } => ContainerError::NameInUse {
@@ -386,11 +386,7 @@ impl Containers {
         let _ = std::fs::remove_dir_all(&record.dir);
         let _ =
             std::fs::remove_dir_all(monitor_containers::container_dir(&sandbox.dir, &record.id));
-        let rid = record.id.clone();
-        let _ = self
-            .store
-            .run(move |c| c.delete(Table::Containers, &rid))
-            .await;
+        let _ = self.records.delete(record.id.clone()).await;
     }
 
     async fn remove_cgroup(&self, path: &str) {
@@ -534,10 +530,7 @@ impl Containers {
             }
             _ => {}
         }
-        let rid = record.id.clone();
-        self.store
-            .run(move |c| c.delete(Table::Containers, &rid))
-            .await?;
+        self.records.delete(record.id.clone()).await?;
         tracing::info!(container = %record.id, "container removed");
         Ok(())
     }
@@ -549,22 +542,21 @@ impl Containers {
     }
 
     /// Every container, states up to date.
-    pub async fn list(&self) -> Result<Vec<ContainerRecord>, ContainerError> {
-        let (records, pods) = self
-            .store
-            .run(|c| {
-                let records: Vec<ContainerRecord> = c.list(Table::Containers)?;
-                let pods: Vec<SandboxRecord> = c.list(Table::Sandboxes)?;
-                Ok((records, pods))
-            })
-            .await?;
+    pub async fn list(&self) -> Result<Vec<Arc<ContainerRecord>>, ContainerError> {
+        let records = self.records.all().await?;
         // kubelet lists every second: read the sandboxes once, not once per container.
-        let pod_dirs: std::collections::HashMap<String, PathBuf> =
-            pods.into_iter().map(|p| (p.id, p.dir)).collect();
+        let pod_dirs: std::collections::HashMap<String, PathBuf> = self
+            .sandboxes
+            .list()
+            .await
+            .map_err(|e| failed("listing the sandboxes")(e.to_string()))?
+            .into_iter()
+            .map(|p| (p.id, p.dir))
+            .collect();
         let mut out = Vec::with_capacity(records.len());
         for record in records {
-            let dir = pod_dirs.get(&record.sandbox_id).cloned();
-            out.push(self.refresh_in(record, dir.as_deref()).await?);
+            let dir = pod_dirs.get(&record.sandbox_id);
+            out.push(self.refresh_in(record, dir.map(PathBuf::as_path)).await?);
         }
         Ok(out)
     }
@@ -573,7 +565,7 @@ impl Containers {
     pub async fn of_sandbox(
         &self,
         sandbox_id: &str,
-    ) -> Result<Vec<ContainerRecord>, ContainerError> {
+    ) -> Result<Vec<Arc<ContainerRecord>>, ContainerError> {
         Ok(self
             .list()
             .await?
@@ -687,15 +679,17 @@ impl Containers {
             .ok()
             .flatten()
             .map(|s| s.dir);
-        self.refresh_in(record, dir.as_deref()).await
+        self.refresh_in(Arc::new(record), dir.as_deref())
+            .await
+            .map(Arc::unwrap_or_clone)
     }
 
     /// `refresh` with the pod's state folder already known (None: the pod is gone).
     async fn refresh_in(
         &self,
-        record: ContainerRecord,
+        record: Arc<ContainerRecord>,
         pod_dir: Option<&std::path::Path>,
-    ) -> Result<ContainerRecord, ContainerError> {
+    ) -> Result<Arc<ContainerRecord>, ContainerError> {
         let Some(pod_dir) = pod_dir.filter(|_| record.state == State::Running) else {
             return Ok(record);
         };
@@ -709,8 +703,10 @@ impl Containers {
                     "Error"
                 };
                 let code = if exit.oom_killed { 137 } else { exit.code };
+                let record = Arc::unwrap_or_clone(record);
                 self.mark_exited(record, code, reason, exit.finished_at)
                     .await
+                    .map(Arc::new)
             }
             None => Ok(record),
         }
@@ -745,19 +741,12 @@ impl Containers {
     }
 
     async fn save(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
-        let r = record.clone();
-        self.store
-            .run(move |c| c.update(Table::Containers, &r.id, &r).map(|_| ()))
-            .await?;
-        Ok(())
+        Ok(self.records.update(record.clone()).await?)
     }
 
     async fn find(&self, id: &str) -> Result<Option<ContainerRecord>, ContainerError> {
-        let id = id.to_owned();
-        Ok(self
-            .store
-            .run(move |c| c.find_by_id_or_prefix(Table::Containers, &id))
-            .await?)
+        let found = self.records.find(id).await?;
+        Ok(found.map(Arc::unwrap_or_clone))
     }
 
     async fn get(&self, id: &str) -> Result<ContainerRecord, ContainerError> {
