@@ -2,7 +2,8 @@
 //! cgroup, and asking the pod's monitor to create, start, signal and forget processes. Exits
 //! are read from what the monitor recorded, so they are right even after a daemon restart.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,6 +73,8 @@ pub struct Containers {
     cgroups: Option<Arc<Cgroups>>,
     root: PathBuf,
     creating: Inflight<String, String, ContainerError>,
+    /// Per pod, the monitor's exit count whose exits the last list has read.
+    exits_read: std::sync::Mutex<HashMap<String, u64>>,
 }
 
 impl Containers {
@@ -88,6 +91,7 @@ impl Containers {
             sandboxes,
             root: root_dir.join("containers"),
             creating: Inflight::default(),
+            exits_read: Default::default(),
         }
     }
 
@@ -543,21 +547,38 @@ impl Containers {
 
     /// Every container, states up to date.
     pub async fn list(&self) -> Result<Vec<Arc<ContainerRecord>>, ContainerError> {
-        let records = self.records.all().await?;
-        // kubelet lists every second: read the sandboxes once, not once per container.
-        let pod_dirs: std::collections::HashMap<String, PathBuf> = self
+        // kubelet lists every second: read the sandboxes once, not once per container, and
+        // the exit files only of pods whose exit count changed since the last list. The
+        // counts are read before the records, so every exit counted is in a record that
+        // says running (and is read now), exited, or not started yet (`save` reads it then).
+        let pods = self
             .sandboxes
             .list()
             .await
-            .map_err(|e| failed("listing the sandboxes")(e.to_string()))?
-            .into_iter()
-            .map(|p| (p.id, p.dir))
+            .map_err(|e| failed("listing the sandboxes")(e.to_string()))?;
+        let counts: Vec<Option<u64>> = pods
+            .iter()
+            .map(|p| monitor_containers::read_exit_count(&p.dir))
             .collect();
+        let unread: HashMap<&str, &Path> = {
+            let read = self.exits_read.lock().unwrap_or_else(|p| p.into_inner());
+            pods.iter()
+                .zip(&counts)
+                .filter(|(p, count)| count.is_none() || read.get(&p.id) != count.as_ref())
+                .map(|(p, _)| (p.id.as_str(), p.dir.as_path()))
+                .collect()
+        };
+        let records = self.records.all().await?;
         let mut out = Vec::with_capacity(records.len());
         for record in records {
-            let dir = pod_dirs.get(&record.sandbox_id);
-            out.push(self.refresh_in(record, dir.map(PathBuf::as_path)).await?);
+            let dir = unread.get(record.sandbox_id.as_str()).copied();
+            out.push(self.refresh_in(record, dir).await?);
         }
+        *self.exits_read.lock().unwrap_or_else(|p| p.into_inner()) = pods
+            .iter()
+            .zip(counts)
+            .filter_map(|(p, count)| Some((p.id.clone(), count?)))
+            .collect();
         Ok(out)
     }
 
@@ -688,7 +709,7 @@ impl Containers {
     async fn refresh_in(
         &self,
         record: Arc<ContainerRecord>,
-        pod_dir: Option<&std::path::Path>,
+        pod_dir: Option<&Path>,
     ) -> Result<Arc<ContainerRecord>, ContainerError> {
         let Some(pod_dir) = pod_dir.filter(|_| record.state == State::Running) else {
             return Ok(record);
@@ -723,7 +744,7 @@ impl Containers {
         record.exit_code = code;
         record.reason = reason.into();
         record.finished_at = finished_at;
-        self.save(&record).await?;
+        self.records.update(record.clone()).await?;
         Ok(record)
     }
 
@@ -741,7 +762,13 @@ impl Containers {
     }
 
     async fn save(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
-        Ok(self.records.update(record.clone()).await?)
+        self.records.update(record.clone()).await?;
+        if record.state == State::Running {
+            // A list may have read this container's exit count already, while its record
+            // said created or before this write undid an exit: its exit file is read here.
+            self.refresh(record.clone()).await?;
+        }
+        Ok(())
     }
 
     async fn find(&self, id: &str) -> Result<Option<ContainerRecord>, ContainerError> {
