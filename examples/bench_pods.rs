@@ -5,14 +5,13 @@
 //!
 //!   bench_pods <socket> <daemon pid> [pods]
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+mod common;
 
-use ferrocri::cri::v1::image_service_client::ImageServiceClient;
-use ferrocri::cri::v1::runtime_service_client::RuntimeServiceClient;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use common::{Runtime, pss_kib, report, rss_kib, stop_remove};
 use ferrocri::cri::v1::*;
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Endpoint, Uri};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,28 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let daemon_pid: u32 = args.get(2).ok_or("daemon pid missing")?.parse()?;
     let pods: usize = args.get(3).map(|n| n.parse()).transpose()?.unwrap_or(50);
-
-    let channel = Endpoint::from_static("http://ferrocri.invalid")
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
-        .await?;
-    let mut client = RuntimeServiceClient::new(channel.clone());
-    let mut images = ImageServiceClient::new(channel);
-    images
-        .pull_image(PullImageRequest {
-            image: Some(ImageSpec {
-                image: BUSYBOX.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await?;
+    let mut client = common::connect(socket).await?;
 
     let idle_rss = rss_kib(daemon_pid);
     // One pod first so that lazy start-up work does not count.
@@ -98,106 +76,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
-
 /// One pod with one running busybox container; returns the pod ID.
-async fn pod_up(
-    client: &mut RuntimeServiceClient<tonic::transport::Channel>,
-    i: usize,
-) -> Result<String, tonic::Status> {
-    let pod = request(i);
-    let sandbox_config = pod.config.clone();
-    let id = client
-        .run_pod_sandbox(pod)
-        .await?
-        .into_inner()
-        .pod_sandbox_id;
-    let container = client
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: id.clone(),
-            config: Some(ContainerConfig {
-                metadata: Some(ContainerMetadata {
-                    name: "sleep".into(),
-                    attempt: 0,
-                }),
-                image: Some(ImageSpec {
-                    image: BUSYBOX.into(),
-                    ..Default::default()
-                }),
-                command: vec!["sleep".into(), "3600".into()],
-                ..Default::default()
-            }),
-            sandbox_config,
-        })
-        .await?
-        .into_inner()
-        .container_id;
-    client
-        .start_container(StartContainerRequest {
-            container_id: container,
-        })
-        .await?;
+async fn pod_up(client: &mut Runtime, i: usize) -> Result<String, tonic::Status> {
+    let (id, config) = common::run_pod(client, i).await?;
+    let container =
+        common::create_busybox(client, &id, config, "sleep", &["sleep", "3600"]).await?;
+    common::start(client, container).await?;
     Ok(id)
-}
-
-fn request(i: usize) -> RunPodSandboxRequest {
-    RunPodSandboxRequest {
-        config: Some(PodSandboxConfig {
-            metadata: Some(PodSandboxMetadata {
-                name: format!("bench-{i}"),
-                uid: format!("bench-uid-{i}"),
-                namespace: "bench".into(),
-                attempt: 0,
-            }),
-            hostname: format!("bench-{i}"),
-            ..Default::default()
-        }),
-        runtime_handler: String::new(),
-    }
-}
-
-async fn stop_remove(
-    client: &mut RuntimeServiceClient<tonic::transport::Channel>,
-    id: &str,
-) -> Result<(), tonic::Status> {
-    client
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: id.into(),
-        })
-        .await?;
-    client
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: id.into(),
-        })
-        .await?;
-    Ok(())
-}
-
-fn report(what: &str, samples: &mut [Duration]) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    println!(
-        "{what}: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
-        at(0.50).as_secs_f64() * 1000.0,
-        at(0.95).as_secs_f64() * 1000.0,
-        at(1.0).as_secs_f64() * 1000.0
-    );
-}
-
-fn field_kib(path: &str, key: &str) -> u64 {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    field_kib(&format!("/proc/{pid}/status"), "VmRSS:")
-}
-
-fn pss_kib(pid: u64) -> u64 {
-    field_kib(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
 }

@@ -2,6 +2,7 @@
 //! daemon drives through each pod's monitor.
 
 pub mod build;
+mod cache;
 pub mod record;
 pub mod resources;
 pub mod service;

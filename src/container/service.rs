@@ -2,13 +2,15 @@
 //! cgroup, and asking the pod's monitor to create, start, signal and forget processes. Exits
 //! are read from what the monitor recorded, so they are right even after a daemon restart.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 
 use super::build::{self, Paths};
+use super::cache::RecordCache;
 use super::record::{ContainerRecord, State};
 use crate::cgroup::Cgroups;
 use crate::cri::stored::Stored;
@@ -21,7 +23,7 @@ use crate::monitor::protocol::{self, AttachRequest, ExecStreamRequest, Request, 
 use crate::monitor::session::{self, SessionReader, SessionWriter};
 use crate::sandbox::record::{SandboxRecord, SandboxState};
 use crate::sandbox::service::{Sandboxes, new_id, now_nanos};
-use crate::store::{Store, StoreError, Table};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -66,12 +68,14 @@ fn failed(step: &'static str) -> impl FnOnce(String) -> ContainerError {
 }
 
 pub struct Containers {
-    store: Store,
+    records: RecordCache,
     images: Arc<Images>,
     sandboxes: Arc<Sandboxes>,
     cgroups: Option<Arc<Cgroups>>,
     root: PathBuf,
     creating: Inflight<String, String, ContainerError>,
+    /// Per pod, the monitor's exit count whose exits the last list has read.
+    exits_read: std::sync::Mutex<HashMap<String, u64>>,
 }
 
 impl Containers {
@@ -82,12 +86,13 @@ impl Containers {
         sandboxes: Arc<Sandboxes>,
     ) -> Containers {
         Containers {
-            store,
+            records: RecordCache::new(store),
             images,
             cgroups: sandboxes.cgroups(),
             sandboxes,
             root: root_dir.join("containers"),
             creating: Inflight::default(),
+            exits_read: Default::default(),
         }
     }
 
@@ -242,9 +247,8 @@ impl Containers {
             stop_signal,
             config: Stored(config.clone()),
         };
-        let (rid, rkey, rrec, pod) = (id.clone(), key.clone(), record.clone(), sandbox.id.clone());
-        self.store
-            .run(move |c| c.insert(Table::Containers, &rid, &rkey, &pod, &rrec))
+        self.records
+            .insert(key.clone(), record.clone())
             .await
             .map_err(|e| match e {
                 StoreError::NameInUse { existing_id, .. } => ContainerError::NameInUse {
@@ -389,11 +393,7 @@ impl Containers {
         let _ = std::fs::remove_dir_all(&record.dir);
         let _ =
             std::fs::remove_dir_all(monitor_containers::container_dir(&sandbox.dir, &record.id));
-        let rid = record.id.clone();
-        let _ = self
-            .store
-            .run(move |c| c.delete(Table::Containers, &rid))
-            .await;
+        let _ = self.records.delete(record.id.clone()).await;
     }
 
     async fn remove_cgroup(&self, path: &str) {
@@ -537,10 +537,7 @@ impl Containers {
             }
             _ => {}
         }
-        let rid = record.id.clone();
-        self.store
-            .run(move |c| c.delete(Table::Containers, &rid))
-            .await?;
+        self.records.delete(record.id.clone()).await?;
         tracing::info!(container = %record.id, "container removed");
         Ok(())
     }
@@ -552,23 +549,39 @@ impl Containers {
     }
 
     /// Every container, states up to date.
-    pub async fn list(&self) -> Result<Vec<ContainerRecord>, ContainerError> {
-        let (records, pods) = self
-            .store
-            .run(|c| {
-                let records: Vec<ContainerRecord> = c.list(Table::Containers)?;
-                let pods: Vec<SandboxRecord> = c.list(Table::Sandboxes)?;
-                Ok((records, pods))
-            })
-            .await?;
-        // kubelet lists every second: read the sandboxes once, not once per container.
-        let pod_dirs: std::collections::HashMap<String, PathBuf> =
-            pods.into_iter().map(|p| (p.id, p.dir)).collect();
+    pub async fn list(&self) -> Result<Vec<Arc<ContainerRecord>>, ContainerError> {
+        // kubelet lists every second: read the sandboxes once, not once per container, and
+        // the exit files only of pods whose exit count changed since the last list. The
+        // counts are read before the records, so every exit counted is in a record that
+        // says running (and is read now), exited, or not started yet (`save` reads it then).
+        let pods = self
+            .sandboxes
+            .list()
+            .await
+            .map_err(|e| failed("listing the sandboxes")(e.to_string()))?;
+        let counts: Vec<Option<u64>> = pods
+            .iter()
+            .map(|p| monitor_containers::read_exit_count(&p.dir))
+            .collect();
+        let unread: HashMap<&str, &Path> = {
+            let read = self.exits_read.lock().unwrap_or_else(|p| p.into_inner());
+            pods.iter()
+                .zip(&counts)
+                .filter(|(p, count)| count.is_none() || read.get(&p.id) != count.as_ref())
+                .map(|(p, _)| (p.id.as_str(), p.dir.as_path()))
+                .collect()
+        };
+        let records = self.records.all().await?;
         let mut out = Vec::with_capacity(records.len());
         for record in records {
-            let dir = pod_dirs.get(&record.sandbox_id).cloned();
-            out.push(self.refresh_in(record, dir.as_deref()).await?);
+            let dir = unread.get(record.sandbox_id.as_str()).copied();
+            out.push(self.refresh_in(record, dir).await?);
         }
+        *self.exits_read.lock().unwrap_or_else(|p| p.into_inner()) = pods
+            .iter()
+            .zip(counts)
+            .filter_map(|(p, count)| Some((p.id.clone(), count?)))
+            .collect();
         Ok(out)
     }
 
@@ -576,7 +589,7 @@ impl Containers {
     pub async fn of_sandbox(
         &self,
         sandbox_id: &str,
-    ) -> Result<Vec<ContainerRecord>, ContainerError> {
+    ) -> Result<Vec<Arc<ContainerRecord>>, ContainerError> {
         Ok(self
             .list()
             .await?
@@ -789,15 +802,17 @@ impl Containers {
             .ok()
             .flatten()
             .map(|s| s.dir);
-        self.refresh_in(record, dir.as_deref()).await
+        self.refresh_in(Arc::new(record), dir.as_deref())
+            .await
+            .map(Arc::unwrap_or_clone)
     }
 
     /// `refresh` with the pod's state folder already known (None: the pod is gone).
     async fn refresh_in(
         &self,
-        record: ContainerRecord,
-        pod_dir: Option<&std::path::Path>,
-    ) -> Result<ContainerRecord, ContainerError> {
+        record: Arc<ContainerRecord>,
+        pod_dir: Option<&Path>,
+    ) -> Result<Arc<ContainerRecord>, ContainerError> {
         let Some(pod_dir) = pod_dir.filter(|_| record.state == State::Running) else {
             return Ok(record);
         };
@@ -811,8 +826,10 @@ impl Containers {
                     "Error"
                 };
                 let code = if exit.oom_killed { 137 } else { exit.code };
+                let record = Arc::unwrap_or_clone(record);
                 self.mark_exited(record, code, reason, exit.finished_at)
                     .await
+                    .map(Arc::new)
             }
             None => Ok(record),
         }
@@ -829,7 +846,7 @@ impl Containers {
         record.exit_code = code;
         record.reason = reason.into();
         record.finished_at = finished_at;
-        self.save(&record).await?;
+        self.records.update(record.clone()).await?;
         Ok(record)
     }
 
@@ -847,19 +864,18 @@ impl Containers {
     }
 
     async fn save(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
-        let r = record.clone();
-        self.store
-            .run(move |c| c.update(Table::Containers, &r.id, &r).map(|_| ()))
-            .await?;
+        self.records.update(record.clone()).await?;
+        if record.state == State::Running {
+            // A list may have read this container's exit count already, while its record
+            // said created or before this write undid an exit: its exit file is read here.
+            self.refresh(record.clone()).await?;
+        }
         Ok(())
     }
 
     async fn find(&self, id: &str) -> Result<Option<ContainerRecord>, ContainerError> {
-        let id = id.to_owned();
-        Ok(self
-            .store
-            .run(move |c| c.find_by_id_or_prefix(Table::Containers, &id))
-            .await?)
+        let found = self.records.find(id).await?;
+        Ok(found.map(Arc::unwrap_or_clone))
     }
 
     async fn get(&self, id: &str) -> Result<ContainerRecord, ContainerError> {

@@ -152,6 +152,18 @@ pub fn read_exit(pod_dir: &Path, id: &str) -> Option<Exit> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// `<pod dir>/exits` counts the exits recorded so far, bumped after each `exit.json` is in
+/// place: ListContainers reads one file per pod and the pod's `exit.json` files only when the
+/// count changed. Missing (a monitor older than the file, or a failed write): read them all.
+pub const EXITS_FILE: &str = "exits";
+
+pub fn read_exit_count(pod_dir: &Path) -> Option<u64> {
+    std::fs::read_to_string(pod_dir.join(EXITS_FILE))
+        .ok()?
+        .parse()
+        .ok()
+}
+
 struct Container {
     pid: Pid,
     /// Write end of the start pipe until StartContainer.
@@ -181,6 +193,8 @@ pub struct Containers {
     /// Exec sessions waiting for their process to exit.
     exec_waiters: HashMap<Pid, tokio::sync::oneshot::Sender<i32>>,
     exec_count: u64,
+    /// Exits recorded so far (see [`EXITS_FILE`]).
+    exit_count: u64,
 }
 
 impl Containers {
@@ -188,10 +202,25 @@ impl Containers {
         let pod_pid_ns = pod_has_pid_ns
             .then(|| std::fs::File::open(format!("/proc/{pause}/ns/pid")).ok())
             .flatten();
-        Containers {
+        let containers = Containers {
             pod_dir: pod_dir.to_owned(),
             pod_pid_ns,
             ..Default::default()
+        };
+        containers.write_exit_count();
+        containers
+    }
+
+    fn write_exit_count(&self) {
+        let tmp = self.pod_dir.join(".exits.tmp");
+        let path = self.pod_dir.join(EXITS_FILE);
+        if let Err(e) = std::fs::write(&tmp, self.exit_count.to_string())
+            .and_then(|()| std::fs::rename(&tmp, &path))
+        {
+            eprintln!("monitor: cannot write the exit count: {e}");
+            // Without the file the daemon reads every exit file: slower, never wrong. The
+            // count in memory goes on, so a later file never shows a count already seen.
+            let _ = std::fs::remove_file(&path);
         }
     }
 
@@ -370,6 +399,8 @@ impl Containers {
         if let Err(e) = write_exit(&container_dir(&self.pod_dir, &id), &exit) {
             eprintln!("monitor: cannot record the exit of {id}: {e}");
         }
+        self.exit_count += 1;
+        self.write_exit_count();
         eprintln!("monitor: container {id} exited with {code}");
     }
 

@@ -1,0 +1,52 @@
+# Sourced by the pod and list benchmarks: builds the release daemon and the benchmark client
+# example $bench_example, starts the local registry (with the test images) and a daemon with
+# the test CNI network in a fresh folder. Sets work, sock, daemon and bin (the folder of the
+# release binaries). On exit, failures included, every pod left is removed through the daemon
+# (pods outlive it: their monitors are not its children), the daemon stops, and leftover
+# mounts or processes are reported.
+export PATH=$HOME/.cargo/bin:$PATH
+cargo build --release --locked --quiet --bin ferrocri --example "$bench_example"
+bin=${CARGO_TARGET_DIR:-target}/release
+hack/registry.sh start >/dev/null
+hack/build-test-images.sh >/dev/null
+
+work=$(mktemp -d /tmp/ferrocri-bench.XXXXXX)
+sock=$work/ferrocri.sock
+cat >"$work/config.toml" <<CONF
+root_dir = "$work/root"
+state_dir = "$work/state"
+socket = "$sock"
+[log]
+level = "warn"
+[cni]
+conf_dir = "$PWD/hack/cni"
+bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
+[registry]
+config_dir = "$PWD/hack/certs.d"
+CONF
+
+bench_start_daemon() {
+	"$bin/ferrocri" --config "$work/config.toml" 2>>"$work/ferrocri.log" &
+	daemon=$!
+	for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+}
+
+bench_cleanup() {
+	trap - EXIT INT TERM
+	kill -0 "$daemon" 2>/dev/null || bench_start_daemon
+	crictl --runtime-endpoint "unix://$sock" --timeout 120s rmp --force --all >/dev/null 2>&1 ||
+		echo "bench: removing the pods failed; see $work/ferrocri.log" >&2
+	kill -TERM "$daemon" 2>/dev/null
+	wait "$daemon" 2>/dev/null
+	if grep -q "$work" /proc/self/mountinfo || pgrep -f "$work" >/dev/null; then
+		echo "bench: mounts or processes left under $work:" >&2
+		grep "$work" /proc/self/mountinfo >&2
+		pgrep -af "$work" >&2
+	else
+		rm -rf "$work"
+	fi
+}
+
+bench_start_daemon
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
