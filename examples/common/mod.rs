@@ -73,6 +73,18 @@ pub async fn create_busybox(
     name: &str,
     command: &[&str],
 ) -> Result<String, tonic::Status> {
+    create_container(client, pod, sandbox_config, name, BUSYBOX, command).await
+}
+
+/// CreateContainer of `image` running `command` (empty: the image's); returns its ID.
+pub async fn create_container(
+    client: &mut Runtime,
+    pod: &str,
+    sandbox_config: Option<PodSandboxConfig>,
+    name: &str,
+    image: &str,
+    command: &[&str],
+) -> Result<String, tonic::Status> {
     Ok(client
         .create_container(CreateContainerRequest {
             pod_sandbox_id: pod.into(),
@@ -82,7 +94,7 @@ pub async fn create_busybox(
                     attempt: 0,
                 }),
                 image: Some(ImageSpec {
-                    image: BUSYBOX.into(),
+                    image: image.into(),
                     ..Default::default()
                 }),
                 command: command.iter().map(|c| c.to_string()).collect(),
