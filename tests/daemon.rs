@@ -194,9 +194,16 @@ async fn update_runtime_config_keeps_the_pod_cidr_and_refuses_garbage() {
 async fn rpcs_not_served_yet_answer_unimplemented_with_their_name() {
     let daemon = Daemon::start("");
     let mut runtime = daemon.runtime().await;
-    let err = runtime.exec(ExecRequest::default()).await.unwrap_err();
+    let err = runtime
+        .checkpoint_container(CheckpointContainerRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    assert!(err.message().contains("Exec"), "{}", err.message());
+    assert!(
+        err.message().contains("CheckpointContainer"),
+        "{}",
+        err.message()
+    );
     let err = runtime
         .checkpoint_pod(CheckpointPodRequest::default())
         .await

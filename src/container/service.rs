@@ -499,6 +499,9 @@ impl Containers {
 
     async fn wait_exit(&self, sandbox: &SandboxRecord, id: &str, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
+        // A killed process is usually reaped within a millisecond or two: look again soon,
+        // then less and less often.
+        let mut pause = Duration::from_millis(1);
         loop {
             if monitor_containers::read_exit(&sandbox.dir, id).is_some() {
                 return true;
@@ -506,7 +509,8 @@ impl Containers {
             if Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
         }
     }
 

@@ -328,13 +328,24 @@ impl Sandboxes {
     /// idempotent and runs even when an earlier one failed; failures are logged. Stopping the
     /// processes and detaching the network run side by side: the netns pin keeps the
     /// namespace for CNI DEL whether or not the pause still lives.
-    async fn teardown(&self, record: &SandboxRecord) {
+    /// Stops the pod's processes and takes it off its network; returns whether the network
+    /// is detached (so a later teardown need not run CNI DEL again).
+    async fn teardown(&self, record: &SandboxRecord) -> bool {
         let started = std::time::Instant::now();
-        let timed = |what: &'static str| move |()| tracing::debug!(pod = %record.id, ms = started.elapsed().as_secs_f64() * 1000.0, "{what} done");
-        tokio::join!(
-            self.stop_processes(record).map(timed("processes")),
-            self.detach_network(record).map(timed("network"))
-        );
+        let done = |what: &str| {
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            tracing::debug!(pod = %record.id, ms, "{what} done");
+        };
+        let processes = async {
+            self.stop_processes(record).await;
+            done("processes");
+        };
+        let network = async {
+            let detached = self.detach_network(record).await;
+            done("network");
+            detached
+        };
+        let ((), detached) = tokio::join!(processes, network);
         let id = &record.id;
         if let Some(Err(e)) = record.netns.as_ref().map(|pin| netns::remove(pin)) {
             tracing::warn!(pod = %id, error = %e, "cannot remove the network namespace");
@@ -344,6 +355,7 @@ impl Sandboxes {
             tracing::warn!(pod = %id, error = %e, "cannot unmount the pod's /dev/shm");
         }
         tracing::debug!(pod = %id, ms = started.elapsed().as_secs_f64() * 1000.0, "pod torn down");
+        detached
     }
 
     async fn stop_processes(&self, record: &SandboxRecord) {
@@ -378,13 +390,17 @@ impl Sandboxes {
         .await;
     }
 
-    async fn detach_network(&self, record: &SandboxRecord) {
+    async fn detach_network(&self, record: &SandboxRecord) -> bool {
         if record.network.is_empty() {
-            return;
+            return true;
         }
         let attachment = self.attachment(record, &record.config.0);
-        if let Err(e) = self.cni.del(&record.network, &attachment).await {
-            tracing::warn!(pod = %record.id, error = %e, "CNI DEL failed");
+        match self.cni.del(&record.network, &attachment).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(pod = %record.id, error = %e, "CNI DEL failed");
+                false
+            }
         }
     }
 
@@ -393,11 +409,20 @@ impl Sandboxes {
         let Some(mut record) = self.find(id).await? else {
             return Ok(());
         };
-        self.teardown(&record).await;
-        if record.state != SandboxState::NotReady {
+        let detached = self.teardown(&record).await;
+        // Once CNI DEL succeeded, RemovePodSandbox (which tears down again, in case this
+        // failed halfway) need not run it a second time.
+        let forget_network = detached && !record.network.is_empty();
+        if forget_network {
+            record.network.clear();
+        }
+        if record.state != SandboxState::NotReady || forget_network {
+            let stopping = record.state != SandboxState::NotReady;
             record.state = SandboxState::NotReady;
             self.save(&record).await?;
-            tracing::info!(pod = %record.id, "pod sandbox stopped");
+            if stopping {
+                tracing::info!(pod = %record.id, "pod sandbox stopped");
+            }
         }
         Ok(())
     }
@@ -456,7 +481,9 @@ impl Sandboxes {
                         self.stop(&record.id).await?;
                     }
                 }
-                SandboxState::NotReady => self.teardown(&record).await,
+                SandboxState::NotReady => {
+                    self.teardown(&record).await;
+                }
             }
         }
         Ok(())
