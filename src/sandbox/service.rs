@@ -179,21 +179,26 @@ impl Sandboxes {
         }
     }
 
-    /// The creation steps, in an order where each one's undo is in `teardown`.
+    /// The creation steps; each one's undo is in `teardown`. The network (CNI ADD, the
+    /// slow part) is attached while the cgroup, /dev/shm and the monitor and pause are set up.
     async fn build(&self, record: &mut SandboxRecord) -> Result<(), SandboxError> {
         let config = record.config.0.clone();
         std::fs::create_dir_all(&record.dir)
             .map_err(|e| step("creating the pod folder")(e.to_string()))?;
-        if !record.host_network() {
+        let network = if record.host_network() {
+            None
+        } else {
             let pin = record.dir.join("ns").join("net");
             std::fs::create_dir_all(record.dir.join("ns"))
                 .map_err(|e| step("creating the network namespace")(e.to_string()))?;
             netns::create(&pin)
                 .map_err(|e| step("creating the network namespace")(e.to_string()))?;
             record.netns = Some(pin);
-            self.save(record).await?;
-            self.attach_network(record, &config).await?;
-        }
+            let network = cni_config::check_ready(&self.cni_conf_dir, &self.cni.bin_dirs)
+                .map_err(|e| step("finding the CNI network")(e.to_string()))?;
+            record.network = network.name.clone();
+            Some(network)
+        };
         let parent = config
             .linux
             .as_ref()
@@ -201,21 +206,27 @@ impl Sandboxes {
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| DEFAULT_CGROUP_PARENT.to_owned());
         record.cgroup = format!("{}/{}", parent.trim_end_matches('/'), record.id);
-        if let Some(cgroups) = &self.cgroups {
-            // The sandbox's own resources (kubelet sends them as for a container) limit the
-            // pause and monitor, as containerd applies them to its sandbox container.
-            let resources = crate::container::resources::from_cri(
-                config.linux.as_ref().and_then(|l| l.resources.as_ref()),
-            );
-            cgroups
-                .create(&record.cgroup)
-                .and_then(|()| cgroups.apply(&record.cgroup, &resources))
-                .map_err(|e| step("creating the pod cgroup")(e.to_string()))?;
-        }
+        // Everything teardown must undo is named in the store before any of it exists.
         self.save(record).await?;
-        if record.ipc_mode() != NamespaceMode::Node {
-            shm::mount_shm(&record.dir.join("shm"))
-                .map_err(|e| step("mounting the pod's /dev/shm")(e.to_string()))?;
+        let attach = async {
+            match &network {
+                Some(network) => self
+                    .cni
+                    .add(network, &self.attachment(record, &config))
+                    .await
+                    .map(Some)
+                    .map_err(|e| step("attaching the pod network (CNI ADD)")(e.to_string())),
+                None => Ok(None),
+            }
+        };
+        let (attached, started) = tokio::join!(attach, self.start_processes(record, &config));
+        let started = started?;
+        record.monitor_pid = started.monitor_pid;
+        record.pause_pid = started.pause_pid;
+        if let Some(result) = attached? {
+            let mut ips = result.pod_ips(POD_IFNAME).map(|ip| ip.to_string());
+            record.ip = ips.next().unwrap_or_default();
+            record.additional_ips = ips.collect();
         }
         let hostname = if record.host_network() {
             nix::unistd::gethostname()
@@ -231,6 +242,30 @@ impl Sandboxes {
             config.dns_config.as_ref(),
         )
         .map_err(|e| step("writing resolv.conf, hosts and hostname")(e.to_string()))?;
+        self.save(record).await
+    }
+
+    /// The pod cgroup, its /dev/shm, and the monitor with the pause.
+    async fn start_processes(
+        &self,
+        record: &SandboxRecord,
+        config: &PodSandboxConfig,
+    ) -> Result<monitor_client::Started, SandboxError> {
+        if let Some(cgroups) = &self.cgroups {
+            // The sandbox's own resources (kubelet sends them as for a container) limit the
+            // pause and monitor, as containerd applies them to its sandbox container.
+            let resources = crate::container::resources::from_cri(
+                config.linux.as_ref().and_then(|l| l.resources.as_ref()),
+            );
+            cgroups
+                .create(&record.cgroup)
+                .and_then(|()| cgroups.apply(&record.cgroup, &resources))
+                .map_err(|e| step("creating the pod cgroup")(e.to_string()))?;
+        }
+        if record.ipc_mode() != NamespaceMode::Node {
+            shm::mount_shm(&record.dir.join("shm"))
+                .map_err(|e| step("mounting the pod's /dev/shm")(e.to_string()))?;
+        }
         let spec = PodSpec {
             sandbox_id: record.id.clone(),
             netns: record.netns.clone(),
@@ -255,34 +290,9 @@ impl Sandboxes {
                 String::new()
             },
         };
-        let started = monitor_client::start(&record.dir, &spec)
+        monitor_client::start(&record.dir, &spec)
             .await
-            .map_err(|e| step("starting the pod monitor")(e.to_string()))?;
-        record.monitor_pid = started.monitor_pid;
-        record.pause_pid = started.pause_pid;
-        self.save(record).await?;
-        Ok(())
-    }
-
-    async fn attach_network(
-        &self,
-        record: &mut SandboxRecord,
-        config: &PodSandboxConfig,
-    ) -> Result<(), SandboxError> {
-        let network = cni_config::check_ready(&self.cni_conf_dir, &self.cni.bin_dirs)
-            .map_err(|e| step("finding the CNI network")(e.to_string()))?;
-        record.network = network.name.clone();
-        self.save(record).await?;
-        let attachment = self.attachment(record, config);
-        let result = self
-            .cni
-            .add(&network, &attachment)
-            .await
-            .map_err(|e| step("attaching the pod network (CNI ADD)")(e.to_string()))?;
-        let mut ips = result.pod_ips(POD_IFNAME).map(|ip| ip.to_string());
-        record.ip = ips.next().unwrap_or_default();
-        record.additional_ips = ips.collect();
-        self.save(record).await
+            .map_err(|e| step("starting the pod monitor")(e.to_string()))
     }
 
     fn attachment(&self, record: &SandboxRecord, config: &PodSandboxConfig) -> Attachment {
