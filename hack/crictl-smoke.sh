@@ -84,8 +84,9 @@ for transport in spdy websocket; do
 	expect "exec -it ($transport)" "/dev/pts/" "$out"
 	expect "exec -it ($transport) size" "30 100" "$out"
 	# Attach writes a command to the container's shell and reads its answer; the attach
-	# itself lasts as long as the container, so it is cut after a few seconds.
-	out=$( (echo "echo attached $transport"; sleep 3) | timeout 5 "${crictl[@]}" attach -i -r "$transport" "$shell" || true)
+	# itself lasts as long as the container, so it is cut after a few seconds (by SIGKILL:
+	# crictl attach catches SIGTERM and carries on).
+	out=$( (echo "echo attached $transport"; sleep 3) | timeout -s KILL 5 "${crictl[@]}" attach -i -r "$transport" "$shell" || true)
 	expect "attach ($transport)" "attached $transport" "$out"
 done
 expect "logs" "attached spdy" "$("${crictl[@]}" logs "$shell")"
