@@ -412,6 +412,20 @@ impl Containers {
             .collect()
     }
 
+    /// Every exited container's output reached its log and its attach sessions got the exit.
+    pub fn output_done(&self) -> bool {
+        self.running
+            .values()
+            .all(|c| !c.exited || c.fanout.borrow().is_finished())
+    }
+
+    /// Attach sessions get their container's exit now, even with output still open.
+    pub fn finish_sessions(&self) {
+        for container in self.running.values().filter(|c| c.exited) {
+            container.fanout.borrow_mut().finish();
+        }
+    }
+
     /// SIGKILL to every container (pod shutdown).
     pub fn kill_all(&self) {
         for container in self.running.values().filter(|c| !c.exited) {

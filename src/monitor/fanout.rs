@@ -130,6 +130,11 @@ impl Fanout {
         self.finished
     }
 
+    /// The exit went out (or the container was forgotten).
+    pub(super) fn is_finished(&self) -> bool {
+        self.finished
+    }
+
     /// Lets every session go without an exit (the container was forgotten).
     pub(super) fn close(&mut self) {
         self.finished = true;

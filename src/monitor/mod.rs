@@ -415,5 +415,16 @@ async fn shutdown(dir: &Path, state: &mut State, children: &mut tokio::signal::u
             let _ = tokio::time::timeout(Duration::from_millis(100), children.recv()).await;
         }
     }
+    // What is still in the output pipes reaches the logs and attach sessions, and the
+    // sessions get their exits, before the monitor goes (bounded: a process that escaped
+    // may hold a pipe open).
+    let settle = tokio::time::Instant::now() + Duration::from_millis(200);
+    while !state.containers.output_done() && tokio::time::Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    state.containers.finish_sessions();
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
     unpin_namespaces(dir);
 }

@@ -31,12 +31,20 @@ impl CriServer {
     /// left is killed) and then the pod.
     pub(super) async fn stop_pod_sandbox(&self, id: &str) -> Result<(), Status> {
         record_ids("pod", id);
-        if let Some(pod) = self.sandboxes().find(id).await? {
-            for container in self.containers().of_sandbox(&pod.id).await? {
-                self.containers().stop(&container.id, 0).await?;
-            }
-        }
-        Ok(self.sandboxes().stop(id).await?)
+        let Some(pod) = self.sandboxes().find(id).await? else {
+            return Ok(());
+        };
+        // The containers are killed while the pod comes off its network (CNI DEL is the
+        // slow part); the monitor's shutdown would kill them too, and records each exit.
+        let containers = self.containers().of_sandbox(&pod.id).await?;
+        let stop_containers = futures::future::try_join_all(
+            containers
+                .iter()
+                .map(|container| self.containers().stop(&container.id, 0)),
+        );
+        let (containers, pod) = tokio::join!(stop_containers, self.sandboxes().stop(&pod.id));
+        containers?;
+        Ok(pod?)
     }
 
     /// Removes the pod's containers, then the pod.
