@@ -3,7 +3,8 @@
 # the test CNI network in a fresh folder. Sets work, sock, daemon and bin (the folder of the
 # release binaries). On exit, failures included, every pod left is removed through the daemon
 # (pods outlive it: their monitors are not its children), the daemon stops, and leftover
-# mounts or processes are reported.
+# mounts or processes are reported. BENCH_KEEP_LOG=<file> keeps the daemon's log (with
+# RUST_LOG=debug it times every RPC, CNI plugin and teardown step).
 export PATH=$HOME/.cargo/bin:$PATH
 cargo build --release --locked --quiet --bin ferrocri --example "$bench_example"
 bin=${CARGO_TARGET_DIR:-target}/release
@@ -43,6 +44,7 @@ bench_cleanup() {
 		grep "$work" /proc/self/mountinfo >&2
 		pgrep -af "$work" >&2
 	else
+		[ -n "${BENCH_KEEP_LOG:-}" ] && cp "$work/ferrocri.log" "$BENCH_KEEP_LOG"
 		rm -rf "$work"
 	fi
 }
