@@ -27,6 +27,7 @@ struct Received {
     stdout: Vec<u8>,
     stderr: Vec<u8>,
     error: Vec<u8>,
+    pongs: Vec<Vec<u8>>,
 }
 
 /// Runs one remotecommand session over WebSocket (`v5.channel.k8s.io`): sends `stdin`, closes
@@ -46,6 +47,10 @@ async fn websocket_session(url: &str, stdin: &[u8]) -> Received {
         response.headers()["sec-websocket-protocol"],
         "v5.channel.k8s.io"
     );
+    // Clients ping while a session runs; the server must answer.
+    ws.send(Message::Ping(b"still there?".to_vec().into()))
+        .await
+        .expect("ping");
     for chunk in stdin.chunks(10_000) {
         let mut message = vec![0u8];
         message.extend_from_slice(chunk);
@@ -65,10 +70,16 @@ async fn websocket_session(url: &str, stdin: &[u8]) -> Received {
                 3 => got.error.extend_from_slice(&data[1..]),
                 other => panic!("message on channel {other}"),
             },
+            Message::Pong(data) => got.pongs.push(data.to_vec()),
             Message::Close(_) => break,
             _ => {}
         }
     }
+    assert_eq!(
+        got.pongs,
+        vec![b"still there?".to_vec()],
+        "the ping was answered"
+    );
     got
 }
 
