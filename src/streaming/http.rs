@@ -23,6 +23,9 @@ const ACCEPTED_PROTOCOLS_HEADER: &str = "x-accepted-stream-protocol-versions";
 const PORT_FORWARD: &str = "portforward.k8s.io";
 const PORT_FORWARD_OVER_WEBSOCKET: &str = "SPDY/3.1+portforward.k8s.io";
 
+/// How long a client has to send its request's headers.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 type Reply = Response<String>;
 
 pub fn tls_acceptor(config: &StreamingConfig) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
@@ -85,7 +88,10 @@ where
         let streaming = streaming.clone();
         async move { Ok::<_, Infallible>(route(request, streaming)) }
     });
+    // A client that connects and never sends its request is dropped after a while.
     let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades()
         .await;

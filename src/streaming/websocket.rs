@@ -31,15 +31,20 @@ const MAX_MESSAGE: usize = 64 * 1024;
 /// Messages queued towards the client or towards the session before back-pressure.
 const QUEUE: usize = 16;
 
+/// How long a client may take to answer our close before its connection is dropped.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Ends a channel session's WebSocket once the session is over.
 pub struct Closer {
     outgoing: mpsc::Sender<Message>,
     writer: tokio::task::JoinHandle<()>,
+    reader: tokio::task::JoinHandle<()>,
 }
 
 impl Closer {
-    /// Sends a normal close after everything written so far, and waits until it is out.
-    pub async fn close(self) {
+    /// Sends a normal close after everything written so far, waits until it is out, and
+    /// gives the client a moment to close its side; a client that does not is dropped.
+    pub async fn close(mut self) {
         // Clients treat a close without a status code as an error.
         let normal = CloseFrame {
             code: CloseCode::Normal,
@@ -48,6 +53,12 @@ impl Closer {
         let _ = self.outgoing.send(Message::Close(Some(normal))).await;
         drop(self.outgoing);
         let _ = self.writer.await;
+        if tokio::time::timeout(CLOSE_TIMEOUT, &mut self.reader)
+            .await
+            .is_err()
+        {
+            self.reader.abort();
+        }
     }
 }
 
@@ -78,7 +89,7 @@ where
     let (stdin_tx, stdin) = input_channel(stdio.stdin);
     let (resize_tx, resize) = input_channel(stdio.tty && version.resizes());
     let (gone_tx, client_gone) = oneshot::channel();
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         let mut inputs = [(STDIN, stdin_tx), (RESIZE, resize_tx)];
         while let Some(Ok(message)) = source.next().await {
             let data = match message {
@@ -126,7 +137,12 @@ where
     let gone = async move {
         let _ = client_gone.await;
     };
-    (channels, gone, Closer { outgoing, writer })
+    let closer = Closer {
+        outgoing,
+        writer,
+        reader,
+    };
+    (channels, gone, closer)
 }
 
 type InputSender = Option<mpsc::Sender<std::io::Result<Bytes>>>;
