@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod executor;
 pub mod image;
 pub mod inflight;
+pub mod keyed_lock;
 pub mod monitor;
 pub mod rootfs;
 pub mod sandbox;

@@ -550,3 +550,53 @@ async fn list_containers_shows_each_exit_once_counted() {
     }
     remove_pod(&env, &mut rt2, &pod_id).await;
 }
+
+#[tokio::test]
+async fn racing_stops_and_removes_of_one_pod_all_succeed_and_leave_nothing() {
+    let _serial = SERIAL.lock().await;
+    let env = start_env(9);
+    pull_busybox(&env).await;
+    let mut rt = env.runtime().await;
+    let (mut ids, mut containers, mut pids) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..5 {
+        let name = format!("race-{round}");
+        let pod = pod_config(&name, "fcct-race", &format!("uid-race-{round}"), 0);
+        let pod_id = run_pod(&env, &mut rt, pod.clone()).await;
+        let id = create(
+            &env,
+            &mut rt,
+            &pod_id,
+            &pod,
+            busybox_config("sleeper", &["sleep", "3600"], false),
+        )
+        .await;
+        start(&env, &mut rt, &id).await;
+        let (_, info) = container_status(&mut rt, &id).await;
+        pids.push(info["pid"].as_i64().unwrap_or_default() as i32);
+        // kubelet's pod worker and its garbage collector may both go for a dying pod.
+        let calls = (0..3).map(|_| {
+            let (mut a, mut b) = (rt.clone(), rt.clone());
+            let (stop_id, remove_id) = (pod_id.clone(), pod_id.clone());
+            async move {
+                let stop = a.stop_pod_sandbox(StopPodSandboxRequest {
+                    pod_sandbox_id: stop_id,
+                });
+                let remove = b.remove_pod_sandbox(RemovePodSandboxRequest {
+                    pod_sandbox_id: remove_id,
+                });
+                let (stopped, removed) = tokio::join!(stop, remove);
+                stopped.map(drop).and(removed.map(drop))
+            }
+        });
+        for outcome in futures::future::join_all(calls).await {
+            outcome.unwrap_or_else(|e| {
+                panic!("round {round}: {e}\n{}", log_tail(&env.daemon.log(), 40))
+            });
+        }
+        ids.extend([pod_id, id.clone()]);
+        containers.push(id);
+    }
+    let mut found = env.leftovers(&ids).await;
+    found.extend(container_leftovers(&env, &containers, &pids));
+    assert_nothing(found, &env);
+}

@@ -78,6 +78,8 @@ struct Shared {
     sandboxes: Arc<Sandboxes>,
     containers: Arc<Containers>,
     streaming: Arc<Streaming>,
+    /// Stop and Remove of one pod, and of its containers, run one at a time.
+    pod_locks: crate::keyed_lock::KeyedLocks,
 }
 
 impl CriServer {
@@ -97,12 +99,18 @@ impl CriServer {
                 sandboxes,
                 containers,
                 streaming,
+                pod_locks: Default::default(),
             }),
         }
     }
 
     fn containers(&self) -> &Arc<Containers> {
         &self.inner.containers
+    }
+
+    /// Holds off other Stop and Remove calls on the pod `sandbox_id` (a full ID).
+    async fn lock_pod(&self, sandbox_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        self.inner.pod_locks.lock(sandbox_id).await
     }
 
     fn streaming(&self) -> &Arc<Streaming> {

@@ -34,6 +34,7 @@ impl CriServer {
         let Some(pod) = self.sandboxes().find(id).await? else {
             return Ok(());
         };
+        let _one_at_a_time = self.lock_pod(&pod.id).await;
         // The containers are killed while the pod comes off its network (CNI DEL is the
         // slow part); the monitor's shutdown would kill them too, and records each exit.
         let containers = self.containers().of_sandbox(&pod.id).await?;
@@ -50,12 +51,14 @@ impl CriServer {
     /// Removes the pod's containers, then the pod.
     pub(super) async fn remove_pod_sandbox(&self, id: &str) -> Result<(), Status> {
         record_ids("pod", id);
-        if let Some(pod) = self.sandboxes().find(id).await? {
-            for container in self.containers().of_sandbox(&pod.id).await? {
-                self.containers().remove(&container.id).await?;
-            }
+        let Some(pod) = self.sandboxes().find(id).await? else {
+            return Ok(());
+        };
+        let _one_at_a_time = self.lock_pod(&pod.id).await;
+        for container in self.containers().of_sandbox(&pod.id).await? {
+            self.containers().remove(&container.id).await?;
         }
-        Ok(self.sandboxes().remove(id).await?)
+        Ok(self.sandboxes().remove(&pod.id).await?)
     }
 
     pub(super) async fn pod_sandbox_status(
