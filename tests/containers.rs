@@ -54,6 +54,18 @@ fn container_leftovers(env: &PodEnv, ids: &[String], pids: &[i32]) -> Vec<String
     found
 }
 
+/// Containers ListContainers still shows (none should be after their pods are gone).
+async fn still_listed(rt: &mut RuntimeServiceClient) -> Vec<String> {
+    rt.list_containers(ListContainersRequest { filter: None })
+        .await
+        .expect("ListContainers")
+        .into_inner()
+        .containers
+        .into_iter()
+        .map(|c| format!("container still listed: {}", c.id))
+        .collect()
+}
+
 async fn remove_pod(env: &PodEnv, rt: &mut RuntimeServiceClient, id: &str) {
     rt.stop_pod_sandbox(StopPodSandboxRequest {
         pod_sandbox_id: id.to_owned(),
@@ -211,15 +223,7 @@ async fn sigkill_of_the_daemon_stops_no_container_and_loses_no_log_line_or_exit_
     let ids: Vec<String> = std::iter::once(pod_id.clone()).chain(all.clone()).collect();
     let mut found = env.leftovers(&ids).await;
     found.extend(container_leftovers(&env, &all, &pids));
-    let listed = rt
-        .list_containers(ListContainersRequest { filter: None })
-        .await
-        .expect("ListContainers")
-        .into_inner()
-        .containers;
-    for c in listed {
-        found.push(format!("container still listed: {}", c.id));
-    }
+    found.extend(still_listed(&mut rt).await);
     assert_nothing(found, &env);
 }
 
@@ -290,17 +294,7 @@ async fn a_hundred_pods_with_containers_leave_nothing_behind() {
     for veth in added {
         found.push(format!("veth added: {veth}"));
     }
-    let listed = env
-        .runtime()
-        .await
-        .list_containers(ListContainersRequest { filter: None })
-        .await
-        .expect("ListContainers")
-        .into_inner()
-        .containers;
-    for c in listed {
-        found.push(format!("container still listed: {}", c.id));
-    }
+    found.extend(still_listed(&mut env.runtime().await).await);
     assert_nothing(found, &env);
 }
 

@@ -16,7 +16,6 @@ use super::remotecommand::{self, Kind, SPDY_VERSIONS, Version, WEBSOCKET_VERSION
 use super::websocket::ByteStream;
 use super::{Pending, Streaming};
 use crate::config::StreamingConfig;
-use crate::monitor::containers::StdioRequest;
 
 const PROTOCOL_HEADER: &str = "x-stream-protocol-version";
 const ACCEPTED_PROTOCOLS_HEADER: &str = "x-accepted-stream-protocol-versions";
@@ -293,64 +292,57 @@ async fn run<IO>(
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    match pending {
+    let stdio = match &pending {
         Pending::PortForward { sandbox_id } => {
-            let target = match port_forward_target(&streaming, &sandbox_id).await {
-                Ok(target) => target,
-                Err(e) => {
-                    tracing::info!(sandbox = %sandbox_id, error = %e, "port-forward refused");
-                    return;
-                }
-            };
-            let (connection, incoming) = match transport {
-                Transport::Spdy => crate::spdy::serve(io),
-                Transport::WebSocket => {
-                    let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
-                    crate::spdy::serve(ByteStream::new(ws))
-                }
-            };
-            portforward::serve(connection, incoming, target).await;
+            return port_forward(io, transport, sandbox_id, &streaming).await;
         }
-        Pending::Exec { .. } | Pending::Attach { .. } => {
-            let version = protocol.version();
-            match transport {
-                Transport::Spdy => {
-                    let (connection, mut incoming) = crate::spdy::serve(io);
-                    let stdio = stdio_of(&pending);
-                    match super::spdy_channels::accept(&mut incoming, version, stdio).await {
-                        Ok(channels) => {
-                            let gone = connection.clone();
-                            remote_command(channels, version, pending, &streaming, async move {
-                                gone.closed().await
-                            })
-                            .await;
-                        }
-                        Err(e) => tracing::info!(error = %e, "streaming session not started"),
-                    }
-                    connection.close().await;
+        Pending::Exec { stdio, .. } | Pending::Attach { stdio, .. } => *stdio,
+    };
+    let version = protocol.version();
+    match transport {
+        Transport::Spdy => {
+            let (connection, mut incoming) = crate::spdy::serve(io);
+            match super::spdy_channels::accept(&mut incoming, version, stdio).await {
+                Ok(channels) => {
+                    let gone = connection.clone();
+                    remote_command(channels, version, pending, &streaming, async move {
+                        gone.closed().await
+                    })
+                    .await;
                 }
-                Transport::WebSocket => {
-                    let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
-                    let (channels, gone, closer) =
-                        super::websocket::channels(ws, version, stdio_of(&pending));
-                    remote_command(channels, version, pending, &streaming, gone).await;
-                    closer.close().await;
-                }
+                Err(e) => tracing::info!(error = %e, "streaming session not started"),
             }
+            connection.close().await;
+        }
+        Transport::WebSocket => {
+            let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+            let (channels, gone, closer) = super::websocket::channels(ws, version, stdio);
+            remote_command(channels, version, pending, &streaming, gone).await;
+            closer.close().await;
         }
     }
 }
 
-fn stdio_of(pending: &Pending) -> StdioRequest {
-    match pending {
-        Pending::Exec { stdio, .. } | Pending::Attach { stdio, .. } => *stdio,
-        Pending::PortForward { .. } => StdioRequest {
-            stdin: false,
-            stdout: false,
-            stderr: false,
-            tty: false,
-        },
-    }
+/// Serves a port-forward connection into the pod, if it is still ready.
+async fn port_forward<IO>(io: IO, transport: Transport, sandbox_id: &str, streaming: &Streaming)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let target = match port_forward_target(streaming, sandbox_id).await {
+        Ok(target) => target,
+        Err(e) => {
+            tracing::info!(sandbox = %sandbox_id, error = %e, "port-forward refused");
+            return;
+        }
+    };
+    let (connection, incoming) = match transport {
+        Transport::Spdy => crate::spdy::serve(io),
+        Transport::WebSocket => {
+            let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+            crate::spdy::serve(ByteStream::new(ws))
+        }
+    };
+    portforward::serve(connection, incoming, target).await;
 }
 
 /// Opens the exec or attach with the pod's monitor and runs it to its end.

@@ -101,7 +101,7 @@ pub async fn run(
         stdin,
         mut stdout,
         mut stderr,
-        mut error,
+        error,
         resize,
         holds,
     } = channels;
@@ -118,13 +118,7 @@ pub async fn run(
     if ending == Ending::ClientGone {
         return ending;
     }
-    for out in [stdout.as_mut(), stderr.as_mut()].into_iter().flatten() {
-        let _ = out.shutdown().await;
-    }
-    if let Some(report) = report(&ending, kind, version) {
-        let _ = error.write_all(report.as_bytes()).await;
-    }
-    let _ = error.shutdown().await;
+    end_channels([stdout, stderr], error, report(&ending, kind, version)).await;
     drop(holds);
     ending
 }
@@ -133,20 +127,27 @@ pub async fn run(
 /// channel, the way kubelet's server reports a failed exec.
 pub async fn fail(channels: Channels, version: Version, message: String) {
     let Channels {
-        mut stdout,
-        mut stderr,
-        mut error,
+        stdout,
+        stderr,
+        error,
         holds,
         ..
     } = channels;
-    for out in [stdout.as_mut(), stderr.as_mut()].into_iter().flatten() {
+    let report = report(&Ending::Failed(message), Kind::Exec, version);
+    end_channels([stdout, stderr], error, report).await;
+    drop(holds);
+}
+
+/// Ends the client's side of a session: stdout and stderr close, then the error channel
+/// carries `report` and closes.
+async fn end_channels(outputs: [Option<BoxWrite>; 2], mut error: BoxWrite, report: Option<String>) {
+    for mut out in outputs.into_iter().flatten() {
         let _ = out.shutdown().await;
     }
-    if let Some(report) = report(&Ending::Failed(message), Kind::Exec, version) {
+    if let Some(report) = report {
         let _ = error.write_all(report.as_bytes()).await;
     }
     let _ = error.shutdown().await;
-    drop(holds);
 }
 
 async fn copy_output(
