@@ -91,21 +91,14 @@ where
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
                 match &result {
                     Ok(resp) => {
-                        // Unary errors travel as a trailers-only response: the code is a header.
-                        let code = resp
-                            .headers()
-                            .get("grpc-status")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("0");
-                        if code == "0" {
-                            tracing::debug!(ms, "rpc done");
-                        } else {
-                            let message = resp
-                                .headers()
-                                .get("grpc-message")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("");
-                            tracing::info!(ms, code, message, "rpc failed");
+                        // Unary errors travel as a trailers-only response: the status is in the
+                        // headers, its message percent-encoded for the wire; log it decoded.
+                        match tonic::Status::from_header_map(resp.headers()) {
+                            Some(status) if status.code() != tonic::Code::Ok => {
+                                let code = format!("{:?}", status.code());
+                                tracing::info!(ms, code, message = status.message(), "rpc failed");
+                            }
+                            _ => tracing::debug!(ms, "rpc done"),
                         }
                     }
                     Err(e) => tracing::warn!(ms, error = %e, "rpc transport error"),

@@ -58,6 +58,32 @@ async fn version_names_ferrocri_and_the_kubelet_api() {
 }
 
 #[tokio::test]
+async fn failed_rpcs_are_logged_in_plain_text() {
+    let daemon = Daemon::start("");
+    let err = daemon
+        .runtime()
+        .await
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: "no such pod".into(),
+            verbose: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let log = daemon.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("rpc failed"))
+        .unwrap_or_else(|| panic!("no \"rpc failed\" line in:\n{log}"));
+    assert!(
+        line.contains(err.message()),
+        "message not in plain text: {line}"
+    );
+    assert!(line.contains("NotFound"), "code not named: {line}");
+    assert!(!line.contains("%20"), "percent-encoded: {line}");
+}
+
+#[tokio::test]
 async fn status_reports_ready_runtime_and_network_with_cni_present() {
     let cni = cni_base();
     let daemon = Daemon::start(&cni_dirs(cni.path(), &["bridge", "portmap"]));
