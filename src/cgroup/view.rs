@@ -2,7 +2,7 @@
 //! host's hierarchies under the host's names. Mounted from inside the container's cgroup
 //! namespace, each one's root is the container's cgroup.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::detect::V1Hierarchy;
 use super::{Cgroups, Layout};
@@ -18,6 +18,9 @@ pub struct ContainerMount {
     pub data: String,
     /// Links to `dir`, one per comounted controller (`cpu` and `cpuacct` → `cpu,cpuacct`).
     pub aliases: Vec<String>,
+    /// Where the host mounts this hierarchy (for a bind of the container's cgroup from it,
+    /// when the container shares the host's cgroup namespace).
+    pub host_mount_point: PathBuf,
 }
 
 impl Cgroups {
@@ -31,6 +34,7 @@ impl Cgroups {
                 fstype: "cgroup2",
                 data: String::new(),
                 aliases: Vec::new(),
+                host_mount_point: self.unified.clone().unwrap_or_default(),
             }];
         }
         let mut mounts: Vec<ContainerMount> = self.v1.iter().map(v1_mount).collect();
@@ -40,6 +44,7 @@ impl Cgroups {
                 fstype: "cgroup2",
                 data: String::new(),
                 aliases: Vec::new(),
+                host_mount_point: unified.clone(),
             });
         }
         mounts
@@ -83,6 +88,7 @@ fn v1_mount(h: &V1Hierarchy) -> ContainerMount {
             .collect::<Vec<_>>()
             .join(","),
         aliases,
+        host_mount_point: h.mount_point.clone(),
     }
 }
 
