@@ -344,6 +344,9 @@ async fn a_privileged_container_gets_every_device_and_writable_cgroups() {
             out.split_whitespace().collect::<Vec<_>>(),
             [(80 * MIB).to_string().as_str(), "made"]
         );
+        // Its own cgroup in every hierarchy (binds, in the host's cgroup namespace).
+        let (_, out) = sh(&mut rt, &id, "ls /sys/fs/cgroup/*/ | grep -c ferrocri").await;
+        assert_eq!(out.trim(), "0", "the host's tree shows: {out}");
     }
 
     rt.stop_pod_sandbox(StopPodSandboxRequest {
