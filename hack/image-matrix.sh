@@ -115,12 +115,22 @@ row() { # row <name> <builder text> <marker row> <uid> [command json]
 }
 ref() { echo "$REGISTRY/matrix/$1:1"; }
 want() { [[ "$1" =~ $ONLY ]]; }
+# A row is built when it is wanted or a wanted row is made from it.
+declare -A SOURCE=([crane-mutate]=crane-append [crane-flatten]=crane-mutate)
+needed() {
+	local r
+	want "$1" && return 0
+	for r in "${!SOURCE[@]}"; do
+		[ "${SOURCE[$r]}" = "$1" ] && needed "$r" && return 0
+	done
+	return 1
+}
 
 # build <row> <function> [args]: runs one build step, logs to logs/<row>.build.
 build() {
 	local name=$1
 	shift
-	if ! want "$name"; then
+	if ! needed "$name"; then
 		BUILD[$name]=skip
 		return 0
 	fi
@@ -278,6 +288,7 @@ KINDS=(oci v2s2 zstd plain archive)
 for b in "${BASES[@]}"; do
 	for k in "${KINDS[@]}"; do
 		row "$b-$k" "${CONVERSION[$k]}" "$b" 0
+		SOURCE[$b-$k]=$b
 	done
 done
 
@@ -309,7 +320,7 @@ trap cleanup EXIT
 
 # --- build ------------------------------------------------------------------------------
 t_build=$SECONDS
-if want docker-classic || want docker-buildkit; then start_dockerd; fi
+if needed docker-classic || needed docker-buildkit; then start_dockerd; fi
 build docker-classic docker_build docker-classic 0
 build docker-buildkit docker_build docker-buildkit 1
 if [ -n "${dockerd_pid:-}" ]; then stop_pid "$dockerd_pid"; fi
@@ -324,7 +335,7 @@ for b in "${BASES[@]}"; do
 	for k in "${KINDS[@]}"; do
 		if [[ "${BUILD[$b]}" == ok* ]]; then
 			build "$b-$k" convert "$b-$k" "$b" "$k"
-		elif want "$b-$k"; then
+		elif needed "$b-$k"; then
 			BUILD[$b-$k]="FAIL"
 			BUILD_ERR[$b-$k]="source image $b did not build"
 		else
@@ -433,7 +444,7 @@ run_row() {
 
 # The same image unpacked by containerd and by ferrocri, both mounted read-only, walked.
 compare_row() {
-	local name=$1 image mnt_c mnt_f lowers=() l
+	local name=$1 image mnt_c mnt_f lowers=() l opts
 	image=$(ref "$name")
 	mnt_c=$work/mnt/$name.containerd
 	mnt_f=$work/mnt/$name.ferrocri
@@ -447,13 +458,17 @@ compare_row() {
 	for l in ${CHAIN[$name]}; do
 		lowers+=("$work/ferrocri/root/layers/sha256/$l")
 	done
+	# overlayfs wants two lower layers at least when it has no upper one.
 	if [ "${#lowers[@]}" = 1 ]; then
-		mount --bind -o ro "${lowers[0]}" "$mnt_f"
+		opts=(--bind -o ro "${lowers[0]}")
 	else
-		mount -t overlay overlay -o "ro,lowerdir=$(
-			IFS=:
-			echo "${lowers[*]}"
-		)" "$mnt_f"
+		opts=(-t overlay overlay -o "ro,lowerdir=$(IFS=: && echo "${lowers[*]}")")
+	fi
+	if ! mount "${opts[@]}" "$mnt_f" 2>"$work/logs/$name.mount"; then
+		"${ctr[@]}" images unmount "$mnt_c" >/dev/null 2>&1 || umount "$mnt_c"
+		SAME[$name]="FAIL"
+		ERR[$name]="${ERR[$name]:-}mounting ferrocri's layers: $(gist "$work/logs/$name.mount")"
+		return
 	fi
 	python3 hack/tree-manifest.py "$mnt_c" >"$work/logs/$name.tree.containerd"
 	python3 hack/tree-manifest.py "$mnt_f" >"$work/logs/$name.tree.ferrocri"
