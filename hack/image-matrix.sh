@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The image builder matrix: images built offline here by real tools (Docker classic and
-# BuildKit, buildah, podman, umoci, crane, and skopeo's conversions of them) are pushed to the
+# BuildKit, buildah, podman, umoci, crane, ko, and skopeo's conversions of them) are pushed to the
 # local registry, pulled through a private ferrocri and run as a container whose output is
 # checked; then the root file system ferrocri unpacked is compared with the one containerd 1.6
 # (Debian's package, its own private instance) unpacks from the same image.
@@ -9,7 +9,7 @@
 # non-zero if any row fails; logs of a failing run stay in the printed work folder.
 # Env: FERROCRI_BIN (default target/debug/ferrocri), FERROCRI_REGISTRY_ADDR (default
 # 127.0.0.1:5000; images go to <registry>/matrix/<row>:1), MATRIX_KEEP=1 keeps the work folder.
-# Installs what it needs (apt packages, crane from the Go module proxy, the busybox-static
+# Installs what it needs (apt packages, crane and ko from the Go module proxy, the busybox-static
 # .deb) into a cache on first use; later runs only build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,8 @@ ONLY=${1:-.}
 TOOLS=/var/cache/ferrocri-tools
 CRANE_VERSION=v0.22.1
 CRANE=$TOOLS/crane-$CRANE_VERSION/crane
+KO_VERSION=v0.18.1
+KO=$TOOLS/ko-$KO_VERSION/ko
 APT_PKGS=(docker.io buildah podman umoci skopeo containerd jq)
 # The Debian docker.io CLI; another `docker` earlier on PATH may be a different client.
 DOCKER_CLI=/usr/bin/docker
@@ -47,11 +49,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	# No init system here starts the packaged services; the script runs its own instances.
 	apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
-if [ ! -x "$CRANE" ]; then
-	log "building crane $CRANE_VERSION"
-	(cd / && GOBIN=$(dirname "$CRANE") CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false" \
-		go install -ldflags "-s -w" "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION")
-fi
+go_tool() { # go_tool <binary path> <module path@version>
+	[ -x "$1" ] && return 0
+	log "building $2"
+	(cd / && GOBIN=$(dirname "$1") CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false" go install -ldflags "-s -w" "$2")
+}
+go_tool "$CRANE" "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
+go_tool "$KO" "github.com/google/ko@$KO_VERSION"
 # Debian's static busybox, downloaded and unpacked but never installed on the host; the
 # cached .deb keeps later runs on the same bytes.
 mkdir -p "$TOOLS/debs"
@@ -245,6 +249,36 @@ crane_mutate() {
 }
 crane_flatten() { "$CRANE" flatten --insecure "$(ref crane-mutate)" -t "$(ref "$1")"; }
 
+# ko: a tiny Go program (it prints its kodata marker, then runs the base image's `id`) on
+# the Docker-built image as base, pushed as <registry>/matrix/ko:1.
+ko_build() {
+	local src=$work/ko-src
+	mkdir -p "$src/kodata"
+	printf 'module matrix.test/ko\n\ngo 1.21\n' >"$src/go.mod"
+	printf 'matrix ko\n' >"$src/kodata/matrix-marker"
+	cat >"$src/main.go" <<'GO'
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+func main() {
+	marker, err := os.ReadFile(filepath.Join(os.Getenv("KO_DATA_PATH"), "matrix-marker"))
+	if err != nil {
+		panic(err)
+	}
+	os.Stdout.Write(marker)
+	panic(syscall.Exec("/bin/id", []string{"id"}, os.Environ()))
+}
+GO
+	(cd "$src" && GOFLAGS=-mod=mod GOTOOLCHAIN=local KO_DOCKER_REPO="$REGISTRY/matrix/ko" \
+		KO_DEFAULTBASEIMAGE="$(ref docker-classic)" \
+		"$KO" build --bare --tags 1 --platform linux/amd64 --insecure-registry .)
+}
+
 # skopeo conversions of a built image, registry to registry or through files.
 skopeo_copy() { skopeo copy --insecure-policy --src-tls-verify=false --dest-tls-verify=false "$@"; }
 convert() { # convert <row> <source row> <kind>
@@ -276,6 +310,8 @@ row umoci "umoci 0.4.7 repack+insert, skopeo" umoci 0
 row crane-append "crane $CRANE_VERSION append (GNU tar ./ names)" crane-append 0 "$CMD_JSON"
 row crane-mutate "crane $CRANE_VERSION mutate (entrypoint, env, user)" crane-append 1000
 row crane-flatten "crane $CRANE_VERSION flatten" crane-append 1000
+row ko "ko $KO_VERSION build (base: docker-classic)" ko 0
+SOURCE[ko]=docker-classic
 BASES=(docker-classic docker-buildkit buildah-from buildah-bud podman-build umoci)
 declare -A CONVERSION=(
 	[oci]="skopeo 1.9 --format oci"
@@ -331,6 +367,7 @@ build umoci umoci_build umoci
 build crane-append crane_append crane-append
 build crane-mutate crane_mutate crane-mutate
 build crane-flatten crane_flatten crane-flatten
+build ko ko_build
 for b in "${BASES[@]}"; do
 	for k in "${KINDS[@]}"; do
 		if [[ "${BUILD[$b]}" == ok* ]]; then
