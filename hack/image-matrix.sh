@@ -211,7 +211,7 @@ podman_build() {
 }
 
 # umoci: the stage through unpack/repack (root entry "."), a folder inserted at "/" (root
-# entry "/"), the marker by insert (a tar that ends right after the file's data, without
+# entry "/"), a whiteout and an opaque folder, the marker by insert (a tar that ends right after the file's data, without
 # padding or end-of-archive blocks), then skopeo to the registry.
 umoci_build() {
 	local ctx layout=$work/umoci/layout bundle=$work/umoci/bundle hist=(--history.created 2024-01-01T00:00:00Z)
@@ -229,6 +229,12 @@ umoci_build() {
 	echo inserted >"$work/umoci/insert/opt/umoci/inserted"
 	find "$work/umoci/insert" -exec touch -h -d "$MTIME" {} +
 	umoci insert "${hist[@]}" --image "$layout:1" "$work/umoci/insert" /
+	# A whiteout, and an opaque folder that hides what the layer before put there.
+	umoci insert "${hist[@]}" --image "$layout:1" --whiteout /opt/matrix/owned
+	mkdir -p "$work/umoci/opaque"
+	echo replaced >"$work/umoci/opaque/replaced"
+	find "$work/umoci/opaque" -exec touch -h -d "$MTIME" {} +
+	umoci insert "${hist[@]}" --image "$layout:1" --opaque "$work/umoci/opaque" /opt/umoci
 	umoci insert "${hist[@]}" --image "$layout:1" "$ctx/rootfs/matrix-marker" /matrix-marker
 	umoci config "${hist[@]}" --image "$layout:1" --created 2024-01-01T00:00:00Z \
 		--config.cmd /bin/sh --config.cmd -c --config.cmd 'cat /matrix-marker; id'
@@ -525,8 +531,9 @@ $(grep '^[-+][^-+]' "$work/logs/$name.tree.diff" | head -n 8)"
 # its own blobs instead of finding the layers already there.
 forget_row() {
 	local name=$1
-	"${crictl[@]}" rmi "$(ref "$name")" >/dev/null 2>&1 || true
 	"${ctr[@]}" images rm --sync "$(ref "$name")" >/dev/null 2>&1 || true
+	# After a failed pull there is no image to remove (and no GC to wait for).
+	"${crictl[@]}" rmi "$(ref "$name")" >/dev/null 2>&1 || return 0
 	for _ in $(seq 100); do
 		layers_left "$name" || return 0
 		sleep 0.1
