@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The image builder matrix: images built offline here by real tools (Docker classic and
-# BuildKit, buildah, podman, umoci, crane, ko, and skopeo's conversions of them) are pushed to the
-# local registry, pulled through a private ferrocri and run as a container whose output is
+# BuildKit, buildah, podman, umoci, crane, ko, and skopeo's conversions of them) are pushed
+# to the local registry, pulled through a private ferrocri and run as a container whose output is
 # checked; then the root file system ferrocri unpacked is compared with the one containerd 1.6
 # (Debian's package, its own private instance) unpacks from the same image.
 #   hack/image-matrix.sh [ROW-REGEX]     only the rows whose image name matches
@@ -9,8 +9,8 @@
 # non-zero if any row fails; logs of a failing run stay in the printed work folder.
 # Env: FERROCRI_BIN (default target/debug/ferrocri), FERROCRI_REGISTRY_ADDR (default
 # 127.0.0.1:5000; images go to <registry>/matrix/<row>:1), MATRIX_KEEP=1 keeps the work folder.
-# Installs what it needs (apt packages, crane and ko from the Go module proxy, the busybox-static
-# .deb) into a cache on first use; later runs only build.
+# Installs what it needs (apt packages, crane and ko from the Go module proxy, the
+# busybox-static .deb) into a cache on first use; later runs only build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -348,6 +348,10 @@ cleanup() {
 	wait 2>/dev/null || true
 	if grep -q " $work/" /proc/self/mountinfo; then
 		log "mounts left under $work"
+		status=1
+	fi
+	if pgrep -f "$work" >/dev/null; then
+		log "processes left: $(pgrep -af "$work" | tr '\n' ';')"
 		status=1
 	fi
 	if [ "$status" = 0 ] && [ -z "${MATRIX_KEEP:-}" ]; then
