@@ -308,7 +308,7 @@ convert() { # convert <row> <source row> <kind>
 }
 
 row docker-classic "docker 20.10 build (classic)" docker-classic 0
-row docker-buildkit "docker 20.10 build (BuildKit; no attestations in 20.10)" docker-buildkit 0
+row docker-buildkit "docker 20.10 build (BuildKit, no attestations)" docker-buildkit 0
 row buildah-from "buildah 1.28 from scratch+copy+commit" buildah-from 0
 row buildah-bud "buildah 1.28 bud" buildah-bud 0
 row podman-build "podman 4.3 build (vfs)" podman-build 0
