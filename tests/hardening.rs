@@ -527,19 +527,28 @@ fn default_caps_mask() -> String {
     format!("{mask:016x}")
 }
 
-fn cap_names(hex: &str) -> String {
-    let mask = u64::from_str_radix(hex, 16).unwrap_or_default();
-    let names: Vec<String> = (0..64)
-        .filter(|b| mask & (1u64 << b) != 0)
-        .map(|b| {
-            DEFAULT_CAPS
-                .iter()
-                .find(|(_, bit)| *bit == b)
-                .map(|(n, _)| (*n).to_owned())
-                .unwrap_or_else(|| format!("cap#{b}"))
-        })
-        .collect();
-    names.join(" ")
+/// The capabilities in `got` and not in `want` (extra), and the other way (missing).
+fn cap_difference(got: &str, want: &str) -> String {
+    let parse = |hex: &str| u64::from_str_radix(hex, 16).unwrap_or_default();
+    let (got, want) = (parse(got), parse(want));
+    let name = |bit: u32| {
+        DEFAULT_CAPS
+            .iter()
+            .find(|(_, b)| *b == bit)
+            .map(|(n, _)| (*n).to_owned())
+            .unwrap_or_else(|| format!("capability {bit}"))
+    };
+    let list = |mask: u64| -> Vec<String> {
+        (0..64)
+            .filter(|b| mask & (1u64 << b) != 0)
+            .map(name)
+            .collect()
+    };
+    format!(
+        "extra {:?}, missing {:?}",
+        list(got & !want),
+        list(want & !got)
+    )
 }
 
 fn host_status(pid: i32) -> BTreeMap<String, String> {
@@ -867,7 +876,7 @@ fn expect_status(
         let got = status.get(*key).map(String::as_str).unwrap_or("<missing>");
         if got != *value {
             let detail = if key.starts_with("Cap") {
-                format!(" ({} vs {})", cap_names(got), cap_names(value))
+                format!(" ({})", cap_difference(got, value))
             } else {
                 String::new()
             };
