@@ -27,6 +27,9 @@ pub(crate) struct V1Hierarchy {
     pub(crate) mount_point: PathBuf,
     /// Controllers bound to it, plus `name=<name>` for a named hierarchy; sorted.
     pub(crate) controllers: Vec<String>,
+    /// Its flags among the superblock options (`xattr`, `noprefix`, …): another mount of
+    /// the hierarchy repeats them (the kernel warns about a mount that differs).
+    pub(crate) flags: Vec<String>,
 }
 
 impl V1Hierarchy {
@@ -66,7 +69,7 @@ struct Mount {
 
 pub(crate) fn parse_mountinfo(text: &str) -> io::Result<Detected> {
     // Best mount per v1 hierarchy (keyed by its controller set) and of cgroup2.
-    let mut v1: BTreeMap<Vec<String>, (usize, u8, PathBuf)> = BTreeMap::new();
+    let mut v1: BTreeMap<Vec<String>, (usize, u8, PathBuf, Vec<String>)> = BTreeMap::new();
     let mut unified: Option<(u8, PathBuf)> = None;
     for (index, mount) in text.lines().filter_map(parse_line).enumerate() {
         let rank = rank(&mount);
@@ -86,7 +89,8 @@ pub(crate) fn parse_mountinfo(text: &str) -> io::Result<Detected> {
                     }
                     Some(_) => {}
                     None => {
-                        v1.insert(controllers, (index, rank, mount.mount_point));
+                        let flags = v1_flags(&mount.super_options);
+                        v1.insert(controllers, (index, rank, mount.mount_point, flags));
                     }
                 }
             }
@@ -95,12 +99,13 @@ pub(crate) fn parse_mountinfo(text: &str) -> io::Result<Detected> {
     }
     let mut v1: Vec<(usize, V1Hierarchy)> = v1
         .into_iter()
-        .map(|(controllers, (index, _, mount_point))| {
+        .map(|(controllers, (index, _, mount_point, flags))| {
             (
                 index,
                 V1Hierarchy {
                     mount_point,
                     controllers,
+                    flags,
                 },
             )
         })
@@ -159,6 +164,16 @@ fn v1_controllers(super_options: &str) -> Vec<String> {
     controllers.sort();
     controllers.dedup();
     controllers
+}
+
+/// The hierarchy-wide flags a new mount of the hierarchy may repeat (not `rw`/`ro`, which
+/// are per mount, nor `release_agent=`, which a cgroup namespace may not set).
+fn v1_flags(super_options: &str) -> Vec<String> {
+    super_options
+        .split(',')
+        .filter(|o| V1_FLAGS.contains(o) && !matches!(*o, "rw" | "ro" | "none" | "all"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `36 35 98:0 /root /mount/point rw,noatime master:1 - fstype source super,options`
@@ -258,9 +273,12 @@ mod tests {
 ";
 
     fn h(mount: &str, controllers: &[&str]) -> V1Hierarchy {
+        let (flags, controllers): (Vec<&str>, Vec<&str>) =
+            controllers.iter().partition(|c| V1_FLAGS.contains(c));
         V1Hierarchy {
             mount_point: PathBuf::from(mount),
             controllers: controllers.iter().map(|c| c.to_string()).collect(),
+            flags: flags.iter().map(|c| c.to_string()).collect(),
         }
     }
 
@@ -293,11 +311,11 @@ mod tests {
         assert_eq!(
             d.v1,
             vec![
-                h("/sys/fs/cgroup/systemd", &["name=systemd"]),
+                h("/sys/fs/cgroup/systemd", &["xattr", "name=systemd"]),
                 h("/sys/fs/cgroup/cpu,cpuacct", &["cpu", "cpuacct"]),
                 h("/sys/fs/cgroup/memory", &["memory"]),
                 h("/sys/fs/cgroup/net_cls,net_prio", &["net_cls", "net_prio"]),
-                h("/sys/fs/cgroup/cpuset", &["cpuset"]),
+                h("/sys/fs/cgroup/cpuset", &["clone_children", "cpuset"]),
                 h("/sys/fs/cgroup/pids", &["pids"]),
                 h("/sys/fs/cgroup/hugetlb", &["hugetlb"]),
                 h("/sys/fs/cgroup/freezer", &["freezer"]),
@@ -328,7 +346,7 @@ mod tests {
         assert_eq!(
             d.v1,
             vec![
-                h("/sys/fs/cgroup/systemd", &["name=systemd"]),
+                h("/sys/fs/cgroup/systemd", &["xattr", "name=systemd"]),
                 h("/sys/fs/cgroup/cpu,cpuacct", &["cpu", "cpuacct"]),
                 h("/sys/fs/cgroup/memory", &["memory"]),
                 h("/sys/fs/cgroup/pids", &["pids"]),

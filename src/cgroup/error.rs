@@ -58,6 +58,12 @@ pub enum CgroupError {
         value: String,
         reason: &'static str,
     },
+    #[error("cgroup {path}: cannot {action} the device program: {source}")]
+    DeviceProgram {
+        path: String,
+        action: &'static str,
+        source: io::Error,
+    },
     #[error("cgroup {path}: cannot send SIGKILL to process {pid}: {source}")]
     Signal {
         path: String,

@@ -13,7 +13,10 @@
 //! Every call does blocking file I/O, and `kill_all`/`remove` may sleep while they wait for
 //! the kernel: from async code, call them in `spawn_blocking`.
 
+mod bpf;
 mod detect;
+mod device_filter;
+pub mod devices;
 mod error;
 mod fs;
 mod kill;
@@ -22,6 +25,7 @@ mod resources;
 mod stats;
 mod v1;
 mod v2;
+mod view;
 
 #[cfg(test)]
 mod tests;
@@ -32,9 +36,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub use detect::Layout;
+pub use devices::{DEFAULT_ALLOWED as DEFAULT_DEVICES, DeviceRule};
 pub use error::CgroupError;
 pub use resources::Resources;
 pub use stats::Stats;
+pub use view::ContainerMount;
 
 use detect::V1Hierarchy;
 use path::CgroupPath;
@@ -226,6 +232,49 @@ impl Cgroups {
         match (self.version(), unified) {
             (Version::V2, Some(dir)) => v2::apply(&cg, &dir, resources),
             (_, unified) => v1::apply(&cg, &self.v1, unified.as_deref(), resources),
+        }
+    }
+
+    /// Limits the devices the cgroup's processes may create, read and write to `rules`
+    /// (everything else is denied). v1 (and hybrid hosts, whose devices controller is in v1):
+    /// `devices.deny a`, then one `devices.allow` line per rule; v2: a device program
+    /// attached to the cgroup. Call it before any process joins: on v1 the kernel refuses a
+    /// deny-all on a cgroup with children. `apply` never touches these rules.
+    pub fn set_devices(&self, path: &str, rules: &[DeviceRule]) -> Result<(), CgroupError> {
+        let cg = CgroupPath::parse_non_root(path)?;
+        self.must_exist(&cg)?;
+        let v1_devices = self.v1.iter().find(|h| h.has("devices"));
+        match (self.version(), v1_devices, &self.unified) {
+            (Version::V1, Some(h), _) => {
+                let dir = cg.dir_in(&h.mount_point);
+                fs::write(&cg, &dir.join("devices.deny"), "a")?;
+                for rule in rules {
+                    fs::write(&cg, &dir.join("devices.allow"), &rule.to_string())?;
+                }
+                Ok(())
+            }
+            // v2, or a v1 host without the devices controller but with a cgroup2 tree (the
+            // kernel runs device programs of the cgroup2 tree on any layout).
+            (_, _, Some(mount)) => {
+                let dir = cg.dir_in(mount);
+                let error = |action| {
+                    let path = cg.to_string();
+                    move |source| CgroupError::DeviceProgram {
+                        path,
+                        action,
+                        source,
+                    }
+                };
+                let program = bpf::load_device_program(&device_filter::program(rules))
+                    .map_err(error("load"))?;
+                let dir_fd = std::fs::File::open(&dir).map_err(error("open the cgroup for"))?;
+                bpf::attach_device_program(&dir_fd, &program).map_err(error("attach"))
+            }
+            _ => Err(CgroupError::ControllerMissing {
+                path: cg.to_string(),
+                controller: "devices",
+                setting: "the device allowlist".to_owned(),
+            }),
         }
     }
 

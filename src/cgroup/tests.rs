@@ -830,3 +830,154 @@ fn real_cgroup2_tree_driven_as_pure_v2() {
     cgroups.remove(&top).unwrap();
     assert!(!top_dir.exists());
 }
+
+// ---------------------------------------------------------------- device rules, for real
+
+/// Moves a shell into `path` and has it open device nodes; returns what it printed: one
+/// `<name>=ok` or `<name>=<error>` line per node.
+fn probe_devices(cgroups: &Cgroups, path: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let script = "read go; cd \"$1\"
+        mknod mem c 1 1 || echo mknod-mem-failed
+        mknod loop b 7 0 || echo mknod-loop-failed
+        for node in /dev/null /dev/zero ./mem ./loop; do
+            if err=$(head -c1 $node 2>&1 >/dev/null); then echo $node=ok; else echo $node=$err; fi
+        done
+        if err=$(: 2>&1 >/dev/null </dev/null); then echo write-null=ok; fi";
+    let mut child = Command::new("sh")
+        .args(["-c", script, "probe"])
+        .arg(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let moved = cgroups.add_process(path, child.id() as i32);
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    moved.unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn assert_default_devices_hold(out: &str) {
+    assert!(!out.contains("mknod"), "mknod must stay allowed: {out}");
+    assert!(out.contains("/dev/null=ok"), "{out}");
+    assert!(out.contains("/dev/zero=ok"), "{out}");
+    for node in ["./mem", "./loop"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{node}=")))
+            .unwrap_or_else(|| panic!("no line for {node}: {out}"));
+        assert!(line.contains("Operation not permitted"), "{line}\n{out}");
+    }
+}
+
+#[test]
+fn real_v1_devices_allowlist_holds_and_survives_updates() {
+    let Some(cgroups) = real() else { return };
+    if cgroups.version() != Version::V1 {
+        eprintln!("skipped: not a v1 host");
+        return;
+    }
+    let top = unique("dev1");
+    let path = format!("{top}/ctr");
+    let _guard = Guard::new(&cgroups, &top);
+    cgroups.create(&path).unwrap();
+    cgroups
+        .set_devices(&path, &devices::DEFAULT_ALLOWED)
+        .unwrap();
+    let list = setting_file(&cgroups, "devices", &path, "devices.list");
+    let mut lines: Vec<String> = get(&list).lines().map(str::to_owned).collect();
+    lines.sort();
+    let mut expected: Vec<String> = devices::DEFAULT_ALLOWED
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(lines, expected);
+
+    let before = get(&list);
+    let update = Resources {
+        memory_limit: Some(64 * MIB),
+        cpu_shares: Some(512),
+        ..Default::default()
+    };
+    cgroups.apply(&path, &update).unwrap();
+    assert_eq!(get(&list), before, "an update changed the device list");
+    assert_default_devices_hold(&probe_devices(&cgroups, &path));
+
+    // Privileged: everything.
+    let open = format!("{top}/privileged");
+    cgroups.create(&open).unwrap();
+    cgroups
+        .set_devices(&open, &[devices::DeviceRule::ALL_DEVICES])
+        .unwrap();
+    let list = setting_file(&cgroups, "devices", &open, "devices.list");
+    assert_eq!(get(&list), "a *:* rwm");
+    let out = probe_devices(&cgroups, &open);
+    assert!(!out.contains("Operation not permitted"), "{out}");
+}
+
+/// The device program on this machine's cgroup2 tree, driven as a pure v2 host: the kernel
+/// runs cgroup2 device programs whatever else is mounted, with no controller enabled.
+#[test]
+fn real_device_program_on_cgroup2_denies_what_the_list_does_not_allow() {
+    if real().is_none() {
+        return;
+    }
+    let Some(mount) = detect::detect().unwrap().unified else {
+        eprintln!("skipped: no cgroup2 mount");
+        return;
+    };
+    let mountinfo = format!("1 0 0:1 / {} rw - cgroup2 cgroup2 rw\n", mount.display());
+    let cgroups = Cgroups::from_mountinfo(&mountinfo).unwrap();
+    let top = unique("dev2");
+    let path = format!("{top}/ctr");
+    let _guard = Guard::new(&cgroups, &top);
+    cgroups.create(&path).unwrap();
+    cgroups
+        .set_devices(&path, &devices::DEFAULT_ALLOWED)
+        .unwrap();
+    assert_default_devices_hold(&probe_devices(&cgroups, &path));
+
+    // A read-only rule: reading works, writing does not.
+    let ro = format!("{top}/readonly");
+    cgroups.create(&ro).unwrap();
+    let rule = devices::DeviceRule {
+        access: devices::Access::parse("r").unwrap(),
+        ..devices::DeviceRule::char(1, 5)
+    };
+    cgroups.set_devices(&ro, &[rule]).unwrap();
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            "read go; [ $(head -c1 /dev/zero | wc -c) = 1 ] && echo read=ok; echo x >/dev/zero",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    cgroups.add_process(&ro, child.id() as i32).unwrap();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("read=ok"), "{text}");
+    assert!(
+        text.contains("cannot create /dev/zero: Operation not permitted"),
+        "{text}"
+    );
+
+    let open = format!("{top}/privileged");
+    cgroups.create(&open).unwrap();
+    cgroups
+        .set_devices(&open, &[devices::DeviceRule::ALL_DEVICES])
+        .unwrap();
+    let out = probe_devices(&cgroups, &open);
+    assert!(!out.contains("Operation not permitted"), "{out}");
+}

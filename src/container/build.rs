@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::cgroup::devices::{Access, DeviceKind, DeviceRule};
 use crate::cri::v1::{
     ContainerConfig, LinuxContainerSecurityContext, MountPropagation, NamespaceMode,
     security_profile::ProfileType,
@@ -126,6 +127,8 @@ pub struct Paths {
 
 pub struct Built {
     pub spec: ContainerSpec,
+    /// The devices cgroup allowlist, written before the process joins the cgroup.
+    pub device_rules: Vec<DeviceRule>,
     pub identity: Identity,
     pub pid_mode: PidMode,
 }
@@ -165,6 +168,7 @@ pub fn build(
             security.readonly_paths.clone(),
         )
     };
+    let (devices, requested_rules) = devices(config)?;
     let spec = ContainerSpec {
         id: String::new(),
         rootfs: Rootfs {
@@ -186,11 +190,11 @@ pub fn build(
             gid: identity.gid,
             additional_gids: identity.groups.clone(),
         },
-        namespaces: namespaces(sandbox),
+        namespaces: namespaces(sandbox, privileged),
         mounts: mounts(config, sandbox, privileged)?,
         masked_paths,
         readonly_paths,
-        devices: devices(config)?,
+        devices,
         capabilities,
         no_new_privileges: security.no_new_privs,
         privileged,
@@ -209,6 +213,7 @@ pub fn build(
     let pid_mode = pid_mode(&security, sandbox);
     Ok(Built {
         spec,
+        device_rules: crate::cgroup::devices::container_rules(privileged, &requested_rules),
         identity,
         pid_mode,
     })
@@ -287,7 +292,7 @@ fn environment(config: &ContainerConfig, image_env: &[String], hostname: &str) -
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
-fn namespaces(sandbox: &SandboxRecord) -> crate::executor::spec::Namespaces {
+fn namespaces(sandbox: &SandboxRecord, privileged: bool) -> crate::executor::spec::Namespaces {
     let pin = |kind: &str| Ns::Join(crate::monitor::namespace_pin(&sandbox.dir, kind));
     crate::executor::spec::Namespaces {
         network: match &sandbox.netns {
@@ -306,6 +311,9 @@ fn namespaces(sandbox: &SandboxRecord) -> crate::executor::spec::Namespaces {
         },
         // Arranged by the monitor; recorded here for the executor's information.
         pid: Ns::Host,
+        // The container sees its own cgroup as the root. Privileged containers keep the
+        // host's, as containerd gives them (for nested runtimes; the cgroup v2 KEP).
+        cgroup: if privileged { Ns::Host } else { Ns::New },
     }
 }
 
@@ -384,6 +392,19 @@ fn mounts(
             },
         ),
     ];
+    if wanted("/sys/fs/cgroup") {
+        // The container's own cgroups; the executor expands this into the host's layout.
+        list.push(mount(
+            "cgroup",
+            "/sys/fs/cgroup",
+            "cgroup",
+            if privileged {
+                &["nosuid", "noexec", "nodev", "relatime"]
+            } else {
+                &["nosuid", "noexec", "nodev", "relatime", "ro"]
+            },
+        ));
+    }
     if privileged {
         // A privileged container sees the host's devices.
         list.push(mount("/dev", "/dev", "bind", &["rbind", "nosuid"]));
@@ -473,12 +494,16 @@ fn cri_mount(index: usize, m: &crate::cri::v1::Mount) -> Result<Mount, Invalid> 
     })
 }
 
-fn devices(config: &ContainerConfig) -> Result<Vec<Device>, Invalid> {
+/// The CRI's devices: the nodes to create, and what the cgroup lets the container do with
+/// each (its `permissions`, "rwm" or a subset).
+fn devices(config: &ContainerConfig) -> Result<(Vec<Device>, Vec<DeviceRule>), Invalid> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     config
         .devices
         .iter()
         .map(|d| {
+            let access = Access::parse(&d.permissions)
+                .map_err(|e| invalid("config.devices", format!("device {}: {e}", d.host_path)))?;
             let meta = std::fs::metadata(&d.host_path)
                 .map_err(|e| invalid("config.devices", format!("device {}: {e}", d.host_path)))?;
             let kind = if meta.file_type().is_char_device() {
@@ -492,21 +517,34 @@ fn devices(config: &ContainerConfig) -> Result<Vec<Device>, Invalid> {
                 ));
             };
             let rdev = meta.rdev();
-            Ok(Device {
+            let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+            let rule = DeviceRule {
+                kind: if kind == 'c' {
+                    DeviceKind::Char
+                } else {
+                    DeviceKind::Block
+                },
+                major: Some(major as u32),
+                minor: Some(minor as u32),
+                access,
+            };
+            let node = Device {
                 path: if d.container_path.is_empty() {
                     d.host_path.clone()
                 } else {
                     d.container_path.clone()
                 },
                 kind,
-                major: nix::sys::stat::major(rdev),
-                minor: nix::sys::stat::minor(rdev),
+                major,
+                minor,
                 mode: meta.mode() & 0o7777,
                 uid: 0,
                 gid: 0,
-            })
+            };
+            Ok((node, rule))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|pairs| pairs.into_iter().unzip())
 }
 
 /// The capabilities in this process's bounding set, by name (ALL_CAPABILITIES is in

@@ -273,7 +273,14 @@ impl Containers {
             other => other,
         };
         match self
-            .prepare(&sandbox, &record, &spec, pid_mode, &config)
+            .prepare(
+                &sandbox,
+                &record,
+                &spec,
+                &built.device_rules,
+                pid_mode,
+                &config,
+            )
             .await
         {
             Ok(pid) => {
@@ -324,12 +331,14 @@ impl Containers {
         Ok(target.pid)
     }
 
-    /// Folders, cgroup with limits, the spec file, and the process waiting in the monitor.
+    /// Folders, cgroup with limits and device rules (before any process is in it), the spec
+    /// file, and the process waiting in the monitor.
     async fn prepare(
         &self,
         sandbox: &SandboxRecord,
         record: &ContainerRecord,
         spec: &crate::executor::spec::ContainerSpec,
+        device_rules: &[crate::cgroup::DeviceRule],
         pid_mode: monitor_containers::PidMode,
         config: &ContainerConfig,
     ) -> Result<i32, ContainerError> {
@@ -347,9 +356,11 @@ impl Containers {
                 config.linux.as_ref().and_then(|l| l.resources.as_ref()),
             );
             let (cgroups, path) = (cgroups.clone(), record.cgroup.clone());
+            let device_rules = device_rules.to_vec();
             tokio::task::spawn_blocking(move || {
                 cgroups.create(&path)?;
-                cgroups.apply(&path, &resources)
+                cgroups.apply(&path, &resources)?;
+                cgroups.set_devices(&path, &device_rules)
             })
             .await
             .map_err(|e| failed("creating the container cgroup")(e.to_string()))?

@@ -5,7 +5,8 @@
 //!
 //! Order (each step names itself in the error the monitor gets):
 //! 1. namespaces: network, IPC, UTS (join or create; PID is the monitor's);
-//! 2. cgroup: join the container's cgroup; oom_score_adj;
+//! 2. cgroup: join the container's cgroup, then enter the cgroup namespace (a new one rooted
+//!    there, or an exec's container's); oom_score_adj;
 //! 3. a private mount namespace (see `rootfs` for propagation), the overlay root, the
 //!    spec's mounts;
 //! 4. /dev nodes and links; 5. pivot_root, masked and read-only paths;
@@ -18,6 +19,7 @@ pub mod spec;
 pub mod sync;
 
 mod capabilities;
+mod cgroupfs;
 mod devices;
 mod error;
 mod exec;
@@ -34,7 +36,7 @@ use std::path::Path;
 pub use error::Error;
 
 use error::{Context, Result};
-use spec::{ContainerSpec, SeccompProfile};
+use spec::{ContainerSpec, NamespaceMode, SeccompProfile};
 use sync::{EXIT_EXEC_FAILED, EXIT_FAILED, EXIT_NOT_STARTED, Message, Reporter, StartSignal};
 
 /// Entry point of `ferrocri executor --spec <file>`. Never returns when the exec succeeds.
@@ -99,6 +101,12 @@ fn prepare(spec_file: &Path, report: &mut Reporter) -> Result<Ready> {
 
     namespaces::enter(&spec.namespaces).context(|| "namespaces")?;
     join_cgroup(&spec.cgroup).context(|| "cgroup")?;
+    let cgroup_ns = match spec.exec_in {
+        // An exec sees the cgroups as its container does.
+        Some(pid) => NamespaceMode::Join(format!("/proc/{pid}/ns/cgroup").into()),
+        None => spec.namespaces.cgroup.clone(),
+    };
+    namespaces::enter_cgroup(&cgroup_ns).context(|| "namespaces")?;
     if let Some(value) = spec.oom_score_adj
         && let Some(warning) = process::set_oom_score_adj(value).context(|| "oom_score_adj")?
     {
@@ -167,8 +175,14 @@ fn build_root(spec: &ContainerSpec) -> Result<()> {
     rootfs::isolate(&spec.mounts, &spec.rootfs.mount_point).context(|| "mount namespace")?;
     overlay::mount_rootfs(&spec.rootfs).context(|| "rootfs")?;
     let root = inroot::Root::open(&spec.rootfs.mount_point).context(|| "rootfs")?;
+    let own_cgroup_ns = spec.namespaces.cgroup != NamespaceMode::Host;
     for m in &spec.mounts {
-        mounts::apply(&root, m).context(|| format!("mount {}", m.destination))?;
+        if m.fstype == "cgroup" {
+            cgroupfs::mount_cgroups(&root, m, &spec.cgroup, own_cgroup_ns)
+        } else {
+            mounts::apply(&root, m)
+        }
+        .context(|| format!("mount {}", m.destination))?;
     }
     devices::create(&root, spec).context(|| "devices")
 }

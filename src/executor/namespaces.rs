@@ -1,4 +1,4 @@
-//! Joining or creating the container's network, IPC and UTS namespaces. The PID namespace
+//! Joining or creating the container's network, IPC, UTS and cgroup namespaces. The PID namespace
 //! is the monitor's business (it applies to children, so it is set up before the fork);
 //! the mount namespace is always new and handled by `rootfs`.
 
@@ -19,6 +19,12 @@ pub fn enter(namespaces: &Namespaces) -> Result<()> {
         enter_one(kind, mode, flag)?;
     }
     Ok(())
+}
+
+/// The cgroup namespace, entered apart from the others: its root is the cgroup the process
+/// is in at that moment, so it comes after joining the container's cgroup.
+pub fn enter_cgroup(mode: &NamespaceMode) -> Result<()> {
+    enter_one("cgroup", mode, CloneFlags::CLONE_NEWCGROUP)
 }
 
 fn enter_one(kind: &str, mode: &NamespaceMode, flag: CloneFlags) -> Result<()> {

@@ -69,6 +69,10 @@ pub struct Namespaces {
     pub uts: NamespaceMode,
     /// Arranged by the monitor before it forks (a PID namespace applies to children).
     pub pid: NamespaceMode,
+    /// Entered right after joining the container's cgroup, so that cgroup is the namespace's
+    /// root: `/proc/self/cgroup` shows `/` and cgroupfs mounts show only the container's.
+    #[serde(default)]
+    pub cgroup: NamespaceMode,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

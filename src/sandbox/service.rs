@@ -257,9 +257,12 @@ impl Sandboxes {
             let resources = crate::container::resources::from_cri(
                 config.linux.as_ref().and_then(|l| l.resources.as_ref()),
             );
+            // The monitor and pause need no device beyond the default list (the monitor opens
+            // /dev/null, /dev/ptmx and ptys; the containers have cgroups of their own).
             cgroups
                 .create(&record.cgroup)
                 .and_then(|()| cgroups.apply(&record.cgroup, &resources))
+                .and_then(|()| cgroups.set_devices(&record.cgroup, &crate::cgroup::DEFAULT_DEVICES))
                 .map_err(|e| step("creating the pod cgroup")(e.to_string()))?;
         }
         if record.ipc_mode() != NamespaceMode::Node {

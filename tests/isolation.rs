@@ -1,0 +1,360 @@
+//! Device allowlist and the container's own cgroup view, through the real daemon, as root,
+//! with busybox from the local test registry: what a process inside a default, a
+//! privileged and a device-granted container can open, what it sees at /sys/fs/cgroup and in
+//! /proc/self/cgroup, and the rules as the host's cgroupfs holds them.
+
+mod common;
+#[path = "common/ctr.rs"]
+mod ctr;
+
+use std::path::{Path, PathBuf};
+
+use common::pods::*;
+use ctr::*;
+use ferrocri::cri::v1::*;
+
+type RuntimeServiceClient =
+    ferrocri::cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>;
+
+/// One test at a time (they share the slot's network and compare host state).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const MIB: i64 = 1 << 20;
+
+/// runc's default allowlist in the kernel's `devices.list` syntax (sorted as strings).
+const DEFAULT_LIST: [&str; 11] = [
+    "b *:* m",
+    "c *:* m",
+    "c 10:200 rwm",
+    "c 136:* rwm",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:2 rwm",
+];
+
+/// Runs `script` with `sh -c` in the container; returns (exit code, stdout + stderr).
+async fn sh(rt: &mut RuntimeServiceClient, id: &str, script: &str) -> (i32, String) {
+    let out = exec(rt, id, &["sh", "-c", script], 20)
+        .await
+        .unwrap_or_else(|e| panic!("ExecSync {script:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.exit_code, text)
+}
+
+/// The container's directory in the v1 devices hierarchy (None on other hosts).
+fn devices_dir(container_id: &str) -> Option<PathBuf> {
+    let dir = Path::new("/sys/fs/cgroup/devices");
+    dir.join("devices.list")
+        .exists()
+        .then(|| dir.join("ferrocri").join(container_id))
+}
+
+fn sorted_lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+fn v1_host() -> bool {
+    Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
+}
+
+async fn new_container(
+    env: &PodEnv,
+    rt: &mut RuntimeServiceClient,
+    pod_id: &str,
+    pod: &PodSandboxConfig,
+    config: ContainerConfig,
+) -> String {
+    let id = create(env, rt, pod_id, pod, config).await;
+    start(env, rt, &id).await;
+    id
+}
+
+#[tokio::test]
+async fn a_default_container_gets_runcs_device_list_and_its_own_read_only_cgroups() {
+    let _serial = SERIAL.lock().await;
+    let env = start_env(1);
+    pull_busybox(&env).await;
+    let mut rt = env.runtime().await;
+    let pod = pod_with_logs(&env, "iso", "uid-iso");
+    let pod_id = run_pod(&env, &mut rt, pod.clone()).await;
+
+    let mut config = busybox_config("plain", &["sleep", "3600"], false);
+    config.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 96 * MIB,
+            cpu_quota: 50_000,
+            cpu_period: 100_000,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = new_container(&env, &mut rt, &pod_id, &pod, config).await;
+
+    // Devices: mknod is allowed, opening what the list does not name is not.
+    let (code, out) = sh(&mut rt, &id, "mknod /tmp/mem c 1 1 && head -c1 /tmp/mem").await;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("Operation not permitted"), "{out}");
+    let (code, out) = sh(&mut rt, &id, "mknod /tmp/disk b 7 0 && head -c1 /tmp/disk").await;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("Operation not permitted"), "{out}");
+    let (code, out) = sh(
+        &mut rt,
+        &id,
+        "echo x >/dev/null && head -c4 /dev/zero | wc -c && head -c4 /dev/urandom | wc -c \
+         && head -c4 /dev/random | wc -c && (echo x >/dev/full; true)",
+    )
+    .await;
+    assert_eq!(
+        (code, out.split_whitespace().take(3).collect::<Vec<_>>()),
+        (0, vec!["4"; 3]),
+        "{out}"
+    );
+
+    // The host's view of the same rules.
+    if let Some(dir) = devices_dir(&id) {
+        assert_eq!(sorted_lines(&dir.join("devices.list")), DEFAULT_LIST);
+        let pod_dir = dir.parent().unwrap().join(&pod_id);
+        assert_eq!(
+            sorted_lines(&pod_dir.join("devices.list")),
+            DEFAULT_LIST,
+            "the pod cgroup"
+        );
+    }
+
+    // Its own cgroup namespace: every line of /proc/self/cgroup is the root.
+    let (code, out) = sh(&mut rt, &id, "cat /proc/self/cgroup").await;
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.trim().is_empty());
+    for line in out.lines() {
+        assert!(line.ends_with(":/"), "{line}\n{out}");
+    }
+
+    // /sys/fs/cgroup: read-only, the container's own limits where the JVM reads them.
+    let (code, out) = sh(&mut rt, &id, "grep ' /sys/fs/cgroup' /proc/self/mounts").await;
+    assert_eq!(code, 0, "{out}");
+    for line in out.lines() {
+        let options = line.split(' ').nth(3).unwrap_or_default();
+        let flags: Vec<&str> = options.split(',').collect();
+        for flag in ["ro", "nosuid", "nodev", "noexec"] {
+            assert!(flags.contains(&flag), "{flag} missing: {line}");
+        }
+    }
+    let (code, out) = sh(
+        &mut rt,
+        &id,
+        "mkdir /sys/fs/cgroup/x || touch /sys/fs/cgroup/x",
+    )
+    .await;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("Read-only file system"), "{out}");
+    if v1_host() {
+        let (code, out) = sh(
+            &mut rt,
+            &id,
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us \
+             /sys/fs/cgroup/cpu/cpu.cfs_period_us",
+        )
+        .await;
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(
+            out.split_whitespace().collect::<Vec<_>>(),
+            [(96 * MIB).to_string().as_str(), "50000", "100000"],
+        );
+        let (code, out) = sh(
+            &mut rt,
+            &id,
+            "echo 1 > /sys/fs/cgroup/memory/memory.limit_in_bytes; mkdir /sys/fs/cgroup/memory/x",
+        )
+        .await;
+        assert_ne!(code, 0, "{out}");
+        assert_eq!(out.matches("Read-only file system").count(), 2, "{out}");
+        // Every host hierarchy under its host name, and nothing of the host's tree.
+        let (_, listing) = sh(&mut rt, &id, "ls /sys/fs/cgroup").await;
+        let host: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        let mut inside: Vec<&str> = listing.split_whitespace().collect();
+        inside.sort();
+        let mut host: Vec<&str> = host.iter().map(String::as_str).collect();
+        host.sort();
+        assert_eq!(inside, host);
+        let (code, out) = sh(&mut rt, &id, "ls /sys/fs/cgroup/memory | grep -c ferrocri").await;
+        assert_eq!((code, out.trim()), (1, "0"), "the host's tree shows: {out}");
+    } else {
+        let (code, out) = sh(&mut rt, &id, "cat /sys/fs/cgroup/memory.max").await;
+        assert_eq!((code, out.trim()), (0, (96 * MIB).to_string().as_str()));
+    }
+
+    // An update changes the limits the container sees, never its device rules.
+    rt.update_container_resources(UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 128 * MIB,
+            cpu_quota: 50_000,
+            cpu_period: 100_000,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("UpdateContainerResources");
+    if v1_host() {
+        let (_, out) = sh(
+            &mut rt,
+            &id,
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+        )
+        .await;
+        assert_eq!(out.trim(), (128 * MIB).to_string());
+    }
+    if let Some(dir) = devices_dir(&id) {
+        assert_eq!(sorted_lines(&dir.join("devices.list")), DEFAULT_LIST);
+    }
+    let (code, out) = sh(&mut rt, &id, "mknod /tmp/mem2 c 1 1 && head -c1 /tmp/mem2").await;
+    assert!(
+        code != 0 && out.contains("Operation not permitted"),
+        "{out}"
+    );
+
+    // A CRI device with "r": it can be read, not written.
+    let mut config = busybox_config("granted", &["sleep", "3600"], false);
+    config.devices = vec![Device {
+        container_path: "/dev/xloop".into(),
+        host_path: "/dev/loop0".into(),
+        permissions: "r".into(),
+    }];
+    let granted = new_container(&env, &mut rt, &pod_id, &pod, config).await;
+    let (code, out) = sh(&mut rt, &granted, "head -c1 /dev/xloop | wc -c").await;
+    assert_eq!((code, out.trim()), (0, "0"), "{out}");
+    let (code, out) = sh(&mut rt, &granted, "echo x > /dev/xloop").await;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("Operation not permitted"), "{out}");
+    if let Some(dir) = devices_dir(&granted) {
+        let list = sorted_lines(&dir.join("devices.list"));
+        assert!(list.contains(&"b 7:0 r".to_owned()), "{list:?}");
+        assert_eq!(list.len(), DEFAULT_LIST.len() + 1, "{list:?}");
+    }
+
+    // A permission string that is not rwm is refused, naming the field.
+    let mut config = busybox_config("bad", &["true"], false);
+    config.devices = vec![Device {
+        container_path: "/dev/xloop".into(),
+        host_path: "/dev/loop0".into(),
+        permissions: "rx".into(),
+    }];
+    let err = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod_id.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod.clone()),
+        })
+        .await
+        .expect_err("permissions rx");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("config.devices"), "{err:?}");
+
+    // Exec sessions are in the same cgroup namespace.
+    let (code, out) = sh(&mut rt, &granted, "cat /proc/self/cgroup | grep -vc ':/$'").await;
+    assert_eq!((code, out.trim()), (1, "0"), "{out}");
+
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod_id.clone(),
+    })
+    .await
+    .expect("StopPodSandbox");
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod_id,
+    })
+    .await
+    .expect("RemovePodSandbox");
+}
+
+#[tokio::test]
+async fn a_privileged_container_gets_every_device_and_writable_cgroups() {
+    let _serial = SERIAL.lock().await;
+    let env = start_env(2);
+    pull_busybox(&env).await;
+    let mut rt = env.runtime().await;
+    let mut pod = pod_with_logs(&env, "iso-priv", "uid-iso-priv");
+    pod.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .privileged = true;
+    let pod_id = run_pod(&env, &mut rt, pod.clone()).await;
+    let mut config = busybox_config("priv", &["sleep", "3600"], false);
+    config.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            privileged: true,
+            ..Default::default()
+        }),
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 80 * MIB,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = new_container(&env, &mut rt, &pod_id, &pod, config).await;
+
+    // The open reaches the driver (this host may have no /dev/mem driver: ENXIO, not EPERM).
+    let (_, out) = sh(&mut rt, &id, "mknod /tmp/mem c 1 1 && head -c1 /tmp/mem").await;
+    assert!(!out.contains("Operation not permitted"), "{out}");
+    let (code, out) = sh(
+        &mut rt,
+        &id,
+        "mknod /tmp/disk b 7 0 && head -c1 /tmp/disk | wc -c",
+    )
+    .await;
+    assert_eq!((code, out.trim()), (0, "0"), "{out}");
+    if let Some(dir) = devices_dir(&id) {
+        assert_eq!(sorted_lines(&dir.join("devices.list")), ["a *:* rwm"]);
+    }
+
+    // /sys/fs/cgroup is writable and is the container's own cgroup.
+    let (code, out) = sh(&mut rt, &id, "grep ' /sys/fs/cgroup' /proc/self/mounts").await;
+    assert_eq!(code, 0, "{out}");
+    for line in out.lines() {
+        let options = line.split(' ').nth(3).unwrap_or_default();
+        assert!(options.split(',').any(|o| o == "rw"), "{line}");
+    }
+    if v1_host() {
+        let (code, out) = sh(
+            &mut rt,
+            &id,
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes && mkdir /sys/fs/cgroup/memory/sub \
+             && rmdir /sys/fs/cgroup/memory/sub && echo made",
+        )
+        .await;
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(
+            out.split_whitespace().collect::<Vec<_>>(),
+            [(80 * MIB).to_string().as_str(), "made"]
+        );
+    }
+
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod_id.clone(),
+    })
+    .await
+    .expect("StopPodSandbox");
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod_id,
+    })
+    .await
+    .expect("RemovePodSandbox");
+}
