@@ -1296,7 +1296,7 @@ fn cgroupfs_read_only(fx: &Fixture) -> Vec<String> {
     };
     for (script, what) in [
         (
-            format!("echo 1073741824 > {limit_file}"),
+            format!("( echo 1073741824 > {limit_file} )"),
             "raise its memory limit",
         ),
         (format!("mkdir {dir}/escape"), "create a child cgroup"),
