@@ -165,6 +165,7 @@ const RULES: &[(&str, Rule)] = &[
     ("isolation::network", isolation_network),
     ("isolation::namespaces", isolation_namespaces),
     ("isolation::fds_and_cwd", isolation_fds_and_cwd),
+    ("isolation::session_keyring", isolation_session_keyring),
     ("privileged::capabilities", privileged_capabilities),
     ("privileged::devices", privileged_devices),
     ("privileged::sys_and_cgroupfs_writable", privileged_writable),
@@ -257,6 +258,8 @@ impl Fixture {
             .enable_all()
             .build()
             .expect("tokio runtime");
+        // Before the daemon starts, so that it and its monitors inherit this keyring.
+        plant_session_key();
         let env = start_env(2);
         let layout = Layout::detect();
         let made = rt.block_on(make_pods(&env));
@@ -1634,6 +1637,91 @@ fn isolation_fds_and_cwd(fx: &Fixture) -> Vec<String> {
         if cwd.lines().collect::<Vec<_>>() != ["/", "/"] {
             found.push(format!(
                 "{}: its process's cwd and root are {cwd:?}, expected / inside",
+                ctr.name
+            ));
+        }
+    }
+    found
+}
+
+/// The description of the key [`plant_session_key`] adds.
+const PLANTED_KEY: &str = "ferrocri-hardening-probe";
+
+/// Gives this thread (and so the daemon it starts, and its monitors) a session keyring of
+/// its own holding a key that only its possessors may see: a container that still holds the
+/// runtime's session keyring lists it in /proc/keys.
+fn plant_session_key() {
+    let name = std::ffi::CString::new("ferrocri-hardening-host").unwrap();
+    let description = std::ffi::CString::new(PLANTED_KEY).unwrap();
+    let user = std::ffi::CString::new("user").unwrap();
+    let payload = b"secret of the runtime";
+    // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, name) reads a NUL-terminated string that
+    // lives across the call; it only changes this thread's credentials.
+    let ring = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            libc::KEYCTL_JOIN_SESSION_KEYRING,
+            name.as_ptr(),
+        )
+    };
+    assert!(
+        ring > 0,
+        "join a session keyring: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: add_key reads two NUL-terminated strings and `payload.len()` bytes, all alive
+    // across the call.
+    let key = unsafe {
+        libc::syscall(
+            libc::SYS_add_key,
+            user.as_ptr(),
+            description.as_ptr(),
+            payload.as_ptr(),
+            payload.len(),
+            libc::KEY_SPEC_SESSION_KEYRING,
+        )
+    };
+    assert!(key > 0, "add_key: {}", std::io::Error::last_os_error());
+    // Possessor permissions only (view, read, write, search, link, setattr).
+    // SAFETY: keyctl(KEYCTL_SETPERM, serial, perm) takes integers only.
+    let set = unsafe { libc::syscall(libc::SYS_keyctl, libc::KEYCTL_SETPERM, key, 0x3f00_0000u32) };
+    assert_eq!(set, 0, "setperm: {}", std::io::Error::last_os_error());
+    // The probe works: this thread possesses the key, so its /proc/keys lists it.
+    let keys = std::fs::read_to_string("/proc/keys").unwrap_or_default();
+    assert!(
+        keys.contains(PLANTED_KEY),
+        "{PLANTED_KEY} not listed: {keys}"
+    );
+}
+
+/// Each container has a session keyring of its own (runc joins `_ses.<container id>`), not
+/// the runtime's: keyrings are not namespaced, and a container without a seccomp profile
+/// may read and link any key it possesses.
+fn isolation_session_keyring(fx: &Fixture) -> Vec<String> {
+    let mut found = Vec::new();
+    // /proc/keys is masked elsewhere: the privileged container shows what the executor
+    // leaves to every container, for its process and for an exec.
+    let keys = fx.read(&fx.privileged, "cat /proc/keys");
+    if keys.contains(PLANTED_KEY) {
+        found.push(format!(
+            "privileged (an exec): possesses the runtime's session keyring (sees {PLANTED_KEY})"
+        ));
+    }
+    // The exec joined its container's keyring, not a new one of the same name.
+    let own = format!("_ses.{}", fx.privileged.id);
+    if keys.matches(&own).count() != 1 {
+        found.push(format!(
+            "privileged (an exec): {} keyrings named {own}: {keys}",
+            keys.matches(&own).count()
+        ));
+    }
+    // Keyrings owned by root are listed to any root process: one per container.
+    let host_keys = std::fs::read_to_string("/proc/keys").unwrap_or_default();
+    for ctr in [&fx.default, &fx.confined, &fx.nonroot, &fx.privileged] {
+        let ring = format!("_ses.{}", ctr.id);
+        if !host_keys.contains(&ring) {
+            found.push(format!(
+                "{}: no session keyring {ring} of its own",
                 ctr.name
             ));
         }
