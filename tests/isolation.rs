@@ -307,7 +307,6 @@ async fn a_privileged_container_gets_every_device_and_writable_cgroups() {
             memory_limit_in_bytes: 80 * MIB,
             ..Default::default()
         }),
-        ..Default::default()
     });
     let id = new_container(&env, &mut rt, &pod_id, &pod, config).await;
 
@@ -345,6 +344,9 @@ async fn a_privileged_container_gets_every_device_and_writable_cgroups() {
             out.split_whitespace().collect::<Vec<_>>(),
             [(80 * MIB).to_string().as_str(), "made"]
         );
+        // Its own cgroup in every hierarchy (binds, in the host's cgroup namespace).
+        let (_, out) = sh(&mut rt, &id, "ls /sys/fs/cgroup/*/ | grep -c ferrocri").await;
+        assert_eq!(out.trim(), "0", "the host's tree shows: {out}");
     }
 
     rt.stop_pod_sandbox(StopPodSandboxRequest {
@@ -357,4 +359,116 @@ async fn a_privileged_container_gets_every_device_and_writable_cgroups() {
     })
     .await
     .expect("RemovePodSandbox");
+}
+
+/// The daemon in a mount namespace whose only cgroup filesystem is cgroup2 at
+/// /sys/fs/cgroup: to ferrocri this host is pure v2 (the same kernel tree a hybrid host
+/// mounts at /sys/fs/cgroup/unified), so devices go through the BPF program and the
+/// container gets one cgroup2 mount.
+#[tokio::test]
+async fn on_a_cgroup2_only_view_the_device_program_and_the_cgroup2_mount_hold() {
+    let _serial = SERIAL.lock().await;
+    if !Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists()
+        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    {
+        eprintln!("skipped: no cgroup2 tree");
+        return;
+    }
+    let mut env = start_env(3);
+    env.daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    env.daemon.wait(std::time::Duration::from_secs(30));
+    let script = "set -e
+        umount -l /sys/fs/cgroup
+        mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 /sys/fs/cgroup
+        exec \"$@\"";
+    env.daemon.wrapper = ["unshare", "-m", "sh", "-c", script, "sh"]
+        .map(str::to_owned)
+        .to_vec();
+    env.daemon.restart();
+    pull_busybox(&env).await;
+    let mut rt = env.runtime().await;
+
+    let pod = pod_with_logs(&env, "iso-v2", "uid-iso-v2");
+    let pod_id = run_pod(&env, &mut rt, pod.clone()).await;
+    let config = busybox_config("v2", &["sleep", "3600"], false);
+    let id = new_container(&env, &mut rt, &pod_id, &pod, config).await;
+    let (code, out) = sh(&mut rt, &id, "mknod /tmp/mem c 1 1 && head -c1 /tmp/mem").await;
+    assert!(
+        code != 0 && out.contains("Operation not permitted"),
+        "{out}"
+    );
+    let (code, out) = sh(&mut rt, &id, "mknod /tmp/disk b 7 0 && head -c1 /tmp/disk").await;
+    assert!(
+        code != 0 && out.contains("Operation not permitted"),
+        "{out}"
+    );
+    let (code, out) = sh(
+        &mut rt,
+        &id,
+        "echo x >/dev/null && head -c4 /dev/zero | wc -c",
+    )
+    .await;
+    assert_eq!((code, out.trim()), (0, "4"), "{out}");
+
+    let (code, out) = sh(&mut rt, &id, "grep ' /sys/fs/cgroup ' /proc/self/mounts").await;
+    assert_eq!(code, 0, "{out}");
+    let fields: Vec<&str> = out.split(' ').collect();
+    assert_eq!(fields[2], "cgroup2", "{out}");
+    assert!(fields[3].split(',').any(|o| o == "ro"), "{out}");
+    let (code, out) = sh(
+        &mut rt,
+        &id,
+        "cat /sys/fs/cgroup/cgroup.procs | wc -l; ls /sys/fs/cgroup | grep -c ferrocri; \
+         mkdir /sys/fs/cgroup/x",
+    )
+    .await;
+    assert_ne!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_ne!(lines[0].trim(), "0", "the container's own processes: {out}");
+    assert_eq!(lines[1].trim(), "0", "the host's tree shows: {out}");
+    assert!(out.contains("Read-only file system"), "{out}");
+    let (code, out) = sh(&mut rt, &id, "cat /proc/self/cgroup | grep -vc ':/$'").await;
+    assert_eq!((code, out.trim()), (1, "0"), "{out}");
+
+    // Privileged: every device.
+    let mut privileged_pod = pod_with_logs(&env, "iso-v2p", "uid-iso-v2p");
+    privileged_pod
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .privileged = true;
+    let privileged_pod_id = run_pod(&env, &mut rt, privileged_pod.clone()).await;
+    let mut config = busybox_config("v2p", &["sleep", "3600"], false);
+    config.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            privileged: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let privileged =
+        new_container(&env, &mut rt, &privileged_pod_id, &privileged_pod, config).await;
+    let (code, out) = sh(
+        &mut rt,
+        &privileged,
+        "mknod /tmp/disk b 7 0 && head -c1 /tmp/disk | wc -c",
+    )
+    .await;
+    assert_eq!((code, out.trim()), (0, "0"), "{out}");
+
+    for pod in [pod_id, privileged_pod_id] {
+        rt.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .expect("StopPodSandbox");
+        rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .expect("RemovePodSandbox");
+    }
 }

@@ -191,7 +191,7 @@ pub fn build(
             additional_gids: identity.groups.clone(),
         },
         namespaces: namespaces(sandbox, privileged),
-        mounts: mounts(config, sandbox, privileged)?,
+        mounts: mounts(config, sandbox, privileged, !paths.cgroup.is_empty())?,
         masked_paths,
         readonly_paths,
         devices,
@@ -347,6 +347,7 @@ fn mounts(
     config: &ContainerConfig,
     sandbox: &SandboxRecord,
     privileged: bool,
+    with_cgroup: bool,
 ) -> Result<Vec<Mount>, Invalid> {
     let requested: Vec<&str> = config
         .mounts
@@ -392,7 +393,7 @@ fn mounts(
             },
         ),
     ];
-    if wanted("/sys/fs/cgroup") {
+    if with_cgroup && wanted("/sys/fs/cgroup") {
         // The container's own cgroups; the executor expands this into the host's layout.
         list.push(mount(
             "cgroup",
@@ -731,6 +732,36 @@ mod tests {
             ..Default::default()
         });
         assert!(capabilities(&s, false).is_err());
+    }
+
+    #[test]
+    fn cri_devices_become_nodes_and_rules_with_their_permissions() {
+        let device = |permissions: &str| ContainerConfig {
+            devices: vec![crate::cri::v1::Device {
+                container_path: "/dev/mynull".into(),
+                host_path: "/dev/null".into(),
+                permissions: permissions.into(),
+            }],
+            ..Default::default()
+        };
+        let (nodes, rules) = devices(&device("r")).unwrap();
+        assert_eq!(
+            (
+                nodes[0].path.as_str(),
+                nodes[0].kind,
+                nodes[0].major,
+                nodes[0].minor
+            ),
+            ("/dev/mynull", 'c', 1, 3)
+        );
+        assert_eq!(rules[0].to_string(), "c 1:3 r");
+        assert_eq!(devices(&device("")).unwrap().1[0].to_string(), "c 1:3 rwm");
+        let err = devices(&device("rx")).unwrap_err();
+        assert_eq!(err.field, "config.devices");
+        assert!(err.message.contains("/dev/null"), "{}", err.message);
+        let mut not_a_device = device("rw");
+        not_a_device.devices[0].host_path = "/etc/hostname".into();
+        assert!(devices(&not_a_device).is_err());
     }
 
     #[test]

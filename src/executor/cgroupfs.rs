@@ -9,7 +9,7 @@
 //! In the container's own cgroup namespace (entered after joining its cgroup) each mount's
 //! root is the container's cgroup. A container in the host's cgroup namespace (privileged,
 //! as containerd does) gets, as runc gives it, binds of its own cgroup directories on v1 and
-//! the whole tree on v2. The spec's flags (`ro`, `nosuid`, `nodev`, `noexec`) apply to each.
+//! hybrid hosts (the `unified` one too) and the whole tree on v2. The spec's flags (`ro`, `nosuid`, `nodev`, `noexec`) apply to each.
 
 use nix::mount::{MsFlags, mount};
 use rustix::io::Errno;
@@ -80,7 +80,8 @@ impl Target<'_> {
     fn mount(&self, path: &str, h: &ContainerMount) -> Result<()> {
         let dir = self.root.ensure_dir(path, 0o755, None)?;
         let target = fd_path(&dir);
-        if self.own_namespace || h.fstype == "cgroup2" {
+        // Pure v2 (no directory of its own) in the host's namespace: the whole tree, as runc.
+        if self.own_namespace || h.dir.is_empty() {
             let data = (!h.data.is_empty()).then_some(h.data.as_str());
             return mount(
                 Some("cgroup"),

@@ -22,6 +22,9 @@ pub struct Daemon {
     pub config_path: PathBuf,
     pub socket: PathBuf,
     pub child: Option<Child>,
+    /// A command the binary is started under (its arguments follow), e.g. `unshare -m …`
+    /// to give the daemon a mount namespace of its own; empty: started directly.
+    pub wrapper: Vec<String>,
 }
 
 impl Daemon {
@@ -61,6 +64,7 @@ impl Daemon {
             config_path,
             socket,
             child: None,
+            wrapper: Vec::new(),
         }
     }
 
@@ -71,7 +75,15 @@ impl Daemon {
             .append(true)
             .open(self.dir.path().join("daemon.log"))
             .expect("log file");
-        let child = Command::new(BIN)
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = command
             .arg("--config")
             .arg(&self.config_path)
             .arg("--log-level")
