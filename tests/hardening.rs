@@ -22,7 +22,7 @@ mod common;
 mod ctr;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use common::pods::{PodEnv, log_tail, ns_id, pod_config, unescape_mountinfo};
@@ -97,21 +97,29 @@ const HOST_SYSCTL: &str = "/proc/sys/kernel/printk_ratelimit_burst";
 
 fn main() -> std::process::ExitCode {
     let args = Arguments::from_args();
-    let fixture = Arc::new(OnceLock::new());
+    let host = Layout::detect();
+    // Every rule on the host's layout; on a hybrid host also on a cgroup2-only view of it.
+    let mut fixtures = vec![(host.name(), View::Host, Arc::new(OnceLock::new()))];
+    if let Layout::V1 { hybrid: true, .. } = host {
+        fixtures.push(("v2", View::Cgroup2Only, Arc::new(OnceLock::new())));
+    }
     let rules = RULES.iter().map(|&(name, rule)| (name, rule, None));
     let gaps = KNOWN_GAPS
         .iter()
         .map(|&(name, rule, why)| (name, rule, Some(why)));
-    let trials = rules
-        .chain(gaps)
-        .map(|(name, rule, known_gap)| {
-            let fixture = Arc::clone(&fixture);
-            Trial::test(name, move || {
-                let fx: &Fixture = fixture.get_or_init(Fixture::start);
-                let findings = rule(fx);
-                if findings.is_empty() {
-                    Ok(())
-                } else {
+    let rules: Vec<(&str, Rule, Option<&str>)> = rules.chain(gaps).collect();
+    let mut trials = Vec::new();
+    for (label, view, fixture) in &fixtures {
+        for &(name, rule, known_gap) in &rules {
+            let (fixture, view) = (Arc::clone(fixture), *view);
+            let name = format!("{label}::{name}");
+            trials.push(
+                Trial::test(name.clone(), move || {
+                    let fx: &Fixture = fixture.get_or_init(|| Fixture::start(view));
+                    let findings = rule(fx);
+                    if findings.is_empty() {
+                        return Ok(());
+                    }
                     let gap = known_gap
                         .map(|w| format!(" (known gap: {w})"))
                         .unwrap_or_default();
@@ -119,25 +127,37 @@ fn main() -> std::process::ExitCode {
                         "rule {name} broken{gap}:\n  {}",
                         findings.join("\n  ")
                     )))
-                }
-            })
-            .with_ignored_flag(known_gap.is_some())
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-    if let Ok(script) = std::env::var("HARDENING_DUMP")
-        && let Some(fx) = fixture.get()
-    {
-        for ctr in [&fx.default, &fx.confined, &fx.privileged] {
-            let out = fx.sh(ctr, &script);
-            eprintln!("== {}\n{}{}", ctr.name, out.stdout, out.stderr);
+                })
+                .with_ignored_flag(known_gap.is_some()),
+            );
         }
     }
-    // Every trial (and its clone of the Arc) is gone: remove the pods, then the daemon.
-    if let Some(fixture) = Arc::into_inner(fixture).and_then(OnceLock::into_inner) {
-        fixture.stop();
+    let conclusion = libtest_mimic::run(&args, trials);
+    for (label, _, fixture) in fixtures {
+        if let Ok(script) = std::env::var("HARDENING_DUMP")
+            && let Some(fx) = fixture.get()
+        {
+            for ctr in [&fx.default, &fx.confined, &fx.privileged] {
+                let out = fx.sh(ctr, &script);
+                eprintln!("== {label} {}\n{}{}", ctr.name, out.stdout, out.stderr);
+            }
+        }
+        // Every trial (and its clone of the Arc) is gone: remove the pods, then the daemon.
+        if let Some(fixture) = Arc::into_inner(fixture).and_then(OnceLock::into_inner) {
+            fixture.stop();
+        }
     }
     conclusion.exit_code()
+}
+
+/// Where the daemon of a fixture runs.
+#[derive(Debug, Clone, Copy)]
+enum View {
+    /// As the host is.
+    Host,
+    /// In a mount namespace whose only cgroup filesystem is the host's cgroup2 tree at
+    /// /sys/fs/cgroup: to ferrocri a pure v2 host.
+    Cgroup2Only,
 }
 
 type Rule = fn(&Fixture) -> Vec<String>;
@@ -192,17 +212,27 @@ enum Layout {
         hierarchies: Vec<String>,
         hybrid: bool,
     },
-    V2,
+    /// v2; `root` is where the test (in the host's mount namespace) finds the tree.
+    V2 { root: String },
 }
 
 impl Layout {
+    fn name(&self) -> &'static str {
+        match self {
+            Layout::V1 { .. } => "v1",
+            Layout::V2 { .. } => "v2",
+        }
+    }
+
     fn detect() -> Layout {
         let mounts = parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
         if mounts
             .iter()
             .any(|m| m.mount_point == "/sys/fs/cgroup" && m.fstype == "cgroup2")
         {
-            return Layout::V2;
+            return Layout::V2 {
+                root: "/sys/fs/cgroup".into(),
+            };
         }
         let hierarchies = mounts
             .iter()
@@ -230,9 +260,11 @@ struct Fixture {
     rt: tokio::runtime::Runtime,
     env: PodEnv,
     layout: Layout,
+    /// The memory limit the default container asked for: none when the cgroup2 view has
+    /// no memory controller (a hybrid host keeps it in v1).
+    memory_limit: Option<i64>,
     pod: String,
     pod_pid: i32,
-    pod_netns: Option<PathBuf>,
     privileged_pod: String,
     /// No security settings at all, as a bare CRI request (plus a memory limit).
     default: Ctr,
@@ -252,7 +284,7 @@ struct Out {
 }
 
 impl Fixture {
-    fn start() -> Fixture {
+    fn start(view: View) -> Fixture {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -260,16 +292,43 @@ impl Fixture {
             .expect("tokio runtime");
         // Before the daemon starts, so that it and its monitors inherit this keyring.
         plant_session_key();
-        let env = start_env(2);
-        let layout = Layout::detect();
-        let made = rt.block_on(make_pods(&env));
+        let (mut env, layout) = match view {
+            View::Host => (start_env(2), Layout::detect()),
+            View::Cgroup2Only => (
+                start_env(1),
+                Layout::V2 {
+                    root: "/sys/fs/cgroup/unified".into(),
+                },
+            ),
+        };
+        if let View::Cgroup2Only = view {
+            env.daemon.signal(nix::sys::signal::Signal::SIGTERM);
+            env.daemon.wait(std::time::Duration::from_secs(30));
+            let script = "set -e
+                umount -l /sys/fs/cgroup
+                mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 /sys/fs/cgroup
+                exec \"$@\"";
+            env.daemon.wrapper = ["unshare", "-m", "sh", "-c", script, "sh"]
+                .map(str::to_owned)
+                .to_vec();
+            env.daemon.restart();
+        }
+        let memory_limit = match &layout {
+            Layout::V1 { .. } => Some(MEMORY_LIMIT),
+            Layout::V2 { root } => std::fs::read_to_string(format!("{root}/cgroup.controllers"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .any(|c| c == "memory")
+                .then_some(MEMORY_LIMIT),
+        };
+        let made = rt.block_on(make_pods(&env, memory_limit));
         Fixture {
             rt,
             env,
             layout,
+            memory_limit,
             pod: made.pod,
             pod_pid: made.pod_info.pid,
-            pod_netns: made.pod_info.netns,
             privileged_pod: made.privileged_pod,
             default: made.default,
             confined: made.confined,
@@ -353,7 +412,7 @@ struct Made {
 }
 
 /// The default pod with its three containers, and the privileged pod with its one.
-async fn make_pods(env: &PodEnv) -> Made {
+async fn make_pods(env: &PodEnv, memory_limit: Option<i64>) -> Made {
     pull_busybox(env).await;
     let mut client = env.runtime().await;
     let pod_config = pod_config("hardening", "fchd-ns", "uid-hardening", 0);
@@ -361,10 +420,12 @@ async fn make_pods(env: &PodEnv) -> Made {
     let (_, pod_info) = common::pods::status(&mut client, &pod).await;
 
     let mut default = container("default", &["sleep", "3600"]);
-    linux(&mut default).resources = Some(LinuxContainerResources {
-        memory_limit_in_bytes: MEMORY_LIMIT,
-        ..Default::default()
-    });
+    if let Some(limit) = memory_limit {
+        linux(&mut default).resources = Some(LinuxContainerResources {
+            memory_limit_in_bytes: limit,
+            ..Default::default()
+        });
+    }
     // Its own process writes to its terminal once, for devices::standard_nodes_work.
     let mut confined = container(
         "confined",
@@ -600,6 +661,46 @@ fn host_disk() -> Option<(String, u32, u32)> {
     disks.into_iter().next()
 }
 
+/// How many BPF_CGROUP_DEVICE programs are attached to the cgroup2 directory `dir`
+/// (BPF_PROG_QUERY, what `bpftool cgroup list` asks).
+fn device_programs(dir: &str) -> std::io::Result<u32> {
+    /// The BPF_PROG_QUERY member of `union bpf_attr`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct Query {
+        target_fd: u32,
+        attach_type: u32,
+        query_flags: u32,
+        attach_flags: u32,
+        prog_ids: u64,
+        prog_cnt: u32,
+        _pad: u32,
+        prog_attach_flags: u64,
+    }
+    const BPF_PROG_QUERY: libc::c_long = 16;
+    const BPF_CGROUP_DEVICE: u32 = 6;
+    let cgroup = std::fs::File::open(dir)?;
+    let mut query = Query {
+        target_fd: std::os::fd::AsRawFd::as_raw_fd(&cgroup) as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        ..Default::default()
+    };
+    // SAFETY: bpf(BPF_PROG_QUERY) reads and writes `size_of::<Query>()` bytes of `query`,
+    // which lives across the call; with no id buffer it only fills in the count.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_QUERY,
+            &mut query as *mut Query,
+            std::mem::size_of::<Query>(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(query.prog_cnt)
+}
+
 // ---------------------------------------------------------------------------------------
 // Devices.
 
@@ -631,28 +732,22 @@ fn devices_cgroup_allowlist(fx: &Fixture) -> Vec<String> {
                 }
             }
         }
-        Layout::V2 => {
+        Layout::V2 { root } => {
             // v2 has no devices.list: a BPF_PROG_TYPE_CGROUP_DEVICE program carries the list
-            // (its effect is what devices::mknod_then_open checks); here only that one is
-            // attached, through bpftool when the host has it.
-            let Some(cgroup) = host_cgroup_of(fx.default.pid, "") else {
-                return vec!["default: no cgroup v2 path".into()];
-            };
-            let dir = format!("/sys/fs/cgroup{cgroup}");
-            match std::process::Command::new("bpftool")
-                .args(["cgroup", "list", &dir])
-                .output()
-            {
-                Ok(out) => {
-                    let text = String::from_utf8_lossy(&out.stdout);
-                    if !text.contains("cgroup_device") && !text.contains("device") {
-                        found.push(format!(
-                            "default: no device program attached to {dir}: {text}"
-                        ));
+            // (its effect is what devices::mknod_then_open checks); here, that one is
+            // attached to the container's cgroup.
+            for ctr in [&fx.default, &fx.confined] {
+                let Some(cgroup) = host_cgroup_of(ctr.pid, "") else {
+                    found.push(format!("{}: no cgroup v2 path", ctr.name));
+                    continue;
+                };
+                let dir = format!("{root}{cgroup}");
+                match device_programs(&dir) {
+                    Ok(0) => {
+                        found.push(format!("{}: no device program attached to {dir}", ctr.name))
                     }
-                }
-                Err(_) => {
-                    eprintln!("bpftool not installed: the v2 program is checked by its effect only")
+                    Ok(_) => {}
+                    Err(e) => found.push(format!("{}: query {dir}: {e}", ctr.name)),
                 }
             }
         }
@@ -1212,7 +1307,7 @@ fn cgroupfs_own_cgroup_view(fx: &Fixture) -> Vec<String> {
                 &format!("{memory_dir}/memory.limit_in_bytes"),
                 &MEMORY_LIMIT.to_string(),
             );
-            expect_own_procs(fx, &mut found, &format!("{memory_dir}/cgroup.procs"));
+            expect_own_cgroup(fx, &mut found, &memory_dir);
             // The host's cgroup of the container says the same.
             if let Some(cg) = host_cgroup_of(ctr.pid, "memory") {
                 let host_file = format!("/sys/fs/cgroup/memory{cg}/memory.limit_in_bytes");
@@ -1222,7 +1317,7 @@ fn cgroupfs_own_cgroup_view(fx: &Fixture) -> Vec<String> {
                 }
             }
         }
-        Layout::V2 => {
+        Layout::V2 { .. } => {
             match mount_at(&mounts, "/sys/fs/cgroup") {
                 Some(m) if m.fstype == "cgroup2" => {}
                 other => found.push(format!(
@@ -1230,13 +1325,15 @@ fn cgroupfs_own_cgroup_view(fx: &Fixture) -> Vec<String> {
                     other.map(|m| &m.fstype)
                 )),
             }
-            expect_cgroup_file(
-                fx,
-                &mut found,
-                "/sys/fs/cgroup/memory.max",
-                &MEMORY_LIMIT.to_string(),
-            );
-            expect_own_procs(fx, &mut found, "/sys/fs/cgroup/cgroup.procs");
+            if let Some(limit) = fx.memory_limit {
+                expect_cgroup_file(
+                    fx,
+                    &mut found,
+                    "/sys/fs/cgroup/memory.max",
+                    &limit.to_string(),
+                );
+            }
+            expect_own_cgroup(fx, &mut found, "/sys/fs/cgroup");
         }
     }
     found
@@ -1253,17 +1350,22 @@ fn expect_cgroup_file(fx: &Fixture, found: &mut Vec<String>, file: &str, want: &
     }
 }
 
-/// The cgroup shown is the container's own: its processes are the container's (pid 1 in
-/// its PID namespace), not the host's.
-fn expect_own_procs(fx: &Fixture, found: &mut Vec<String>, file: &str) {
-    let out = fx.sh(&fx.default, &format!("cat {file}"));
+/// The cgroup shown at `dir` is the container's own: its processes are the container's (pid
+/// 1 in its PID namespace), and the host's tree (ferrocri's cgroups) is not below it.
+fn expect_own_cgroup(fx: &Fixture, found: &mut Vec<String>, dir: &str) {
+    let out = fx.sh(&fx.default, &format!("cat {dir}/cgroup.procs"));
     let pids: Vec<&str> = out.stdout.lines().collect();
     // Pids of other namespaces read as 0.
     if !pids.contains(&"1") || pids.contains(&"0") {
         found.push(format!(
-            "{file} lists {pids:?}: not the container's own cgroup (its process is 1) {:?}",
+            "{dir}/cgroup.procs lists {pids:?}: not the container's own cgroup (its process \
+             is 1) {:?}",
             out.stderr.trim()
         ));
+    }
+    let listing = fx.sh(&fx.default, &format!("ls {dir}")).stdout;
+    if listing.split_whitespace().any(|e| e == "ferrocri") {
+        found.push(format!("{dir} shows the host's tree: {listing:?}"));
     }
 }
 
@@ -1290,18 +1392,21 @@ fn cgroupfs_read_only(fx: &Fixture) -> Vec<String> {
             ));
         }
     }
-    let (limit_file, dir) = match &fx.layout {
-        Layout::V1 { .. } => (
+    // A write that would matter if it went through: the memory limit, or (a v2 view without
+    // the memory controller) moving a process.
+    let (file, value, dir) = match (&fx.layout, fx.memory_limit) {
+        (Layout::V1 { .. }, _) => (
             "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "1073741824",
             "/sys/fs/cgroup/memory",
         ),
-        Layout::V2 => ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup"),
+        (Layout::V2 { .. }, Some(_)) => {
+            ("/sys/fs/cgroup/memory.max", "1073741824", "/sys/fs/cgroup")
+        }
+        (Layout::V2 { .. }, None) => ("/sys/fs/cgroup/cgroup.procs", "0", "/sys/fs/cgroup"),
     };
     for (script, what) in [
-        (
-            format!("( echo 1073741824 > {limit_file} )"),
-            "raise its memory limit",
-        ),
+        (format!("( echo {value} > {file} )"), "write its cgroup"),
         (format!("mkdir {dir}/escape"), "create a child cgroup"),
     ] {
         let out = fx.sh(ctr, &format!("{script} 2>&1; echo rc=$?"));
@@ -1556,14 +1661,10 @@ fn isolation_network(fx: &Fixture) -> Vec<String> {
         if mine == ns_id("/proc/self/ns/net") {
             found.push(format!("{}: in the host's network namespace", ctr.name));
         }
-        if let Some(pin) = &fx.pod_netns
-            && mine != ns_id(pin)
-        {
-            found.push(format!(
-                "{}: not in the pod's network namespace {}",
-                ctr.name,
-                pin.display()
-            ));
+        // The pod's: the pause's (the pin is in the daemon's mount namespace, which a
+        // cgroup2-only view does not share with this test).
+        if mine != ns_id(format!("/proc/{}/ns/net", fx.pod_pid)) {
+            found.push(format!("{}: not in the pod's network namespace", ctr.name));
         }
     }
     found
