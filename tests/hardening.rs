@@ -194,11 +194,18 @@ const RULES: &[(&str, Rule)] = &[
 
 /// Differences from containerd that are known and not fixed yet: ignored by default, run with
 /// `cargo test --test hardening -- --ignored`.
-const KNOWN_GAPS: &[(&str, Rule, &str)] = &[(
-    "privileged::own_dev_and_devpts",
-    privileged_own_dev,
-    "a privileged container gets the host's devtmpfs and devpts bound on /dev",
-)];
+const KNOWN_GAPS: &[(&str, Rule, &str)] = &[
+    (
+        "devices::terminal_in_own_devpts",
+        terminal_in_own_devpts,
+        "a terminal container's pty comes from the host's devpts",
+    ),
+    (
+        "privileged::own_dev_and_devpts",
+        privileged_own_dev,
+        "a privileged container gets the host's devtmpfs and devpts bound on /dev",
+    ),
+];
 
 // ---------------------------------------------------------------------------------------
 // The fixture: one daemon, a default pod and a privileged pod.
@@ -2021,4 +2028,26 @@ fn privileged_own_dev(fx: &Fixture) -> Vec<String> {
         )),
     }
     found
+}
+
+/// runc makes a terminal container's pty in the container's own devpts: its /dev/pts/0 is
+/// the process's terminal (ttyname works) and /dev/console is bound from it.
+fn terminal_in_own_devpts(fx: &Fixture) -> Vec<String> {
+    let out = fx.read(
+        &fx.confined,
+        "stat -L -c %d /proc/1/fd/0; stat -c %d /dev/pts/ptmx; readlink /proc/1/fd/0; \
+         ls /dev/pts",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    if lines.len() >= 2 && lines[0] == lines[1] {
+        return Vec::new();
+    }
+    vec![format!(
+        "confined: its terminal is on another devpts than its /dev/pts (fs {:?} vs {:?}); \
+         it reads as {:?}, /dev/pts holds {:?}",
+        lines.first(),
+        lines.get(1),
+        lines.get(2),
+        &lines[3.min(lines.len())..]
+    )]
 }
