@@ -14,8 +14,12 @@
 //!
 //! One daemon, two pods (the default one and a privileged one), four containers, made once;
 //! `libtest-mimic` runs the rules (this file has its own `main`) and the pods are removed
-//! after the last one. Runs as root with the local registry (hack/registry.sh) up, as the
-//! other integration tests.
+//! after the last one. Every rule runs on the host's cgroup layout (`v1::…` or `v2::…`) and,
+//! on a hybrid host, again against a daemon that sees only the cgroup2 tree (`v2::…`).
+//! Known differences are ignored tests (`-- --ignored`). `HARDENING_DUMP='<sh script>'`
+//! prints the script's output in each container after the run, to look at a failure.
+//! Runs as root with the local registry (hack/registry.sh) up, as the other integration
+//! tests.
 
 mod common;
 #[path = "common/ctr.rs"]
