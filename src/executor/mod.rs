@@ -6,7 +6,8 @@
 //! Order (each step names itself in the error the monitor gets):
 //! 1. namespaces: network, IPC, UTS (join or create; PID is the monitor's);
 //! 2. cgroup: join the container's cgroup, then enter the cgroup namespace (a new one rooted
-//!    there, or an exec's container's); oom_score_adj;
+//!    there, or an exec's container's); the container's own session keyring (see
+//!    `keyring`); oom_score_adj;
 //! 3. a private mount namespace (see `rootfs` for propagation), the overlay root, the
 //!    spec's mounts;
 //! 4. /dev nodes and links; 5. pivot_root, masked and read-only paths;
@@ -24,6 +25,7 @@ mod devices;
 mod error;
 mod exec;
 mod inroot;
+mod keyring;
 mod mounts;
 mod namespaces;
 mod options;
@@ -107,6 +109,8 @@ fn prepare(spec_file: &Path, report: &mut Reporter) -> Result<Ready> {
         None => spec.namespaces.cgroup.clone(),
     };
     namespaces::enter_cgroup(&cgroup_ns).context(|| "namespaces")?;
+    // Before seccomp, which may refuse keyctl.
+    keyring::join_own(&spec.id, spec.exec_in.is_some()).context(|| "keyring")?;
     if let Some(value) = spec.oom_score_adj
         && let Some(warning) = process::set_oom_score_adj(value).context(|| "oom_score_adj")?
     {
