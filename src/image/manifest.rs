@@ -264,7 +264,7 @@ fn is_tar_layer(media_type: &str) -> bool {
 #[derive(Debug, Clone)]
 pub enum Document {
     Index(Index),
-    Manifest(Manifest),
+    Manifest(Box<Manifest>),
 }
 
 /// Decodes a manifest or index. The `mediaType` inside the document wins over the HTTP
@@ -301,7 +301,7 @@ pub fn parse_document(content_type: &str, bytes: &[u8]) -> Result<Document, Mani
             .map_err(|e| json("index", e))
     } else {
         serde_json::from_slice(bytes)
-            .map(Document::Manifest)
+            .map(|m| Document::Manifest(Box::new(m)))
             .map_err(|e| json("image manifest", e))
     }
 }
@@ -584,7 +584,7 @@ mod tests {
             })).collect::<Vec<_>>(),
         });
         match parse_document(OCI_MANIFEST, json.to_string().as_bytes()).unwrap() {
-            Document::Manifest(m) => m,
+            Document::Manifest(m) => *m,
             Document::Index(_) => panic!("not a manifest"),
         }
     }

@@ -177,7 +177,7 @@ async fn resolve(
             manifest_media_type: media_type_of(&top.bytes, &top.content_type),
             manifest_digest: top_digest.clone(),
             top_digest,
-            manifest,
+            manifest: *manifest,
             documents,
             endpoint: top.endpoint,
         }),
@@ -205,7 +205,7 @@ async fn resolve(
                 manifest_media_type: media_type_of(&fetched.bytes, &fetched.content_type),
                 manifest_digest: actual,
                 top_digest,
-                manifest,
+                manifest: *manifest,
                 documents,
                 endpoint: fetched.endpoint,
             })

@@ -233,7 +233,7 @@ impl<R: Read> Read for PaddedReader<'_, R> {
             let position = self.end.position.get();
             if n == 0 && !buf.is_empty() {
                 self.end.reached.set(true);
-                if position % BLOCK != 0 {
+                if !position.is_multiple_of(BLOCK) {
                     self.padding_left = BLOCK - position % BLOCK;
                     return self.read(buf);
                 }
@@ -2101,7 +2101,7 @@ mod tests {
         })
         .raw("octal-2100", EntryType::Regular, "", 0o644, b"f", |h| {
             // Octal text after a leading NUL, as some writers pad.
-            set_field(h, |o| &mut o.mtime, b"\036441453400")
+            set_field(h, |o| &mut o.mtime, b"\x0036441453400")
         })
         .raw("big-owner", EntryType::Regular, "", 0o644, b"b", |h| {
             set_field(h, |o| &mut o.uid, &base256(4_294_967_294, 8));
@@ -2178,7 +2178,7 @@ mod tests {
     #[test]
     fn numeric_fields() {
         assert_eq!(numeric(b"0000644\0"), Some(0o644));
-        assert_eq!(numeric(b"\0\0\0\0644 "), Some(0o644));
+        assert_eq!(numeric(b"\0\0\0\x00644 "), Some(0o644));
         assert_eq!(numeric(b"   644\0\0"), Some(0o644));
         assert_eq!(numeric(b"\0\0\0\0\0\0\0\0"), Some(0));
         assert_eq!(numeric(b"        "), Some(0));
