@@ -474,6 +474,9 @@ def layer_cases(b):
         b.standalone("zstd-under-gzip-type", marker("zstd under a gzip type\n"),
                      {"marker": f("zstd under a gzip type\n")},
                      media_type=OCI_LAYER_GZIP, compress="zstd")
+        b.standalone("zstd-under-plain-type", marker("zstd under a plain type\n"),
+                     {"marker": f("zstd under a plain type\n")},
+                     media_type=OCI_LAYER, compress="zstd")
     else:
         print("corner_cases: no `zstd` command (apt-get install zstd); skipping the zstd cases",
               file=sys.stderr)

@@ -213,8 +213,9 @@ struct StreamEnd {
 
 /// Reads the layer stream; when it ends off a 512-byte boundary, supplies the zeros up to the
 /// boundary, as if the last block's padding were there. The caller checks that the end did
-/// not come inside an entry's data ([`StreamEnd::reached`] after the entry); a header cut
-/// short becomes a block with zeros that fails its checksum.
+/// not come inside an entry's data ([`StreamEnd::reached`] after the entry). A header cut
+/// short is completed with zeros: it fails its checksum or, cut only in its unused tail,
+/// reads and then has no data.
 struct PaddedReader<'a, R> {
     inner: R,
     end: &'a StreamEnd,
