@@ -25,7 +25,7 @@
 //! `umoci` writes) ends cleanly, while one cut inside an entry's data or header is an error —
 //! Go's reader draws the same line. GNU sparse entries (type `S`) are expanded by the tar crate
 //! (holes are written as zeros); GNU sparse files in PAX form (`GNU.sparse.*` records, formats
-//! 0.0, 0.1 and 1.0) are refused by name rather than unpacked wrongly.
+//! 0.0, 0.1 and 1.0, see `sparse.rs`) are written here with real holes.
 //!
 //! Everything here blocks (and ends with `syncfs`); call it from `spawn_blocking`. It needs
 //! root (chown, mknod, `trusted.*` xattrs), Linux ≥ 5.6 (openat2) and a mounted `/proc`
@@ -36,13 +36,15 @@ use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::ffi::{CStr, CString};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{AtFlags, Dir, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 use rustix::fs::{Uid, XattrFlags};
 use rustix::io::Errno;
+
+use super::sparse::{self, PaxSparse};
 
 /// `dir/.wh.<name>` hides `<name>` of the layers below.
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -54,7 +56,7 @@ const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 /// overlayfs' own xattrs (redirects, metacopy, opaque, ...); a layer must not set them itself.
 const OVERLAY_XATTR_PREFIX: &[u8] = b"trusted.overlay.";
 const PAX_XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
-/// PAX records of GNU sparse files (formats 0.0, 0.1, 1.0).
+/// PAX records of GNU sparse files (formats 0.0, 0.1, 1.0), read by `sparse.rs`.
 const PAX_SPARSE_PREFIX: &[u8] = b"GNU.sparse.";
 const BLOCK: u64 = 512;
 /// The largest uid or gid chown can set: `u32::MAX` means "leave unchanged".
@@ -114,11 +116,8 @@ pub enum UnpackReason {
     UnsupportedType(char),
     #[error("{which} {value} cannot be a Linux {which} (the range is 0 to {MAX_OWNER_ID})")]
     Owner { which: &'static str, value: i64 },
-    #[error(
-        "GNU sparse file in PAX form (record {0:?}) is not supported; \
-         image builders do not write it (GNU tar does with --sparse --format=posix)"
-    )]
-    PaxSparse(String),
+    #[error("invalid GNU sparse file: {0}")]
+    BadSparse(&'static str),
     #[error("the stream ends inside this entry's data")]
     TruncatedData,
     #[error("invalid entry: {0}")]
@@ -181,9 +180,14 @@ pub fn unpack_layer<R: Read>(
         .map_err(|e| fail(None, UnpackReason::Corrupt(e)))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| fail(None, UnpackReason::Corrupt(e)))?;
-        let raw_path = entry.path_bytes().into_owned();
+        let sparse = pax_sparse(&mut entry).map_err(|r| fail(None, r))?;
+        // A PAX sparse file's header names a placeholder; its real name is a record.
+        let raw_path = match sparse.as_ref().and_then(|s| s.name.clone()) {
+            Some(name) => name,
+            None => entry.path_bytes().into_owned(),
+        };
         unpacker
-            .unpack_entry(&mut entry, &raw_path)
+            .unpack_entry(&mut entry, &raw_path, sparse.as_ref())
             .map_err(|r| fail(Some(&raw_path), r))?;
         // Whatever the entry did not read (a directory's data, say) is read now, so the check
         // below covers all of its data; for most entries this reads nothing.
@@ -200,6 +204,18 @@ pub fn unpack_layer<R: Read>(
         "layer unpacked"
     );
     Ok(stats)
+}
+
+/// The entry's GNU sparse records, if it is a sparse file in PAX form.
+fn pax_sparse<R: Read>(entry: &mut tar::Entry<R>) -> Result<Option<PaxSparse>, UnpackReason> {
+    let Some(records) = entry.pax_extensions().map_err(UnpackReason::Corrupt)? else {
+        return Ok(None);
+    };
+    let records = records
+        .map(|r| r.map(|r| (r.key_bytes(), r.value_bytes())))
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(UnpackReason::Corrupt)?;
+    sparse::from_pax(records).map_err(UnpackReason::BadSparse)
 }
 
 /// How far the tar reader has read the layer stream, and whether it has met the end.
@@ -365,7 +381,7 @@ impl Meta {
                 if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
                     xattrs.push((name.to_vec(), value.to_vec()));
                 } else if key.starts_with(PAX_SPARSE_PREFIX) {
-                    return Err(UnpackReason::PaxSparse(lossy(key)));
+                    // Read by `pax_sparse`.
                 } else if key == b"mtime" {
                     mtime = pax_time(value).ok_or(UnpackReason::Invalid("bad PAX mtime"))?;
                 } else if key == b"atime" {
@@ -499,6 +515,7 @@ impl Unpacker {
         &mut self,
         entry: &mut tar::Entry<R>,
         raw_path: &[u8],
+        sparse: Option<&PaxSparse>,
     ) -> Result<(), UnpackReason> {
         let kind = entry.header().entry_type();
         if kind.is_pax_global_extensions() {
@@ -528,7 +545,12 @@ impl Unpacker {
 
         let parent = self.open_dir(dirs, true).map_err(dir_error)?;
         let name = cstring(name)?;
-        if is_dir {
+        if let Some(sparse) = sparse {
+            if is_dir || !(kind.is_file() || kind.is_contiguous()) {
+                return Err(UnpackReason::BadSparse("only a regular file can be sparse"));
+            }
+            self.make_sparse_file(&parent, &name, entry, &meta, sparse)
+        } else if is_dir {
             self.make_dir(&parent, &name, &meta, parts.join(&b'/'))
         } else if kind.is_file() || kind.is_contiguous() || kind.is_gnu_sparse() {
             self.make_file(&parent, &name, entry, &meta)
@@ -657,28 +679,47 @@ impl Unpacker {
         entry: &mut tar::Entry<R>,
         meta: &Meta,
     ) -> Result<(), UnpackReason> {
-        // Unlinking first, never opening the old name, is what keeps a symlink left there by an
-        // earlier entry from being written through, and a hard link's other name unchanged.
-        remove_existing(parent, name)?;
-        let fd = rustix::fs::openat(
-            parent,
-            name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(io_err("cannot create file"))?;
-        let mut file = File::from(fd);
+        let mut file = create_file(parent, name)?;
         self.copy_data(entry, &mut file)?;
         drop(file);
         set_attributes(parent, name, meta, false)?;
         set_times(parent, name, &meta.times())
     }
 
-    fn copy_data<R: Read>(
+    /// A GNU sparse file in PAX form: each chunk of data written at its offset, the rest left
+    /// as holes, the file then extended to its real size.
+    fn make_sparse_file<R: Read>(
         &mut self,
+        parent: &OwnedFd,
+        name: &CStr,
         entry: &mut tar::Entry<R>,
-        file: &mut File,
+        meta: &Meta,
+        sparse: &PaxSparse,
     ) -> Result<(), UnpackReason> {
+        let (map, map_bytes) = match &sparse.map {
+            Some(map) => (map.clone(), 0),
+            None => sparse::read_map(entry).map_err(UnpackReason::BadSparse)?,
+        };
+        let stored = entry.size().saturating_sub(map_bytes);
+        sparse::check(&map, sparse.real_size, stored).map_err(UnpackReason::BadSparse)?;
+        let mut file = create_file(parent, name)?;
+        for chunk in &map {
+            file.seek(io::SeekFrom::Start(chunk.offset))
+                .map_err(io_err("cannot seek in a sparse file"))?;
+            let mut data = Read::take(&mut *entry, chunk.length);
+            self.copy_data(&mut data, &mut file)?;
+            if data.limit() != 0 {
+                return Err(UnpackReason::TruncatedData);
+            }
+        }
+        file.set_len(sparse.real_size)
+            .map_err(io_err("cannot size a sparse file"))?;
+        drop(file);
+        set_attributes(parent, name, meta, false)?;
+        set_times(parent, name, &meta.times())
+    }
+
+    fn copy_data(&mut self, entry: &mut impl Read, file: &mut File) -> Result<(), UnpackReason> {
         loop {
             let n = match entry.read(&mut self.buf) {
                 Ok(0) => return Ok(()),
@@ -762,6 +803,21 @@ impl Unpacker {
         }
         Ok(())
     }
+}
+
+/// Creates a regular file for an entry. Unlinking first, never opening the old name, is what
+/// keeps a symlink left there by an earlier entry from being written through, and a hard
+/// link's other name unchanged.
+fn create_file(parent: &OwnedFd, name: &CStr) -> Result<File, UnpackReason> {
+    remove_existing(parent, name)?;
+    let fd = rustix::fs::openat(
+        parent,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(io_err("cannot create file"))?;
+    Ok(File::from(fd))
 }
 
 /// Components in a cleaned path; the root (empty) has none.
@@ -2236,25 +2292,114 @@ mod tests {
         assert_eq!(std::fs::read(dir.join("after")).unwrap(), b"after");
     }
 
+    /// GNU sparse files in PAX form, all three formats: the real name from the records, data
+    /// at its offsets, holes left as holes, the real size.
     #[test]
-    fn pax_sparse_files_are_refused_by_name() {
-        let err = refused(
+    fn pax_sparse_files_in_every_format() {
+        let sandbox = Sandbox::new();
+        let dir = sandbox.layer_dir("layer");
+        let mut map_10 = b"2\n0\n512\n9488\n512\n".to_vec();
+        map_10.resize(512, 0);
+        let data: Vec<u8> = [[b'A'; 512], [b'B'; 512]].concat();
+        let mut l = Layer::new();
+        l.pax(&[
+            ("GNU.sparse.major", b"1"),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", b"dir/v10"),
+            ("GNU.sparse.realsize", b"10000"),
+        ])
+        .file(
+            "GNUSparseFile.0/v10",
+            0o640,
+            &[map_10, data.clone()].concat(),
+        )
+        .pax(&[
+            ("GNU.sparse.major", b"0"),
+            ("GNU.sparse.minor", b"1"),
+            ("GNU.sparse.name", b"v01"),
+            ("GNU.sparse.size", b"10000"),
+            ("GNU.sparse.map", b"0,512,9488,512"),
+        ])
+        .file("GNUSparseFile.0/v01", 0o644, &data)
+        .pax(&[
+            ("GNU.sparse.size", b"10000"),
+            ("GNU.sparse.offset", b"0"),
+            ("GNU.sparse.numbytes", b"512"),
+            ("GNU.sparse.offset", b"9488"),
+            ("GNU.sparse.numbytes", b"512"),
+            ("GNU.sparse.name", b"v00"),
+        ])
+        .file("GNUSparseFile.0/v00", 0o644, &data)
+        .pax(&[
+            ("GNU.sparse.major", b"1"),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", b"all-hole"),
+            ("GNU.sparse.realsize", b"1048576"),
+        ])
+        .file(
+            "GNUSparseFile.0/all-hole",
+            0o644,
+            &[&b"0\n"[..], &[0; 510]].concat(),
+        )
+        .file("after", 0o644, b"after");
+        unpack(&l.build(), &dir).unwrap();
+        for name in ["dir/v10", "v01", "v00"] {
+            let content = std::fs::read(dir.join(name)).unwrap();
+            assert_eq!(content.len(), 10_000, "{name}");
+            assert!(content[..512].iter().all(|&b| b == b'A'), "{name}");
+            assert!(content[512..9488].iter().all(|&b| b == 0), "{name}");
+            assert!(content[9488..].iter().all(|&b| b == b'B'), "{name}");
+        }
+        assert_eq!(meta(&dir.join("dir/v10")).mode() & 0o7777, 0o640);
+        assert!(!dir.join("GNUSparseFile.0").exists());
+        let hole = meta(&dir.join("all-hole"));
+        assert_eq!(hole.len(), 1_048_576);
+        assert_eq!(hole.blocks(), 0, "a hole takes no blocks");
+        assert_eq!(std::fs::read(dir.join("after")).unwrap(), b"after");
+
+        for (records, data) in [
+            // The map lists more data than is stored.
+            (
+                &[
+                    ("GNU.sparse.size", &b"100"[..]),
+                    ("GNU.sparse.map", b"0,50"),
+                ][..],
+                &b"short"[..],
+            ),
+            // A chunk past the real size.
+            (
+                &[("GNU.sparse.size", b"10"), ("GNU.sparse.map", b"8,5")],
+                b"12345",
+            ),
+            // An unknown version.
+            (
+                &[("GNU.sparse.major", b"2"), ("GNU.sparse.realsize", b"1")],
+                b"",
+            ),
+        ] {
+            let err = refused(
+                |_| {
+                    let mut l = Layer::new();
+                    l.pax(records).file("f", 0o644, data);
+                    l.build()
+                },
+                |r| matches!(r, UnpackReason::BadSparse(_)),
+            );
+            assert!(err.to_string().contains("invalid GNU sparse file"), "{err}");
+        }
+        // A placeholder whose real name escapes is refused like any name.
+        refused(
             |_| {
                 let mut l = Layer::new();
                 l.pax(&[
-                    ("GNU.sparse.major", b"1"),
-                    ("GNU.sparse.minor", b"0"),
-                    ("GNU.sparse.name", b"real-name"),
-                    ("GNU.sparse.realsize", b"10000"),
+                    ("GNU.sparse.name", b"../x"),
+                    ("GNU.sparse.size", b"0"),
+                    ("GNU.sparse.map", b""),
                 ])
-                .file("GNUSparseFile.0/real-name", 0o644, b"1\n0\n512\n");
+                .file("GNUSparseFile.0/x", 0o644, b"");
                 l.build()
             },
-            |r| matches!(r, UnpackReason::PaxSparse(_)),
-        );
-        assert!(
-            err.to_string().contains("GNU sparse file in PAX form"),
-            "{err}"
+            |r| matches!(r, UnpackReason::PathEscapes),
         );
     }
 
