@@ -11,4 +11,5 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod service;
+pub mod sparse;
 pub mod unpack;

@@ -44,6 +44,13 @@ pub(super) async fn pull(
     let _no_gc = images.gc_lock.read().await;
     let session = Arc::new(images.registry.session(&reference, credentials)?);
     let resolved = resolve(&session, &reference, &name).await?;
+    resolved
+        .manifest
+        .check_is_image()
+        .map_err(|source| ImageError::Manifest {
+            image: name.clone(),
+            source,
+        })?;
 
     let config_desc = resolved.manifest.config.clone();
     let config_bytes = fetch_small_blob(&session, &config_desc, resolved.endpoint, &name).await?;
@@ -170,7 +177,7 @@ async fn resolve(
             manifest_media_type: media_type_of(&top.bytes, &top.content_type),
             manifest_digest: top_digest.clone(),
             top_digest,
-            manifest,
+            manifest: *manifest,
             documents,
             endpoint: top.endpoint,
         }),
@@ -198,7 +205,7 @@ async fn resolve(
                 manifest_media_type: media_type_of(&fetched.bytes, &fetched.content_type),
                 manifest_digest: actual,
                 top_digest,
-                manifest,
+                manifest: *manifest,
                 documents,
                 endpoint: fetched.endpoint,
             })
@@ -412,7 +419,7 @@ fn unpack(
     let file = std::fs::File::open(content.path(&desc.digest)).map_err(io("cannot open blob"))?;
     let mut buffered = BufReader::with_capacity(256 * 1024, file);
     let head = buffered.fill_buf().map_err(io("cannot read blob"))?;
-    let stream: Box<dyn Read> = match Compression::detect(&desc.media_type, head) {
+    let stream: Box<dyn Read> = match Compression::detect(head) {
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
         Compression::Zstd => {
             Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(io("zstd"))?)

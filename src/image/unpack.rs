@@ -5,6 +5,12 @@
 //! 0:0, opaque markers (`dir/.wh..wh..opq`) become the `trusted.overlay.opaque=y` xattr, and
 //! every file type, owner, mode, time and xattr recorded in the tar is kept.
 //!
+//! Entry names are read as the ecosystem writes them (Go's `archive/tar` in containerd, Docker
+//! and podman defines what images exist): a leading `/` or `./`, doubled slashes, a trailing
+//! slash and `.`/`..` components that stay inside all name a path beneath the layer root, and an
+//! entry for the root itself (`/`, `./`, `.`) sets the root's attributes. Hard-link targets are
+//! read the same way.
+//!
 //! Safety does not rest on string checks alone. Entry paths are first normalised lexically (a
 //! `..` that climbs above the layer root is refused); then each entry's parent directory is opened
 //! with `openat2(RESOLVE_BENEATH)` relative to the layer directory, so the kernel refuses (EXDEV)
@@ -13,23 +19,32 @@
 //! *targets* may point anywhere: only walking through them during extraction is dangerous.
 //!
 //! The tar crate only reads headers and data: its own `unpack` turns devices and fifos into
-//! empty files and knows nothing of whiteouts.
+//! empty files and knows nothing of whiteouts. Numeric fields are parsed here (negative and
+//! base-256 times, leading NULs), and the stream is read through [`PaddedReader`] so an archive
+//! that stops right after its last entry's data (no padding, no end-of-archive blocks, as
+//! `umoci` writes) ends cleanly, while one cut inside an entry's data or header is an error —
+//! Go's reader draws the same line. GNU sparse entries (type `S`) are expanded by the tar crate
+//! (holes are written as zeros); GNU sparse files in PAX form (`GNU.sparse.*` records, formats
+//! 0.0, 0.1 and 1.0, see `sparse.rs`) are written here with real holes.
 //!
 //! Everything here blocks (and ends with `syncfs`); call it from `spawn_blocking`. It needs
 //! root (chown, mknod, `trusted.*` xattrs), Linux ≥ 5.6 (openat2) and a mounted `/proc`
 //! (xattrs on symlinks and devices are set through `/proc/self/fd`).
 
+use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::ffi::{CStr, CString};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{AtFlags, Dir, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 use rustix::fs::{Uid, XattrFlags};
 use rustix::io::Errno;
+
+use super::sparse::{self, PaxSparse};
 
 /// `dir/.wh.<name>` hides `<name>` of the layers below.
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -41,6 +56,11 @@ const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 /// overlayfs' own xattrs (redirects, metacopy, opaque, ...); a layer must not set them itself.
 const OVERLAY_XATTR_PREFIX: &[u8] = b"trusted.overlay.";
 const PAX_XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
+/// PAX records of GNU sparse files (formats 0.0, 0.1, 1.0), read by `sparse.rs`.
+const PAX_SPARSE_PREFIX: &[u8] = b"GNU.sparse.";
+const BLOCK: u64 = 512;
+/// The largest uid or gid chown can set: `u32::MAX` means "leave unchanged".
+const MAX_OWNER_ID: i64 = u32::MAX as i64 - 1;
 /// Mode of directories a layer uses without listing them.
 const IMPLICIT_DIR_MODE: u32 = 0o755;
 /// openat2 with RESOLVE_BENEATH answers EAGAIN when a rename raced the walk; retrying is correct.
@@ -82,8 +102,6 @@ fn entry_label(entry: &Option<String>) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackReason {
-    #[error("absolute path; layer entries must be relative to the layer root")]
-    AbsolutePath,
     #[error("path escapes the layer directory")]
     PathEscapes,
     #[error("hard link target {0:?} escapes the layer directory")]
@@ -96,6 +114,12 @@ pub enum UnpackReason {
     BadWhiteout(&'static str),
     #[error("unsupported tar entry type {0:?}")]
     UnsupportedType(char),
+    #[error("{which} {value} cannot be a Linux {which} (the range is 0 to {MAX_OWNER_ID})")]
+    Owner { which: &'static str, value: i64 },
+    #[error("invalid GNU sparse file: {0}")]
+    BadSparse(&'static str),
+    #[error("the stream ends inside this entry's data")]
+    TruncatedData,
     #[error("invalid entry: {0}")]
     Invalid(&'static str),
     #[error("corrupt tar stream: {0}")]
@@ -145,16 +169,33 @@ pub fn unpack_layer<R: Read>(
         stats: UnpackStats::default(),
         buf: vec![0; COPY_BUFFER],
     };
-    let mut archive = tar::Archive::new(reader);
+    let end = StreamEnd::default();
+    let mut archive = tar::Archive::new(PaddedReader {
+        inner: reader,
+        end: &end,
+        padding_left: 0,
+    });
     let entries = archive
         .entries()
         .map_err(|e| fail(None, UnpackReason::Corrupt(e)))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| fail(None, UnpackReason::Corrupt(e)))?;
-        let raw_path = entry.path_bytes().into_owned();
+        let sparse = pax_sparse(&mut entry).map_err(|r| fail(None, r))?;
+        // A PAX sparse file's header names a placeholder; its real name is a record.
+        let raw_path = match sparse.as_ref().and_then(|s| s.name.clone()) {
+            Some(name) => name,
+            None => entry.path_bytes().into_owned(),
+        };
         unpacker
-            .unpack_entry(&mut entry, &raw_path)
+            .unpack_entry(&mut entry, &raw_path, sparse.as_ref())
             .map_err(|r| fail(Some(&raw_path), r))?;
+        // Whatever the entry did not read (a directory's data, say) is read now, so the check
+        // below covers all of its data; for most entries this reads nothing.
+        io::copy(&mut entry, &mut io::sink())
+            .map_err(|e| fail(Some(&raw_path), UnpackReason::Corrupt(e)))?;
+        if end.reached.get() {
+            return Err(fail(Some(&raw_path), UnpackReason::TruncatedData));
+        }
     }
     let stats = unpacker.finish().map_err(|r| fail(None, r))?;
     tracing::debug!(
@@ -163,6 +204,62 @@ pub fn unpack_layer<R: Read>(
         "layer unpacked"
     );
     Ok(stats)
+}
+
+/// The entry's GNU sparse records, if it is a sparse file in PAX form.
+fn pax_sparse<R: Read>(entry: &mut tar::Entry<R>) -> Result<Option<PaxSparse>, UnpackReason> {
+    let Some(records) = entry.pax_extensions().map_err(UnpackReason::Corrupt)? else {
+        return Ok(None);
+    };
+    let records = records
+        .map(|r| r.map(|r| (r.key_bytes(), r.value_bytes())))
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(UnpackReason::Corrupt)?;
+    sparse::from_pax(records).map_err(UnpackReason::BadSparse)
+}
+
+/// How far the tar reader has read the layer stream, and whether it has met the end.
+#[derive(Default)]
+struct StreamEnd {
+    position: Cell<u64>,
+    /// The stream returned end-of-file. The tar reader asks for more only while it still
+    /// expects data, so this during an entry means the entry was cut short.
+    reached: Cell<bool>,
+}
+
+/// Reads the layer stream; when it ends off a 512-byte boundary, supplies the zeros up to the
+/// boundary, as if the last block's padding were there. The caller checks that the end did
+/// not come inside an entry's data ([`StreamEnd::reached`] after the entry). A header cut
+/// short is completed with zeros: it fails its checksum or, cut only in its unused tail,
+/// reads and then has no data.
+struct PaddedReader<'a, R> {
+    inner: R,
+    end: &'a StreamEnd,
+    padding_left: u64,
+}
+
+impl<R: Read> Read for PaddedReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = if self.padding_left > 0 {
+            let n = buf.len().min(self.padding_left as usize);
+            buf.iter_mut().take(n).for_each(|b| *b = 0);
+            self.padding_left -= n as u64;
+            n
+        } else {
+            let n = self.inner.read(buf)?;
+            let position = self.end.position.get();
+            if n == 0 && !buf.is_empty() {
+                self.end.reached.set(true);
+                if !position.is_multiple_of(BLOCK) {
+                    self.padding_left = BLOCK - position % BLOCK;
+                    return self.read(buf);
+                }
+            }
+            n
+        };
+        self.end.position.set(self.end.position.get() + n as u64);
+        Ok(n)
+    }
 }
 
 /// Opens the layer directory and checks it is empty: a leftover from an earlier attempt would
@@ -189,13 +286,11 @@ fn is_dot_or_dotdot(name: &CStr) -> bool {
 }
 
 /// Splits an entry path into normal components (no empty, `.` or `..` ones); empty means the
-/// layer root. `..` is resolved lexically and must not climb above the root.
+/// layer root. A leading `/` means the layer root too (as in containerd and Docker). `..` is
+/// resolved lexically and must not climb above the root, with or without a leading `/`.
 fn clean_path(raw: &[u8]) -> Result<Vec<&[u8]>, UnpackReason> {
     if raw.contains(&0) {
         return Err(UnpackReason::Invalid("path contains a NUL byte"));
-    }
-    if raw.first() == Some(&b'/') {
-        return Err(UnpackReason::AbsolutePath);
     }
     let mut parts = Vec::new();
     for part in raw.split(|&b| b == b'/') {
@@ -263,13 +358,19 @@ impl Meta {
     fn read<R: Read>(entry: &mut tar::Entry<R>) -> Result<Meta, UnpackReason> {
         let header = entry.header();
         let fields = header.as_old();
-        // The tar crate has already applied PAX `uid`/`gid` records to the header.
-        let uid = owner_id(number(&fields.uid, header.uid())?)?;
-        let gid = owner_id(number(&fields.gid, header.gid())?)?;
-        let mode = number(&fields.mode, header.mode().map(u64::from))? & 0o7777;
-        let mut mtime = whole_seconds(number(&fields.mtime, header.mtime())?)?;
-        let mut atime = match header.as_gnu().map(|gnu| gnu.atime()) {
-            Some(Ok(secs)) if secs != 0 => Some(whole_seconds(secs)?),
+        let mut uid = numeric(&fields.uid).ok_or(UnpackReason::Invalid("bad uid field"))?;
+        let mut gid = numeric(&fields.gid).ok_or(UnpackReason::Invalid("bad gid field"))?;
+        let mode = numeric(&fields.mode).ok_or(UnpackReason::Invalid("bad mode field"))?;
+        let mtime = numeric(&fields.mtime).ok_or(UnpackReason::Invalid("bad mtime field"))?;
+        let mut mtime = Timespec {
+            tv_sec: mtime,
+            tv_nsec: 0,
+        };
+        let mut atime = match header.as_gnu().map(|gnu| numeric(&gnu.atime)) {
+            Some(Some(secs)) if secs != 0 => Some(Timespec {
+                tv_sec: secs,
+                tv_nsec: 0,
+            }),
             _ => None,
         };
         let mut xattrs = Vec::new();
@@ -279,17 +380,23 @@ impl Meta {
                 let (key, value) = (record.key_bytes(), record.value_bytes());
                 if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
                     xattrs.push((name.to_vec(), value.to_vec()));
+                } else if key.starts_with(PAX_SPARSE_PREFIX) {
+                    // Read by `pax_sparse`.
                 } else if key == b"mtime" {
                     mtime = pax_time(value).ok_or(UnpackReason::Invalid("bad PAX mtime"))?;
                 } else if key == b"atime" {
                     atime = Some(pax_time(value).ok_or(UnpackReason::Invalid("bad PAX atime"))?);
+                } else if key == b"uid" {
+                    uid = pax_decimal(value).ok_or(UnpackReason::Invalid("bad PAX uid"))?;
+                } else if key == b"gid" {
+                    gid = pax_decimal(value).ok_or(UnpackReason::Invalid("bad PAX gid"))?;
                 }
             }
         }
         Ok(Meta {
-            uid: Uid::from_raw_unchecked(uid),
-            gid: Gid::from_raw_unchecked(gid),
-            mode: Mode::from_raw_mode(mode as u32),
+            uid: Uid::from_raw_unchecked(owner_id(uid, "uid")?),
+            gid: Gid::from_raw_unchecked(owner_id(gid, "gid")?),
+            mode: Mode::from_raw_mode((mode & 0o7777) as u32),
             atime: atime.unwrap_or(mtime),
             mtime,
             xattrs,
@@ -304,26 +411,59 @@ impl Meta {
     }
 }
 
-/// A numeric header field. An empty one (all NUL or spaces) reads as 0, as Go's archive/tar,
-/// which wrote most image layers, reads it.
-fn number(raw: &[u8], parsed: io::Result<u64>) -> Result<u64, UnpackReason> {
-    if raw.iter().all(|&b| b == 0 || b == b' ') {
-        return Ok(0);
+/// A numeric header field as Go's archive/tar reads it: octal text, padded with NULs or
+/// spaces on either side (empty reads as 0), or base-256 when the top bit of the first byte
+/// is set — two's complement, so times before 1970 and values past the octal range fit.
+/// `None` when it is neither or does not fit an i64.
+fn numeric(field: &[u8]) -> Option<i64> {
+    let first = *field.first()?;
+    if first & 0x80 != 0 {
+        // 0xff.. is negative: invert every byte, read, invert back.
+        let invert = if first & 0x40 != 0 { 0xff } else { 0 };
+        let mut value: u64 = 0;
+        for (i, &byte) in field.iter().enumerate() {
+            let byte = byte ^ invert;
+            let byte = if i == 0 { byte & 0x7f } else { byte };
+            if value >> 56 != 0 {
+                return None;
+            }
+            value = value << 8 | u64::from(byte);
+        }
+        let value = i64::try_from(value).ok()?;
+        return Some(if invert == 0xff { !value } else { value });
     }
-    parsed.map_err(UnpackReason::Corrupt)
+    let padding = |b: &u8| *b == 0 || *b == b' ';
+    let start = field
+        .iter()
+        .position(|b| !padding(b))
+        .unwrap_or(field.len());
+    let text = field.get(start..)?;
+    let text = text.get(..text.iter().position(padding).unwrap_or(text.len()))?;
+    if text.is_empty() {
+        return Some(0);
+    }
+    if !text.iter().all(|b| (b'0'..=b'7').contains(b)) {
+        return None;
+    }
+    i64::from_str_radix(std::str::from_utf8(text).ok()?, 8).ok()
 }
 
-/// A numeric owner from the header; -1 would mean "leave unchanged" to chown.
-fn owner_id(id: u64) -> Result<u32, UnpackReason> {
+/// A PAX decimal number (`uid`, `gid`).
+fn pax_decimal(value: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(value).ok()?;
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// A uid or gid chown can set.
+fn owner_id(id: i64, which: &'static str) -> Result<u32, UnpackReason> {
     u32::try_from(id)
         .ok()
-        .filter(|&id| id != u32::MAX)
-        .ok_or(UnpackReason::Invalid("uid or gid out of range"))
-}
-
-fn whole_seconds(secs: u64) -> Result<Timespec, UnpackReason> {
-    let tv_sec = i64::try_from(secs).map_err(|_| UnpackReason::Invalid("time out of range"))?;
-    Ok(Timespec { tv_sec, tv_nsec: 0 })
+        .filter(|&id| i64::from(id) <= MAX_OWNER_ID)
+        .ok_or(UnpackReason::Owner { which, value: id })
 }
 
 /// Parses a PAX time: decimal seconds, optionally negative, optionally with a fraction.
@@ -375,6 +515,7 @@ impl Unpacker {
         &mut self,
         entry: &mut tar::Entry<R>,
         raw_path: &[u8],
+        sparse: Option<&PaxSparse>,
     ) -> Result<(), UnpackReason> {
         let kind = entry.header().entry_type();
         if kind.is_pax_global_extensions() {
@@ -404,7 +545,12 @@ impl Unpacker {
 
         let parent = self.open_dir(dirs, true).map_err(dir_error)?;
         let name = cstring(name)?;
-        if is_dir {
+        if let Some(sparse) = sparse {
+            if is_dir || !(kind.is_file() || kind.is_contiguous()) {
+                return Err(UnpackReason::BadSparse("only a regular file can be sparse"));
+            }
+            self.make_sparse_file(&parent, &name, entry, &meta, sparse)
+        } else if is_dir {
             self.make_dir(&parent, &name, &meta, parts.join(&b'/'))
         } else if kind.is_file() || kind.is_contiguous() || kind.is_gnu_sparse() {
             self.make_file(&parent, &name, entry, &meta)
@@ -425,12 +571,12 @@ impl Unpacker {
         }
     }
 
-    /// An entry for the layer root itself (`./`): only its attributes can change.
+    /// An entry for the layer root itself (`/`, `./`, `.`): only its attributes can change. A
+    /// root entry that is not a directory cannot replace the root; containerd skips it too.
     fn root_entry(&mut self, is_dir: bool, meta: &Meta) -> Result<(), UnpackReason> {
         if !is_dir {
-            return Err(UnpackReason::Invalid(
-                "only a directory can describe the layer root",
-            ));
+            tracing::warn!("ignoring a layer entry that is not a directory but names the root");
+            return Ok(());
         }
         let root = self.open_dir(&[], false).map_err(dir_error)?;
         set_attributes(&root, c".", meta, false)?;
@@ -533,28 +679,47 @@ impl Unpacker {
         entry: &mut tar::Entry<R>,
         meta: &Meta,
     ) -> Result<(), UnpackReason> {
-        // Unlinking first, never opening the old name, is what keeps a symlink left there by an
-        // earlier entry from being written through, and a hard link's other name unchanged.
-        remove_existing(parent, name)?;
-        let fd = rustix::fs::openat(
-            parent,
-            name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(io_err("cannot create file"))?;
-        let mut file = File::from(fd);
+        let mut file = create_file(parent, name)?;
         self.copy_data(entry, &mut file)?;
         drop(file);
         set_attributes(parent, name, meta, false)?;
         set_times(parent, name, &meta.times())
     }
 
-    fn copy_data<R: Read>(
+    /// A GNU sparse file in PAX form: each chunk of data written at its offset, the rest left
+    /// as holes, the file then extended to its real size.
+    fn make_sparse_file<R: Read>(
         &mut self,
+        parent: &OwnedFd,
+        name: &CStr,
         entry: &mut tar::Entry<R>,
-        file: &mut File,
+        meta: &Meta,
+        sparse: &PaxSparse,
     ) -> Result<(), UnpackReason> {
+        let (map, map_bytes) = match &sparse.map {
+            Some(map) => (map.clone(), 0),
+            None => sparse::read_map(entry).map_err(UnpackReason::BadSparse)?,
+        };
+        let stored = entry.size().saturating_sub(map_bytes);
+        sparse::check(&map, sparse.real_size, stored).map_err(UnpackReason::BadSparse)?;
+        let mut file = create_file(parent, name)?;
+        for chunk in &map {
+            file.seek(io::SeekFrom::Start(chunk.offset))
+                .map_err(io_err("cannot seek in a sparse file"))?;
+            let mut data = Read::take(&mut *entry, chunk.length);
+            self.copy_data(&mut data, &mut file)?;
+            if data.limit() != 0 {
+                return Err(UnpackReason::TruncatedData);
+            }
+        }
+        file.set_len(sparse.real_size)
+            .map_err(io_err("cannot size a sparse file"))?;
+        drop(file);
+        set_attributes(parent, name, meta, false)?;
+        set_times(parent, name, &meta.times())
+    }
+
+    fn copy_data(&mut self, entry: &mut impl Read, file: &mut File) -> Result<(), UnpackReason> {
         loop {
             let n = match entry.read(&mut self.buf) {
                 Ok(0) => return Ok(()),
@@ -583,9 +748,7 @@ impl Unpacker {
     ) -> Result<(), UnpackReason> {
         let shown = lossy(raw_target);
         let target = clean_path(raw_target).map_err(|reason| match reason {
-            UnpackReason::AbsolutePath | UnpackReason::PathEscapes => {
-                UnpackReason::LinkEscapes(shown.clone())
-            }
+            UnpackReason::PathEscapes => UnpackReason::LinkEscapes(shown.clone()),
             other => other,
         })?;
         let Some((target_name, target_dirs)) = target.split_last() else {
@@ -640,6 +803,21 @@ impl Unpacker {
         }
         Ok(())
     }
+}
+
+/// Creates a regular file for an entry. Unlinking first, never opening the old name, is what
+/// keeps a symlink left there by an earlier entry from being written through, and a hard
+/// link's other name unchanged.
+fn create_file(parent: &OwnedFd, name: &CStr) -> Result<File, UnpackReason> {
+    remove_existing(parent, name)?;
+    let fd = rustix::fs::openat(
+        parent,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(io_err("cannot create file"))?;
+    Ok(File::from(fd))
 }
 
 /// Components in a cleaned path; the root (empty) has none.
@@ -1348,16 +1526,43 @@ mod tests {
         }
     }
 
+    /// An absolute name means "from the layer root" (containerd and Docker read it so);
+    /// it never reaches the host path of the same name.
     #[test]
-    fn refuses_absolute_paths() {
-        refused(
-            |s| {
-                let mut l = Layer::new();
-                l.file(&format!("{}/abs", s.sentinel_str()), 0o644, b"x");
-                l.build()
-            },
-            |r| matches!(r, UnpackReason::AbsolutePath),
+    fn absolute_names_land_beneath_the_layer_root() {
+        let sandbox = Sandbox::new();
+        let dir = sandbox.layer_dir("layer");
+        let before = sandbox.outside();
+        let abs = format!("{}/abs", sandbox.sentinel_str());
+        let mut l = Layer::new();
+        l.raw("/", EntryType::Directory, "", 0o751, b"", |_| {})
+            .dir("/etc/", 0o755)
+            .file("//etc//hosts", 0o644, b"hosts")
+            .file("/a/./b/../c", 0o600, b"c")
+            .file(&abs, 0o644, b"x")
+            .hard_link("/etc/hard", "/etc/hosts")
+            .hard_link("/etc/hard2", "//etc/./hosts");
+        unpack(&l.build(), &dir).unwrap();
+        assert_eq!(meta(&dir).mode() & 0o7777, 0o751);
+        assert_eq!(std::fs::read(dir.join("etc/hosts")).unwrap(), b"hosts");
+        assert_eq!(std::fs::read(dir.join("a/c")).unwrap(), b"c");
+        assert_eq!(
+            std::fs::read(dir.join(abs.trim_start_matches('/'))).unwrap(),
+            b"x"
         );
+        assert_eq!(meta(&dir.join("etc/hosts")).nlink(), 3);
+        assert_eq!(before, sandbox.outside());
+
+        for name in ["/../escape", "/a/../../escape", "//.."] {
+            refused(
+                |_| {
+                    let mut l = Layer::new();
+                    l.file(name, 0o644, b"x");
+                    l.build()
+                },
+                |r| matches!(r, UnpackReason::PathEscapes),
+            );
+        }
     }
 
     #[test]
@@ -1443,12 +1648,21 @@ mod tests {
             );
         }
         refused(
+            |_| {
+                let mut l = Layer::new();
+                l.hard_link("h", "/../sentinel/keep.txt");
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::LinkEscapes(_)),
+        );
+        // Absolute targets are looked up in the layer, never on the host.
+        refused(
             |s| {
                 let mut l = Layer::new();
                 l.hard_link("h", &format!("{}/keep.txt", s.sentinel_str()));
                 l.build()
             },
-            |r| matches!(r, UnpackReason::LinkEscapes(_)),
+            |r| matches!(r, UnpackReason::LinkTargetMissing(_)),
         );
         let passwd_links = meta(Path::new("/etc/passwd")).nlink();
         refused(
@@ -1457,7 +1671,7 @@ mod tests {
                 l.hard_link("h", "/etc/passwd");
                 l.build()
             },
-            |r| matches!(r, UnpackReason::LinkEscapes(t) if t == "/etc/passwd"),
+            |r| matches!(r, UnpackReason::LinkTargetMissing(t) if t == "/etc/passwd"),
         );
         assert_eq!(meta(Path::new("/etc/passwd")).nlink(), passwd_links);
     }
@@ -1678,14 +1892,14 @@ mod tests {
         let err = refused(
             |_| {
                 let mut l = Layer::new();
-                l.hard_link("h", "/etc/passwd");
+                l.hard_link("h", "/../etc/passwd");
                 l.build()
             },
             |_| true,
         );
         assert!(
             err.to_string().ends_with(
-                "entry \"h\": hard link target \"/etc/passwd\" escapes the layer directory"
+                "entry \"h\": hard link target \"/../etc/passwd\" escapes the layer directory"
             ),
             "{err}"
         );
@@ -1711,28 +1925,12 @@ mod tests {
         refused(
             |_| {
                 let mut l = Layer::new();
-                l.file(".", 0o644, b"");
-                l.build()
-            },
-            |r| matches!(r, UnpackReason::Invalid(_)),
-        );
-        refused(
-            |_| {
-                let mut l = Layer::new();
-                l.symlink("./", "/");
-                l.build()
-            },
-            |r| matches!(r, UnpackReason::Invalid(_)),
-        );
-        refused(
-            |_| {
-                let mut l = Layer::new();
                 l.raw("f", EntryType::Regular, "", 0o644, b"", |h| {
                     h.set_uid(u32::MAX.into())
                 });
                 l.build()
             },
-            |r| matches!(r, UnpackReason::Invalid(_)),
+            |r| matches!(r, UnpackReason::Owner { which: "uid", value } if *value == i64::from(u32::MAX)),
         );
     }
 
@@ -1762,7 +1960,11 @@ mod tests {
         assert_eq!(parts("a/../b").unwrap(), "b");
         assert_eq!(parts("./").unwrap(), "");
         assert!(parts("a/../..").is_err());
-        assert!(parts("/a").is_err());
+        assert_eq!(parts("/a").unwrap(), "a");
+        assert_eq!(parts("//a/../b/").unwrap(), "b");
+        assert_eq!(parts("/").unwrap(), "");
+        assert_eq!(parts(".").unwrap(), "");
+        assert!(parts("/..").is_err());
         assert!(clean_path(b"a\0b").is_err());
 
         assert_eq!(role(&[b"d", b".wh.x"]).unwrap(), Role::Whiteout(b"x"));
@@ -1778,6 +1980,444 @@ mod tests {
         for bad in ["", ".5", "1e3", "+1", "1.2.3", "99999999999999999999"] {
             assert_eq!(t(bad), None, "{bad}");
         }
+    }
+
+    /// The bytes of a layer with one file `name` holding `data`, cut right after the data: no
+    /// padding to 512 and no end-of-archive blocks, as `umoci insert` writes.
+    fn unpadded(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for (i, (name, data)) in entries.iter().enumerate() {
+            let mut l = Layer::new();
+            l.file(name, 0o644, data);
+            let one = l.build();
+            let len = 512 + data.len();
+            let len = if i + 1 == entries.len() {
+                len
+            } else {
+                len.div_ceil(512) * 512
+            };
+            bytes.extend_from_slice(&one[..len]);
+        }
+        bytes
+    }
+
+    #[test]
+    fn an_archive_may_end_right_after_the_last_entrys_data() {
+        let sandbox = Sandbox::new();
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "no padding, no end blocks",
+                unpadded(&[("a", b"first"), ("b", b"last")]),
+            ),
+            (
+                "a data size of exactly 512",
+                unpadded(&[("a", &[b'x'; 512])]),
+            ),
+            ("part of the padding", {
+                let mut b = unpadded(&[("a", b"first"), ("b", b"last")]);
+                b.extend_from_slice(&[0; 100]);
+                b
+            }),
+            ("padding, no end blocks", {
+                let mut b = unpadded(&[("a", b"first"), ("b", b"last")]);
+                b.resize(b.len().div_ceil(512) * 512, 0);
+                b
+            }),
+            ("one end block", {
+                let mut b = unpadded(&[("a", b"first"), ("b", b"last")]);
+                b.resize(b.len().div_ceil(512) * 512 + 512, 0);
+                b
+            }),
+        ];
+        for (i, (what, bytes)) in cases.iter().enumerate() {
+            let dir = sandbox.layer_dir(&format!("layer{i}"));
+            let stats = unpack(bytes, &dir).unwrap_or_else(|e| panic!("{what}: {e}"));
+            if i == 1 {
+                assert_eq!(std::fs::read(dir.join("a")).unwrap(), [b'x'; 512], "{what}");
+                continue;
+            }
+            assert_eq!(stats.entries, 2, "{what}");
+            assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"first", "{what}");
+            assert_eq!(std::fs::read(dir.join("b")).unwrap(), b"last", "{what}");
+        }
+    }
+
+    #[test]
+    fn a_stream_cut_inside_an_entry_is_refused() {
+        let whole = unpadded(&[("a", b"first"), ("b", &[b'd'; 1000])]);
+        // Cut inside the last entry's data, off and on a block boundary.
+        for cut in [whole.len() - 1, whole.len() - 300, 1024 + 512 + 512] {
+            let sandbox = Sandbox::new();
+            let err = unpack(&whole[..cut], &sandbox.layer_dir("layer")).unwrap_err();
+            assert_eq!(err.entry.as_deref(), Some("b"), "cut at {cut}: {err}");
+            assert!(
+                matches!(err.reason, UnpackReason::TruncatedData),
+                "cut at {cut}: {err}"
+            );
+        }
+        let sandbox = Sandbox::new();
+        let err = unpack(&whole[..1024 + 512 + 512 - 1], &sandbox.layer_dir("layer")).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("entry \"b\": the stream ends inside this entry's data"),
+            "{err}"
+        );
+        // Cut inside the second header.
+        for cut in [1024 + 1, 1024 + 100, 1024 + 511] {
+            let sandbox = Sandbox::new();
+            let err = unpack(&whole[..cut], &sandbox.layer_dir("layer")).unwrap_err();
+            // A header cut in its unused tail still reads; then its data is missing.
+            assert!(
+                matches!(
+                    err.reason,
+                    UnpackReason::Corrupt(_) | UnpackReason::TruncatedData
+                ),
+                "cut at {cut}: {err}"
+            );
+        }
+        // Cut inside a PAX header's records: the entry it describes never comes.
+        let mut l = Layer::new();
+        l.pax(&[("path", b"long/name")]).file("x", 0o644, b"x");
+        let pax = l.build();
+        let sandbox = Sandbox::new();
+        let err = unpack(&pax[..512 + 10], &sandbox.layer_dir("layer")).unwrap_err();
+        assert!(matches!(err.reason, UnpackReason::Corrupt(_)), "{err}");
+    }
+
+    #[test]
+    fn what_follows_the_end_of_archive_marker_is_ignored() {
+        let sandbox = Sandbox::new();
+        let mut l = Layer::new();
+        l.file("a", 0o644, b"a");
+        let base = l.build();
+        let mut zeros = base.clone();
+        zeros.extend_from_slice(&[0; 512 * 20]);
+        let mut garbage = base.clone();
+        garbage.extend_from_slice(b"this is not a tar header, and it does not end on a block");
+        let mut another = base.clone();
+        let mut l2 = Layer::new();
+        l2.file("after-the-end", 0o644, b"b");
+        another.extend_from_slice(&l2.build());
+        for (i, bytes) in [zeros, garbage, another].iter().enumerate() {
+            let dir = sandbox.layer_dir(&format!("layer{i}"));
+            let stats = unpack(bytes, &dir).unwrap();
+            assert_eq!(stats.entries, 1);
+            assert!(!dir.join("after-the-end").exists());
+        }
+    }
+
+    #[test]
+    fn empty_layers() {
+        let sandbox = Sandbox::new();
+        for (i, bytes) in [Vec::new(), vec![0; 1024], vec![0; 512], vec![0; 10240]]
+            .iter()
+            .enumerate()
+        {
+            let dir = sandbox.layer_dir(&format!("layer{i}"));
+            assert_eq!(unpack(bytes, &dir).unwrap().entries, 0, "case {i}");
+            assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        }
+    }
+
+    /// Sets a numeric header field to raw bytes (octal text or base-256).
+    fn set_field(h: &mut Header, field: fn(&mut tar::OldHeader) -> &mut [u8], raw: &[u8]) {
+        let slot = field(h.as_old_mut());
+        slot.fill(0);
+        let start = slot.len() - raw.len();
+        slot[start..].copy_from_slice(raw);
+    }
+
+    /// A base-256 field of `len` bytes holding `value` (two's complement).
+    fn base256(value: i64, len: usize) -> Vec<u8> {
+        let mut raw: Vec<u8> = (0..len)
+            .rev()
+            .map(|i| {
+                if i >= 8 {
+                    if value < 0 { 0xff } else { 0 }
+                } else {
+                    (value >> (8 * i)) as u8
+                }
+            })
+            .collect();
+        raw[0] |= 0x80;
+        raw
+    }
+
+    #[test]
+    fn times_before_1970_and_after_2038_and_large_owners() {
+        let sandbox = Sandbox::new();
+        let dir = sandbox.layer_dir("layer");
+        let before_1970 = -86_400 * 365 * 10;
+        let after_2038 = 1i64 << 33; // year 2242: past 32-bit time and past 11 octal digits
+        let mut l = Layer::new();
+        l.raw("old", EntryType::Regular, "", 0o644, b"o", |h| {
+            set_field(h, |o| &mut o.mtime, &base256(before_1970, 12))
+        })
+        .raw("future", EntryType::Regular, "", 0o644, b"f", |h| {
+            set_field(h, |o| &mut o.mtime, &base256(after_2038, 12))
+        })
+        .raw("octal-2100", EntryType::Regular, "", 0o644, b"f", |h| {
+            // Octal text after a leading NUL, as some writers pad.
+            set_field(h, |o| &mut o.mtime, b"\x0036441453400")
+        })
+        .raw("big-owner", EntryType::Regular, "", 0o644, b"b", |h| {
+            set_field(h, |o| &mut o.uid, &base256(4_294_967_294, 8));
+            set_field(h, |o| &mut o.gid, &base256(4_000_000_000, 8));
+        })
+        .pax(&[
+            ("uid", b"4294967294"),
+            ("gid", b"2147483648"),
+            ("mtime", b"-1.5"),
+        ])
+        .file("pax-owner", 0o644, b"p")
+        .raw("empty-fields", EntryType::Regular, "", 0o644, b"e", |h| {
+            set_field(h, |o| &mut o.uid, b"");
+            set_field(h, |o| &mut o.gid, b"       ");
+        });
+        unpack(&l.build(), &dir).unwrap();
+        assert_eq!(meta(&dir.join("old")).mtime(), before_1970);
+        assert_eq!(meta(&dir.join("future")).mtime(), after_2038);
+        assert_eq!(meta(&dir.join("octal-2100")).mtime(), 4_102_444_800);
+        let big = meta(&dir.join("big-owner"));
+        assert_eq!((big.uid(), big.gid()), (4_294_967_294, 4_000_000_000));
+        let pax = meta(&dir.join("pax-owner"));
+        assert_eq!((pax.uid(), pax.gid()), (4_294_967_294, 2_147_483_648));
+        assert_eq!((pax.mtime(), pax.mtime_nsec()), (-2, 500_000_000));
+        let empty = meta(&dir.join("empty-fields"));
+        assert_eq!((empty.uid(), empty.gid()), (0, 0));
+
+        for (uid, shown) in [
+            (base256(1 << 32, 8), "uid 4294967296 cannot be a Linux uid"),
+            (base256(-1, 8), "uid -1 cannot be a Linux uid"),
+            (
+                base256(u32::MAX.into(), 8),
+                "uid 4294967295 cannot be a Linux uid",
+            ),
+        ] {
+            let err = refused(
+                |_| {
+                    let mut l = Layer::new();
+                    l.raw("f", EntryType::Regular, "", 0o644, b"", |h| {
+                        set_field(h, |o| &mut o.uid, &uid)
+                    });
+                    l.build()
+                },
+                |r| matches!(r, UnpackReason::Owner { .. }),
+            );
+            assert!(err.to_string().contains(shown), "{err}");
+        }
+        refused(
+            |_| {
+                let mut l = Layer::new();
+                l.pax(&[("gid", b"-5")]).file("f", 0o644, b"");
+                l.build()
+            },
+            |r| {
+                matches!(
+                    r,
+                    UnpackReason::Owner {
+                        which: "gid",
+                        value: -5
+                    }
+                )
+            },
+        );
+        refused(
+            |_| {
+                let mut l = Layer::new();
+                l.pax(&[("uid", b"12abc")]).file("f", 0o644, b"");
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::Invalid("bad PAX uid")),
+        );
+    }
+
+    #[test]
+    fn numeric_fields() {
+        assert_eq!(numeric(b"0000644\0"), Some(0o644));
+        assert_eq!(numeric(b"\0\0\0\x00644 "), Some(0o644));
+        assert_eq!(numeric(b"   644\0\0"), Some(0o644));
+        assert_eq!(numeric(b"\0\0\0\0\0\0\0\0"), Some(0));
+        assert_eq!(numeric(b"        "), Some(0));
+        assert_eq!(numeric(b"0000999\0"), None);
+        assert_eq!(numeric(&base256(-1, 12)), Some(-1));
+        assert_eq!(numeric(&base256(i64::MIN, 12)), Some(i64::MIN));
+        assert_eq!(numeric(&base256(i64::MAX, 12)), Some(i64::MAX));
+        assert_eq!(numeric(&base256(1 << 40, 8)), Some(1 << 40));
+        // More than 63 bits of magnitude.
+        assert_eq!(numeric(&[0x80, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(
+            numeric(&[0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            None
+        );
+    }
+
+    /// A GNU old-style sparse entry (type `S`): the map in the header, the data chunks after.
+    #[test]
+    fn gnu_sparse_files_are_expanded() {
+        let sandbox = Sandbox::new();
+        let dir = sandbox.layer_dir("layer");
+        let mut header = Header::new_gnu();
+        header.set_path("sparse").unwrap();
+        header.set_entry_type(EntryType::GNUSparse);
+        header.set_mode(0o640);
+        header.set_mtime(MTIME);
+        header.set_size(1024);
+        {
+            let gnu = header.as_gnu_mut().unwrap();
+            let octal = |field: &mut [u8], v: u64| {
+                let text = format!("{v:0width$o}\0", width = field.len() - 1);
+                field.copy_from_slice(text.as_bytes());
+            };
+            octal(&mut gnu.sparse[0].offset, 0);
+            octal(&mut gnu.sparse[0].numbytes, 512);
+            octal(&mut gnu.sparse[1].offset, 9488);
+            octal(&mut gnu.sparse[1].numbytes, 512);
+            octal(&mut gnu.realsize, 10_000);
+        }
+        header.set_cksum();
+        let mut bytes = header.as_bytes().to_vec();
+        bytes.extend_from_slice(&[b'A'; 512]);
+        bytes.extend_from_slice(&[b'B'; 512]);
+        let mut l = Layer::new();
+        l.file("after", 0o644, b"after");
+        bytes.extend_from_slice(&l.build());
+        unpack(&bytes, &dir).unwrap();
+        let content = std::fs::read(dir.join("sparse")).unwrap();
+        assert_eq!(content.len(), 10_000);
+        assert!(content[..512].iter().all(|&b| b == b'A'));
+        assert!(content[512..9488].iter().all(|&b| b == 0));
+        assert!(content[9488..].iter().all(|&b| b == b'B'));
+        assert_eq!(meta(&dir.join("sparse")).mode() & 0o7777, 0o640);
+        assert_eq!(std::fs::read(dir.join("after")).unwrap(), b"after");
+    }
+
+    /// GNU sparse files in PAX form, all three formats: the real name from the records, data
+    /// at its offsets, holes left as holes, the real size.
+    #[test]
+    fn pax_sparse_files_in_every_format() {
+        let sandbox = Sandbox::new();
+        let dir = sandbox.layer_dir("layer");
+        let mut map_10 = b"2\n0\n512\n9488\n512\n".to_vec();
+        map_10.resize(512, 0);
+        let data: Vec<u8> = [[b'A'; 512], [b'B'; 512]].concat();
+        let mut l = Layer::new();
+        l.pax(&[
+            ("GNU.sparse.major", b"1"),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", b"dir/v10"),
+            ("GNU.sparse.realsize", b"10000"),
+        ])
+        .file(
+            "GNUSparseFile.0/v10",
+            0o640,
+            &[map_10, data.clone()].concat(),
+        )
+        .pax(&[
+            ("GNU.sparse.major", b"0"),
+            ("GNU.sparse.minor", b"1"),
+            ("GNU.sparse.name", b"v01"),
+            ("GNU.sparse.size", b"10000"),
+            ("GNU.sparse.map", b"0,512,9488,512"),
+        ])
+        .file("GNUSparseFile.0/v01", 0o644, &data)
+        .pax(&[
+            ("GNU.sparse.size", b"10000"),
+            ("GNU.sparse.offset", b"0"),
+            ("GNU.sparse.numbytes", b"512"),
+            ("GNU.sparse.offset", b"9488"),
+            ("GNU.sparse.numbytes", b"512"),
+            ("GNU.sparse.name", b"v00"),
+        ])
+        .file("GNUSparseFile.0/v00", 0o644, &data)
+        .pax(&[
+            ("GNU.sparse.major", b"1"),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", b"all-hole"),
+            ("GNU.sparse.realsize", b"1048576"),
+        ])
+        .file(
+            "GNUSparseFile.0/all-hole",
+            0o644,
+            &[&b"0\n"[..], &[0; 510]].concat(),
+        )
+        .file("after", 0o644, b"after");
+        unpack(&l.build(), &dir).unwrap();
+        for name in ["dir/v10", "v01", "v00"] {
+            let content = std::fs::read(dir.join(name)).unwrap();
+            assert_eq!(content.len(), 10_000, "{name}");
+            assert!(content[..512].iter().all(|&b| b == b'A'), "{name}");
+            assert!(content[512..9488].iter().all(|&b| b == 0), "{name}");
+            assert!(content[9488..].iter().all(|&b| b == b'B'), "{name}");
+        }
+        assert_eq!(meta(&dir.join("dir/v10")).mode() & 0o7777, 0o640);
+        assert!(!dir.join("GNUSparseFile.0").exists());
+        let hole = meta(&dir.join("all-hole"));
+        assert_eq!(hole.len(), 1_048_576);
+        assert_eq!(hole.blocks(), 0, "a hole takes no blocks");
+        assert_eq!(std::fs::read(dir.join("after")).unwrap(), b"after");
+
+        for (records, data) in [
+            // The map lists more data than is stored.
+            (
+                &[
+                    ("GNU.sparse.size", &b"100"[..]),
+                    ("GNU.sparse.map", b"0,50"),
+                ][..],
+                &b"short"[..],
+            ),
+            // A chunk past the real size.
+            (
+                &[("GNU.sparse.size", b"10"), ("GNU.sparse.map", b"8,5")],
+                b"12345",
+            ),
+            // An unknown version.
+            (
+                &[("GNU.sparse.major", b"2"), ("GNU.sparse.realsize", b"1")],
+                b"",
+            ),
+        ] {
+            let err = refused(
+                |_| {
+                    let mut l = Layer::new();
+                    l.pax(records).file("f", 0o644, data);
+                    l.build()
+                },
+                |r| matches!(r, UnpackReason::BadSparse(_)),
+            );
+            assert!(err.to_string().contains("invalid GNU sparse file"), "{err}");
+        }
+        // A placeholder whose real name escapes is refused like any name.
+        refused(
+            |_| {
+                let mut l = Layer::new();
+                l.pax(&[
+                    ("GNU.sparse.name", b"../x"),
+                    ("GNU.sparse.size", b"0"),
+                    ("GNU.sparse.map", b""),
+                ])
+                .file("GNUSparseFile.0/x", 0o644, b"");
+                l.build()
+            },
+            |r| matches!(r, UnpackReason::PathEscapes),
+        );
+    }
+
+    #[test]
+    fn root_entries_that_are_not_directories_are_skipped() {
+        let sandbox = Sandbox::new();
+        let dir = sandbox.layer_dir("layer");
+        let mut l = Layer::new();
+        l.raw(".", EntryType::Directory, "", 0o700, b"", |_| {})
+            .file(".", 0o644, b"data of a file named dot")
+            .symlink("./", "/")
+            .hard_link("/", "x")
+            .file("x", 0o644, b"x");
+        unpack(&l.build(), &dir).unwrap();
+        let root = meta(&dir);
+        assert!(root.is_dir());
+        assert_eq!(root.mode() & 0o7777, 0o700);
+        assert_eq!(std::fs::read(dir.join("x")).unwrap(), b"x");
     }
 
     /// A tiny deterministic PRNG, so the garbling test needs no dependency and is reproducible.

@@ -42,6 +42,11 @@ impl From<ImageError> for Status {
                 source: crate::image::manifest::ManifestError::NoPlatform { .. },
                 ..
             } => Status::not_found(message),
+            // Intact, but not something a container runs: the caller named the wrong thing.
+            ImageError::Manifest {
+                source: crate::image::manifest::ManifestError::NotAnImage { .. },
+                ..
+            } => Status::failed_precondition(message),
             ImageError::Manifest { .. }
             | ImageError::ManifestDigest { .. }
             | ImageError::DiffId { .. }
