@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite (README command 2; .ci/run calls it). Run as root on Debian 12:
 # installs what it needs, then formatting, lints, unit and integration tests against
-# the real daemon, a crictl smoke test and the critest conformance suite.
+# the real daemon, a crictl smoke test, a Python gRPC client and the critest conformance suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$HOME/.cargo/bin:/usr/local/go/bin:$PATH
@@ -22,6 +22,8 @@ step "cargo test"
 cargo test --locked 2>&1 | tee /tmp/ferrocri-cargo-test.out
 step "crictl smoke test"
 hack/crictl-smoke.sh target/debug/ferrocri
+step "gRPC clients (Python grpcio with default options)"
+hack/grpc-clients.sh target/debug/ferrocri
 step "critest (streaming over SPDY)"
 hack/critest.sh
 # The transport flags change only the Streaming specs.
