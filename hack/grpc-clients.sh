@@ -13,8 +13,9 @@ GRPCIO_VERSION=1.85.1
 PROTOBUF_VERSION=7.36.2
 venv=${FERROCRI_PY_VENV:-/var/cache/ferrocri-test-venv}
 
-# Idempotent: pip only downloads when a pinned version is missing.
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+# Idempotent: pip only downloads when a pinned version is missing. A venv whose interpreter
+# is gone (python3 changed) is made again.
+"$venv/bin/python" -c '' 2>/dev/null || { rm -rf "$venv" && python3 -m venv "$venv"; }
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
 	"grpcio==$GRPCIO_VERSION" "grpcio-tools==$GRPCIO_VERSION" "protobuf==$PROTOBUF_VERSION"
 
