@@ -2,9 +2,6 @@
 //! compiler, so building ferrocri needs no system protoc.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // A position-dependent executable needs no load-time relocations: its read-only data stays
-    // clean, shared page cache in every per-pod monitor and pause instead of private copies.
-    println!("cargo:rustc-link-arg-bins=-no-pie");
     let proto = "proto/cri/api.proto";
     println!("cargo:rerun-if-changed={proto}");
     let descriptors = protox::compile([proto], ["proto/cri"])?;

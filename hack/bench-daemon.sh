@@ -6,7 +6,7 @@
 # mounts or processes are reported. BENCH_KEEP_LOG=<file> keeps the daemon's log (with
 # RUST_LOG=debug it times every RPC, CNI plugin and teardown step).
 export PATH=$HOME/.cargo/bin:$PATH
-cargo build --release --locked --quiet --bin ferrocri --example "$bench_example"
+cargo build --release --locked --quiet --bin ferrocri --bin ferrocri-monitor --example "$bench_example"
 bin=${CARGO_TARGET_DIR:-target}/release
 hack/registry.sh start >/dev/null
 hack/build-test-images.sh >/dev/null

@@ -38,9 +38,10 @@ PKGS=(containernetworking-plugins iptables iproute2 util-linux procps ca-certifi
 	libseccomp-dev pkg-config gcc libc6-dev)
 if [ "$RUNTIME_ONLY" = 0 ]; then
 	# Tests: docker-registry as the offline image source, curl/jq/python3 for the
-	# scripts, script(1) to give crictl a terminal, openssl for test certificates
-	# (gcc/libc6-dev above also build the static test-image helpers).
-	PKGS+=(docker-registry curl jq python3 bsdutils openssl)
+	# scripts (python3-venv for hack/grpc-clients.sh's grpcio), script(1) to give crictl
+	# a terminal, openssl for test certificates (gcc/libc6-dev above also build the
+	# static test-image helpers).
+	PKGS+=(docker-registry curl jq python3 python3-venv bsdutils openssl)
 fi
 
 missing=()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite (README command 2; .ci/run calls it). Run as root on Debian 12:
 # installs what it needs, then formatting, lints, unit and integration tests against
-# the real daemon, a crictl smoke test, the critest conformance suite, the image builder
+# the real daemon, a crictl smoke test, a Python gRPC client, the critest conformance suite, the image builder
 # matrix, and critest's image, container and security-context specs again on the test
 # images written by umoci.
 set -euo pipefail
@@ -24,6 +24,8 @@ step "cargo test"
 cargo test --locked 2>&1 | tee /tmp/ferrocri-cargo-test.out
 step "crictl smoke test"
 hack/crictl-smoke.sh target/debug/ferrocri
+step "gRPC clients (Python grpcio with default options)"
+hack/grpc-clients.sh target/debug/ferrocri
 step "critest (streaming over SPDY)"
 hack/critest.sh
 # The transport flags change only the Streaming specs.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Brings a working ferrocri up on this machine with its defaults (README command 1):
-# installs the runtime dependencies and crictl, builds and installs the binary,
+# installs the runtime dependencies and crictl, builds and installs the binaries,
 # points crictl at it, and starts the daemon (systemd unit where systemd runs,
 # otherwise a background process logging to /var/log/ferrocri.log).
 set -euo pipefail
@@ -9,8 +9,11 @@ export PATH=$HOME/.cargo/bin:/usr/local/go/bin:$PATH
 
 hack/install-deps.sh --runtime-only
 cargo build --release --locked
-install -m 0755 target/release/ferrocri /usr/local/bin/ferrocri.new
-mv -f /usr/local/bin/ferrocri.new /usr/local/bin/ferrocri
+# The monitor first: a running daemon starts each pod's monitor from beside itself.
+for b in ferrocri-monitor ferrocri; do
+	install -m 0755 "target/release/$b" "/usr/local/bin/$b.new"
+	mv -f "/usr/local/bin/$b.new" "/usr/local/bin/$b"
+done
 
 [ -e /etc/crictl.yaml ] || cat >/etc/crictl.yaml <<'YAML'
 runtime-endpoint: unix:///run/ferrocri/ferrocri.sock

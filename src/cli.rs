@@ -42,21 +42,6 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
-    /// Internal: the per-pod monitor, started by the daemon.
-    #[command(hide = true)]
-    Monitor {
-        /// The pod's state folder (holds pod.json).
-        #[arg(long)]
-        dir: PathBuf,
-    },
-    /// Internal: sets up and execs one container process, started by a pod monitor with
-    /// the report pipe on fd 3 and the start pipe on fd 4 (see `executor::sync`).
-    #[command(hide = true)]
-    Executor {
-        /// The container spec (JSON `executor::spec::ContainerSpec`).
-        #[arg(long)]
-        spec: PathBuf,
-    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,6 +18,15 @@ use crate::streaming::Streaming;
 
 /// Runs the daemon until a shutdown signal; returns when it may exit with 0.
 pub async fn run(config: Config) -> Result<()> {
+    // Every pod needs the monitor binary: without it, refuse to start rather than fail pods.
+    let monitor =
+        crate::monitor::client::program().context("cannot find the daemon's executable")?;
+    if !monitor.is_file() {
+        anyhow::bail!(
+            "{} is missing: ferrocri runs each pod's monitor from it (install it beside ferrocri)",
+            monitor.display()
+        );
+    }
     for dir in [&config.root_dir, &config.state_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

@@ -6,14 +6,6 @@ use ferrocri::config::DEFAULT_CONFIG_TOML;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The monitor reads only its pod's spec, never the daemon's config file.
-    if let Some(Command::Monitor { dir }) = &cli.command {
-        return ferrocri::monitor::run(dir);
-    }
-    // Neither does the executor; it runs in the container's process before its exec.
-    if let Some(Command::Executor { spec }) = &cli.command {
-        return ferrocri::executor::run(spec);
-    }
     if let Some(Command::Config {
         action: ConfigAction::Default,
     }) = &cli.command

@@ -456,3 +456,56 @@ fn config_default_prints_a_complete_file_that_parses_back() {
         assert!(stdout.contains(key), "missing {key}");
     }
 }
+
+/// Every pod's monitor runs from `ferrocri-monitor` beside the daemon's executable; a daemon
+/// installed without it refuses to start, naming it, instead of failing every pod later.
+#[test]
+fn without_the_monitor_binary_beside_it_the_daemon_refuses_to_start() {
+    // A hard link in cargo's tmp dir (same file system as the binary): a daemon alone there.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let alone = dir.path().join("ferrocri");
+    std::fs::hard_link(common::BIN, &alone).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "root_dir = \"{0}/root\"\nstate_dir = \"{0}/state\"\nsocket = \"{0}/s.sock\"\n[cni]\nconf_dir = \"{0}/net.d\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(&alone)
+        .args(["--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let wanted = dir.path().join("ferrocri-monitor");
+    assert!(
+        stderr.contains(&format!("{} is missing", wanted.display())),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("s.sock").exists());
+}
+
+/// Both binaries are position-independent with full RELRO: ASLR covers our own code, and the
+/// relocated data is read-only before `main` runs. (`readelf` comes with gcc's binutils.)
+#[test]
+fn both_binaries_are_pie_with_full_relro() {
+    for bin in [common::BIN, env!("CARGO_BIN_EXE_ferrocri-monitor")] {
+        let out = std::process::Command::new("readelf")
+            .args(["--file-header", "--program-headers", "--dynamic", bin])
+            .output()
+            .expect("run readelf");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("DYN (Position-Independent Executable file)"),
+            "{bin}: not PIE"
+        );
+        assert!(text.contains("GNU_RELRO"), "{bin}: no RELRO segment");
+        assert!(
+            text.contains("BIND_NOW"),
+            "{bin}: lazy binding (partial RELRO)"
+        );
+    }
+}

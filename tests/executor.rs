@@ -1,4 +1,4 @@
-//! `ferrocri executor` against a real busybox root: the image is pulled once (in process,
+//! `ferrocri-monitor executor` against a real busybox root: the image is pulled once (in process,
 //! with the crate's image service) from the local test registry, and each test runs the
 //! real binary the way the monitor will, with the report pipe on fd 3 and the start pipe on
 //! fd 4. Needs root and the registry on 127.0.0.1:5000 (hack/registry.sh start &&
@@ -16,7 +16,8 @@ use std::sync::OnceLock;
 use ferrocri::executor::spec::{ContainerSpec, Mount, NamespaceMode, Rlimit, Rootfs, User};
 use ferrocri::executor::sync::{Reports, START_BYTE, executor_args};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ferrocri");
+/// The executor is a mode of the monitor binary (the monitor runs it as /proc/self/exe).
+const BIN: &str = env!("CARGO_BIN_EXE_ferrocri-monitor");
 const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
 
 /// containerd's default capability set, and its mask in /proc/<pid>/status.

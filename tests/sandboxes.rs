@@ -113,6 +113,11 @@ async fn lifecycle_run_inspect_list_stats_stop_remove() {
         info.dir.display()
     );
 
+    // The monitor runs from its own small binary, beside the daemon's.
+    let monitor_exe = std::fs::read_link(format!("/proc/{}/exe", info.monitor_pid)).unwrap();
+    let daemon_dir = std::path::Path::new(common::BIN).parent().unwrap();
+    assert_eq!(monitor_exe, daemon_dir.join("ferrocri-monitor"));
+
     // The pause: its name, its network namespace, its UTS and IPC namespaces.
     assert_eq!(comm(info.pid), "pause");
     assert_eq!(ns_id(format!("/proc/{}/ns/net", info.pid)), ns_id(&pin));

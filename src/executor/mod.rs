@@ -1,4 +1,4 @@
-//! The executor: `ferrocri executor --spec <file>` turns a [`spec::ContainerSpec`] into the
+//! The executor: `ferrocri-monitor executor --spec <file>` turns a [`spec::ContainerSpec`] into the
 //! running container process. The pod's monitor forks and execs it with the container's
 //! stdio on fds 0-2 and the two pipes of [`sync`] on fds 3 and 4; it is a fresh,
 //! single-threaded process, so every namespace and mount call is safe here.
@@ -41,12 +41,12 @@ use error::{Context, Result};
 use spec::{ContainerSpec, NamespaceMode, SeccompProfile};
 use sync::{EXIT_EXEC_FAILED, EXIT_FAILED, EXIT_NOT_STARTED, Message, Reporter, StartSignal};
 
-/// Entry point of `ferrocri executor --spec <file>`. Never returns when the exec succeeds.
+/// Entry point of `ferrocri-monitor executor --spec <file>`. Never returns when the exec succeeds.
 pub fn run(spec_file: &Path) -> std::process::ExitCode {
     let (mut report, start) = match (Reporter::take(), StartSignal::take()) {
         (Ok(report), Ok(start)) => (report, start),
         (Err(e), _) | (_, Err(e)) => {
-            eprintln!("ferrocri executor: {e} (this command is run by the pod monitor)");
+            eprintln!("ferrocri-monitor executor: {e} (this command is run by the pod monitor)");
             return std::process::ExitCode::from(EXIT_FAILED as u8);
         }
     };

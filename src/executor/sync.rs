@@ -1,4 +1,4 @@
-//! The two pipes between the monitor and `ferrocri executor`, both sides.
+//! The two pipes between the monitor and `ferrocri-monitor executor`, both sides.
 //!
 //! The monitor forks, puts the container's stdio on fds 0/1/2, the write end of the REPORT
 //! pipe on fd 3 and the read end of the START pipe on fd 4, and execs

@@ -1,6 +1,6 @@
 //! The daemon's side of a monitor: starting one for a pod and talking to it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -28,7 +28,18 @@ pub struct Started {
     pub pause_pid: i32,
 }
 
-/// Starts `ferrocri monitor` for the pod in `dir` and waits until it and its pause are up.
+/// The monitor's executable: `ferrocri-monitor`, installed beside `ferrocri`.
+pub const PROGRAM_NAME: &str = "ferrocri-monitor";
+
+/// `ferrocri-monitor` in the folder of the running daemon's executable. (The daemon's own
+/// file may have been replaced since it started; /proc/self/exe then ends in " (deleted)",
+/// and the folder is still right.)
+pub fn program() -> std::io::Result<PathBuf> {
+    Ok(std::fs::read_link("/proc/self/exe")?.with_file_name(PROGRAM_NAME))
+}
+
+/// Starts `ferrocri-monitor monitor` for the pod in `dir` and waits until it and its pause
+/// are up.
 pub async fn start(dir: &Path, spec: &PodSpec) -> Result<Started, MonitorError> {
     let start_err =
         |what: &str, e: &dyn std::fmt::Display| MonitorError::Start(format!("{what}: {e}"));
@@ -39,8 +50,8 @@ pub async fn start(dir: &Path, spec: &PodSpec) -> Result<Started, MonitorError> 
         .append(true)
         .open(dir.join("monitor.log"))
         .map_err(|e| start_err("opening its log", &e))?;
-    // /proc/self/exe: the very binary this daemon runs, even if the file was replaced since.
-    let mut child = tokio::process::Command::new("/proc/self/exe")
+    let program = program().map_err(|e| start_err("finding its program", &e))?;
+    let mut child = tokio::process::Command::new(&program)
         .arg("monitor")
         .arg("--dir")
         .arg(dir)
@@ -49,7 +60,7 @@ pub async fn start(dir: &Path, spec: &PodSpec) -> Result<Started, MonitorError> 
         .stderr(log)
         .kill_on_drop(false)
         .spawn()
-        .map_err(|e| start_err("spawning", &e))?;
+        .map_err(|e| start_err(&format!("spawning {}", program.display()), &e))?;
     let stdout = child
         .stdout
         .take()

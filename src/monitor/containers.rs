@@ -1,4 +1,4 @@
-//! The monitor's containers: it forks each one (the child execs `ferrocri executor`), holds
+//! The monitor's containers: it forks each one (the child execs `ferrocri-monitor executor`), holds
 //! its stdio and writes it to the CRI log, lets it run on StartContainer, signals it, reaps
 //! it and records its exit durably in `<pod dir>/containers/<id>/exit.json` — all of which
 //! keeps working while the daemon is away. It also starts exec processes (ExecSync and exec

@@ -1,4 +1,5 @@
-//! The per-pod monitor: `ferrocri monitor --dir <pod state dir>`, one small single-threaded
+//! The per-pod monitor: `ferrocri-monitor monitor --dir <pod state dir>` (a binary of its own,
+//! `src/bin/ferrocri-monitor.rs`), one small single-threaded
 //! process per pod. It forks the pod's pause process, pins the pod's IPC and UTS namespaces,
 //! reaps its children and answers the daemon on `<dir>/monitor.sock`. It runs on without the
 //! daemon: a daemon crash or restart stops nothing of the pod.
@@ -42,7 +43,7 @@ pub fn namespace_pin(dir: &Path, kind: &str) -> PathBuf {
     dir.join("ns").join(kind)
 }
 
-/// Entry point of `ferrocri monitor`. stdout is the pipe the daemon reads the ready line
+/// Entry point of `ferrocri-monitor monitor`. stdout is the pipe the daemon reads the ready line
 /// from; stderr is the monitor's log file.
 pub fn run(dir: &Path) -> std::process::ExitCode {
     let started = prepare(dir).and_then(|(spec, pause, listener)| {
