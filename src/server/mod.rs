@@ -46,6 +46,7 @@ mod deadline;
 mod errors;
 mod image_service;
 mod limits;
+mod list_streams;
 mod runtime_info;
 mod runtime_service;
 mod sandbox;
