@@ -111,7 +111,20 @@ impl Containers {
 
     /// Publishes an event about the pod itself, from its record as it is now (for
     /// CONTAINER_DELETED_EVENT, as it was just before it went).
+    /// A pod's STOPPED goes out once, whether StopPodSandbox or the pause's exit reports it.
     pub async fn publish_pod(&self, kind: ContainerEventType, pod: &SandboxRecord) {
+        {
+            let mut stopped = self.pods_stopped.lock().unwrap_or_else(|p| p.into_inner());
+            match kind {
+                ContainerEventType::ContainerStoppedEvent if !stopped.insert(pod.id.clone()) => {
+                    return;
+                }
+                ContainerEventType::ContainerDeletedEvent => {
+                    stopped.remove(&pod.id);
+                }
+                _ => {}
+            }
+        }
         if self.events().has_subscribers() {
             self.publish_with(kind, &pod.id, &pod.id, Some(pod)).await;
         }

@@ -85,6 +85,9 @@ pub struct Containers {
     transitions: KeyedLocks,
     /// None when inotify is not available: exits are then found by lists and status calls.
     exit_watch: Option<ExitWatch>,
+    /// Pods whose CONTAINER_STOPPED_EVENT went out (a stop and the pause's exit both report
+    /// it; it goes out once), until their CONTAINER_DELETED_EVENT.
+    pub(super) pods_stopped: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Containers {
@@ -111,6 +114,7 @@ impl Containers {
             events: EventHub::new(event_buffer),
             transitions: KeyedLocks::default(),
             exit_watch,
+            pods_stopped: Default::default(),
         }
     }
 
