@@ -4,7 +4,7 @@
 //! the monitor recorded (the status's `finished_at`, taken when it reaped the process) to the
 //! arrival of CONTAINER_STOPPED_EVENT here (same host, same clock). It covers the monitor's
 //! durable exit file, the exit watch, the record update and the gRPC stream. Then N containers
-//! that exit at about the same moment, the same figure under a burst. Prints figures; asserts
+//! that sleep until the same moment and exit: the same figure under a burst. Prints figures; asserts
 //! nothing.
 //!
 //!   bench_events <socket> [exits]
@@ -41,25 +41,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &mut one_at_a_time,
     );
 
-    // A burst: every container sleeps until the same wall-clock second, then exits.
+    // A burst: every container sleeps until the same moment (creating and starting them takes
+    // well under 100 ms each), then exits.
     let mut ids = Vec::with_capacity(exits);
-    let at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs()
-        + 2
-        + (exits as u64) / 20;
-    let wait = format!("while [ $(date +%s) -lt {at} ]; do usleep 10000; done");
+    let at = std::time::Instant::now() + Duration::from_millis(1000 + 100 * exits as u64);
     for i in 0..exits {
-        let id = common::create_busybox(
-            &mut client,
-            &pod,
-            config.clone(),
-            &format!("burst-{i}"),
-            &["sh", "-c", &wait],
-        )
-        .await?;
-        common::start(&mut client, id.clone()).await?;
-        ids.push(id);
+        let left = at.saturating_duration_since(std::time::Instant::now());
+        let seconds = format!("{:.3}", left.as_secs_f64().max(0.001));
+        ids.push(run(&mut client, &pod, &config, &format!("burst-{i}"), &seconds).await?);
     }
     let mut burst = stopped(&mut events, &ids).await?;
     report(&format!("exit to event, {exits} exits at once"), &mut burst);
