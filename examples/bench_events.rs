@@ -32,7 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut one_at_a_time = Vec::with_capacity(exits);
     for i in 0..exits {
         let id = run(&mut client, &pod, &config, &format!("one-{i}"), "0.05").await?;
-        let latency = stopped(&mut events, &[id.clone()]).await?;
+        let latency = stopped(&mut events, std::slice::from_ref(&id)).await?;
         one_at_a_time.extend(latency);
         remove(&mut client, id).await?;
     }
