@@ -1,11 +1,11 @@
 //! Event benchmark client (run by hack/bench-events.sh against a release daemon): how long a
-//! container's exit takes to reach a GetContainerEvents subscriber. One pod; N times, a busybox
-//! container that sleeps a moment and exits is created and started; the time is from the exit
-//! the monitor recorded (the status's `finished_at`, taken when it reaped the process) to the
-//! arrival of CONTAINER_STOPPED_EVENT here (same host, same clock). It covers the monitor's
-//! durable exit file, the exit watch, the record update and the gRPC stream. Then N containers
-//! that sleep until the same moment and exit: the same figure under a burst. Prints figures; asserts
-//! nothing.
+//! container's exit takes to reach a GetContainerEvents subscriber. One pod; N times, a
+//! busybox container that sleeps a moment and exits is created and started; the time is from
+//! the exit the monitor recorded (the status's `finished_at`, taken when it reaped the
+//! process) to the arrival of CONTAINER_STOPPED_EVENT here (same host, same clock). It covers
+//! the monitor's durable exit file, the exit watch, the record update and the gRPC stream.
+//! Then N containers that sleep until the same moment and exit: the same figure under a burst.
+//! Prints figures; asserts nothing.
 //!
 //!   bench_events <socket> [exits]
 

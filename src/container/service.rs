@@ -100,7 +100,8 @@ impl Containers {
     ) -> Containers {
         let exit_watch = ExitWatch::new()
             .inspect_err(|e| {
-                tracing::warn!(error = %e, "no inotify: container exits are noticed only when listed");
+                let effect = "container exits are noticed only when listed";
+                tracing::warn!(error = %e, "no inotify: {effect}");
             })
             .ok();
         Containers {
@@ -160,7 +161,8 @@ impl Containers {
             let changes = match watch.next().await {
                 Ok(changes) => changes,
                 Err(e) => {
-                    tracing::warn!(error = %e, "watching for exits failed; exits are noticed only when listed");
+                    let effect = "exits are noticed only when listed";
+                    tracing::warn!(error = %e, "watching for exits failed; {effect}");
                     return;
                 }
             };

@@ -120,7 +120,7 @@ cri_service! {
             }))
         }
 
-        type StreamImagesStream = futures::stream::BoxStream<'static, Result<StreamImagesResponse, Status>>;
+        type StreamImagesStream = super::list_streams::ServerStream<StreamImagesResponse>;
 
         /// ListImages' answer in pages.
         async fn stream_images(
@@ -128,11 +128,9 @@ cri_service! {
             request: Request<StreamImagesRequest>,
         ) -> Result<Response<Self::StreamImagesStream>, Status> {
             let filter = request.into_inner().filter;
-            let listed = ImageService::list_images(self, Request::new(ListImagesRequest { filter }))
-                .await?
-                .into_inner()
-                .images;
-            Ok(Response::new(self.pages(listed, |images| StreamImagesResponse { images })))
+            let request = Request::new(ListImagesRequest { filter });
+            let images = ImageService::list_images(self, request).await?.into_inner().images;
+            Ok(Response::new(self.pages(images, |images| StreamImagesResponse { images })))
         }
 
         async fn remove_image(

@@ -12,6 +12,9 @@ use super::CriServer;
 use crate::container::events::{Ended, Subscription};
 use crate::cri::v1::ContainerEventResponse;
 
+/// What a server-streaming RPC answers.
+pub type ServerStream<T> = BoxStream<'static, Result<T, Status>>;
+
 /// Encoded bytes per page (kubelet accepts 16 MiB per message; well below it).
 pub const MAX_PAGE_BYTES: usize = 1 << 20;
 
@@ -47,7 +50,7 @@ impl CriServer {
         &self,
         items: Vec<T>,
         wrap: impl Fn(Vec<T>) -> R + Send + 'static,
-    ) -> BoxStream<'static, Result<R, Status>>
+    ) -> ServerStream<R>
     where
         T: prost::Message + Send + 'static,
         R: Send + 'static,
@@ -58,9 +61,7 @@ impl CriServer {
 
     /// GetContainerEvents: every event from now on, until the subscriber falls behind (then
     /// RESOURCE_EXHAUSTED) or the daemon shuts down (UNAVAILABLE).
-    pub(super) fn container_events(
-        &self,
-    ) -> Result<BoxStream<'static, Result<ContainerEventResponse, Status>>, Status> {
+    pub(super) fn container_events(&self) -> Result<ServerStream<ContainerEventResponse>, Status> {
         let subscription = self
             .containers()
             .subscribe_events()

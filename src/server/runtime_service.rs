@@ -1,9 +1,9 @@
 //! The RuntimeService: each RPC decodes its request and hands it to its domain module.
 
-use futures::stream::BoxStream;
 use tonic::{Code, Request, Response, Status};
 
 use super::CriServer;
+use super::list_streams::ServerStream;
 use crate::cri::v1::runtime_service_server::RuntimeService;
 use crate::cri::v1::*;
 
@@ -202,7 +202,7 @@ cri_service! {
             Ok(Response::new(UpdatePodSandboxResourcesResponse {}))
         }
 
-        type GetContainerEventsStream = BoxStream<'static, Result<ContainerEventResponse, Status>>;
+        type GetContainerEventsStream = ServerStream<ContainerEventResponse>;
 
         async fn get_container_events(
             &self,
@@ -211,66 +211,78 @@ cri_service! {
             self.container_events().map(Response::new)
         }
 
-        type StreamPodSandboxesStream = BoxStream<'static, Result<StreamPodSandboxesResponse, Status>>;
+        type StreamPodSandboxesStream = ServerStream<StreamPodSandboxesResponse>;
 
         async fn stream_pod_sandboxes(
             &self,
             request: Request<StreamPodSandboxesRequest>,
         ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
-            let items = CriServer::list_pod_sandbox(self, request.into_inner().filter).await?.items;
-            let pages = self.pages(items, |pod_sandboxes| StreamPodSandboxesResponse { pod_sandboxes });
+            let filter = request.into_inner().filter;
+            let items = CriServer::list_pod_sandbox(self, filter).await?.items;
+            let pages = self.pages(items, |pod_sandboxes| StreamPodSandboxesResponse {
+                pod_sandboxes,
+            });
             Ok(Response::new(pages))
         }
 
-        type StreamContainersStream = BoxStream<'static, Result<StreamContainersResponse, Status>>;
+        type StreamContainersStream = ServerStream<StreamContainersResponse>;
 
         async fn stream_containers(
             &self,
             request: Request<StreamContainersRequest>,
         ) -> Result<Response<Self::StreamContainersStream>, Status> {
-            let items = CriServer::list_containers(self, request.into_inner().filter).await?.containers;
+            let filter = request.into_inner().filter;
+            let items = CriServer::list_containers(self, filter).await?.containers;
             let pages = self.pages(items, |containers| StreamContainersResponse { containers });
             Ok(Response::new(pages))
         }
 
-        type StreamContainerStatsStream = BoxStream<'static, Result<StreamContainerStatsResponse, Status>>;
+        type StreamContainerStatsStream = ServerStream<StreamContainerStatsResponse>;
 
         async fn stream_container_stats(
             &self,
             request: Request<StreamContainerStatsRequest>,
         ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
-            let items = CriServer::list_container_stats(self, request.into_inner().filter).await?;
-            let pages = self.pages(items, |container_stats| StreamContainerStatsResponse { container_stats });
+            let filter = request.into_inner().filter;
+            let items = CriServer::list_container_stats(self, filter).await?;
+            let pages = self.pages(items, |container_stats| StreamContainerStatsResponse {
+                container_stats,
+            });
             Ok(Response::new(pages))
         }
 
-        type StreamPodSandboxStatsStream = BoxStream<'static, Result<StreamPodSandboxStatsResponse, Status>>;
+        type StreamPodSandboxStatsStream = ServerStream<StreamPodSandboxStatsResponse>;
 
         async fn stream_pod_sandbox_stats(
             &self,
             request: Request<StreamPodSandboxStatsRequest>,
         ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
-            let items = CriServer::list_pod_sandbox_stats(self, request.into_inner().filter).await?;
-            let pages = self.pages(items, |pod_sandbox_stats| StreamPodSandboxStatsResponse { pod_sandbox_stats });
+            let filter = request.into_inner().filter;
+            let items = CriServer::list_pod_sandbox_stats(self, filter).await?;
+            let pages = self.pages(items, |pod_sandbox_stats| StreamPodSandboxStatsResponse {
+                pod_sandbox_stats,
+            });
             Ok(Response::new(pages))
         }
 
-        type StreamPodSandboxMetricsStream = BoxStream<'static, Result<StreamPodSandboxMetricsResponse, Status>>;
+        type StreamPodSandboxMetricsStream = ServerStream<StreamPodSandboxMetricsResponse>;
 
         /// Pages of whatever ListPodSandboxMetrics answers (Unimplemented while it is).
         async fn stream_pod_sandbox_metrics(
             &self,
             _request: Request<StreamPodSandboxMetricsRequest>,
         ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
-            let listed = RuntimeService::list_pod_sandbox_metrics(self, Request::new(ListPodSandboxMetricsRequest {})).await;
-            let items = match listed {
+            let request = Request::new(ListPodSandboxMetricsRequest {});
+            let items = match RuntimeService::list_pod_sandbox_metrics(self, request).await {
                 Ok(response) => response.into_inner().pod_metrics,
                 Err(e) if e.code() == Code::Unimplemented => {
                     return Err(super::errors::pending("StreamPodSandboxMetrics", METRICS));
                 }
                 Err(e) => return Err(e),
             };
-            let pages = self.pages(items, |pod_sandbox_metrics| StreamPodSandboxMetricsResponse { pod_sandbox_metrics });
+            let pages = self.pages(items, |pod_sandbox_metrics| StreamPodSandboxMetricsResponse {
+                pod_sandbox_metrics,
+            });
             Ok(Response::new(pages))
         }
 
