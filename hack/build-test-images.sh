@@ -2,8 +2,12 @@
 # Build every image critest v1.36.0 pulls, offline and deterministically, and
 # push them to the local registry (hack/registry.sh) under their upstream
 # paths, e.g. 127.0.0.1:5000/e2e-test-images/busybox:1.29-2.
-#   hack/build-test-images.sh [--bench]
-#     --bench  also build 127.0.0.1:5000/ferrocri/bench-large:latest (~105 MiB, 6 layers)
+#   hack/build-test-images.sh [--bench] [--builder build.py|umoci]
+#     --bench    also build 127.0.0.1:5000/ferrocri/bench-large:latest (~105 MiB, 6 layers)
+#     --builder  who writes the images from the same staged files: hack/images/build.py
+#                itself (the default), or umoci + skopeo (a second tool's layers, configs
+#                and manifests; installs Debian's umoci and skopeo when missing). The
+#                default may also come from FERROCRI_TEST_IMAGE_BUILDER.
 # Needs: hack/install-deps.sh (gcc, libc6-dev, docker-registry, python3, curl).
 set -euo pipefail
 
@@ -14,11 +18,18 @@ REGISTRY=${FERROCRI_REGISTRY_ADDR:-127.0.0.1:5000}
 CFLAGS=(-static -Os -s -Wall -Wextra -Wl,--build-id=none)
 
 BENCH=()
-for arg in "$@"; do
+BUILDER=${FERROCRI_TEST_IMAGE_BUILDER:-build.py}
+while [ $# -gt 0 ]; do
+	arg=$1
+	shift
 	case "$arg" in
 	--bench) BENCH=(--bench) ;;
+	--builder)
+		BUILDER=${1:?--builder needs build.py or umoci}
+		shift
+		;;
 	-h | --help)
-		sed -n '2,7p' "$0"
+		sed -n '2,11p' "$0"
 		exit 0
 		;;
 	*)
@@ -30,6 +41,20 @@ done
 
 log() { echo "[build-test-images] $*" >&2; }
 t0=$SECONDS
+case "$BUILDER" in
+build.py) ;;
+umoci)
+	for p in umoci skopeo; do
+		command -v "$p" >/dev/null && continue
+		log "apt-get install $p"
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p"; } >&2
+	done
+	;;
+*)
+	echo "unknown builder: $BUILDER (build.py or umoci)" >&2
+	exit 2
+	;;
+esac
 mkdir -p "$CACHE/debs" "$CACHE/bin"
 
 # Starting is a no-op when it already runs.
@@ -63,5 +88,5 @@ for name in procipc nginx nnp pause echo; do
 done
 
 python3 "$HACK/images/build.py" --busybox-root "$root" --bin "$CACHE/bin" \
-	--cache "$CACHE" --registry "$REGISTRY" "${BENCH[@]}"
-log "done in $((SECONDS - t0))s (list also in $CACHE/images.txt)"
+	--cache "$CACHE" --registry "$REGISTRY" --builder "$BUILDER" "${BENCH[@]}"
+log "done in $((SECONDS - t0))s with $BUILDER (list also in $CACHE/images*.txt)"

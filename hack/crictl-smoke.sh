@@ -11,6 +11,13 @@ repo=$PWD
 bin=${1:-target/debug/ferrocri}
 work=$(mktemp -d /tmp/ferrocri-smoke.XXXXXX)
 sock=$work/ferrocri.sock
+# The mirrors in hack/certs.d point at 127.0.0.1:5000; another FERROCRI_REGISTRY_ADDR gets a copy.
+certs=$repo/hack/certs.d
+if [ "${FERROCRI_REGISTRY_ADDR:-127.0.0.1:5000}" != 127.0.0.1:5000 ]; then
+	cp -r "$certs" "$work/certs.d"
+	sed -i "s/127\.0\.0\.1:5000/$FERROCRI_REGISTRY_ADDR/" "$work"/certs.d/*/hosts.toml
+	certs=$work/certs.d
+fi
 cat >"$work/config.toml" <<CONF
 root_dir = "$work/root"
 state_dir = "$work/state"
@@ -19,7 +26,7 @@ socket = "$sock"
 conf_dir = "$repo/hack/cni"
 bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
 [registry]
-config_dir = "$repo/hack/certs.d"
+config_dir = "$certs"
 CONF
 "$bin" --config "$work/config.toml" 2>"$work/log" &
 daemon=$!

@@ -4,7 +4,9 @@
 # the local registry, and the test CNI network. Skips what hack/critest-skip.txt
 # lists, stops the daemon, and fails if the daemon left anything behind.
 #   hack/critest.sh [extra critest flags...]
-# Env: FERROCRI_BIN (default target/debug/ferrocri), CRITEST_PARALLEL (default 2).
+# Env: FERROCRI_BIN (default target/debug/ferrocri), CRITEST_PARALLEL (default 2),
+# FERROCRI_TEST_IMAGE_BUILDER (umoci: the image set written by umoci, see
+# hack/build-test-images.sh), FERROCRI_REGISTRY_ADDR (another registry than 127.0.0.1:5000).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -21,6 +23,13 @@ hack/build-test-images.sh >/dev/null
 
 work=$(mktemp -d /tmp/ferrocri-critest.XXXXXX)
 sock=$work/ferrocri.sock
+# The mirrors in hack/certs.d point at 127.0.0.1:5000; another FERROCRI_REGISTRY_ADDR gets a copy.
+certs=$repo/hack/certs.d
+if [ "${FERROCRI_REGISTRY_ADDR:-127.0.0.1:5000}" != 127.0.0.1:5000 ]; then
+	cp -r "$certs" "$work/certs.d"
+	sed -i "s/127\.0\.0\.1:5000/$FERROCRI_REGISTRY_ADDR/" "$work"/certs.d/*/hosts.toml
+	certs=$work/certs.d
+fi
 cat >"$work/config.toml" <<EOF
 root_dir = "$work/root"
 state_dir = "$work/state"
@@ -31,7 +40,7 @@ level = "debug"
 conf_dir = "$repo/hack/cni"
 bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
 [registry]
-config_dir = "$repo/hack/certs.d"
+config_dir = "$certs"
 EOF
 
 "$bin" --config "$work/config.toml" 2>"$work/ferrocri.log" &

@@ -2,13 +2,22 @@
 # Local image registry for offline tests: Debian's docker-registry on 127.0.0.1:5000.
 #   hack/registry.sh start|stop|status
 # No init system is assumed; the binary runs in the background with a pid file.
+# Env: FERROCRI_REGISTRY_ADDR (default 127.0.0.1:5000); FERROCRI_REGISTRY_ROOT runs a
+# separate instance with its storage, config, log and pid file all in that folder
+# (e.g. a second registry on 127.0.0.1:5001 that a test may fill without touching the first).
 set -euo pipefail
 
 ADDR=${FERROCRI_REGISTRY_ADDR:-127.0.0.1:5000}
-ROOT=/var/lib/ferrocri-test-registry
+if [ -n "${FERROCRI_REGISTRY_ROOT:-}" ]; then
+	ROOT=$FERROCRI_REGISTRY_ROOT
+	LOG=$ROOT/registry.log
+	PIDFILE=$ROOT/registry.pid
+else
+	ROOT=/var/lib/ferrocri-test-registry
+	LOG=/var/log/ferrocri-test-registry.log
+	PIDFILE=/run/ferrocri-test-registry.pid
+fi
 CONFIG=$ROOT/config.yml
-LOG=/var/log/ferrocri-test-registry.log
-PIDFILE=/run/ferrocri-test-registry.pid
 
 find_registry() {
 	local b

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite (README command 2; .ci/run calls it). Run as root on Debian 12:
 # installs what it needs, then formatting, lints, unit and integration tests against
-# the real daemon, a crictl smoke test and the critest conformance suite.
+# the real daemon, a crictl smoke test, the critest conformance suite, the image builder
+# matrix, and critest's image, container and security-context specs again on the test
+# images written by umoci.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$HOME/.cargo/bin:/usr/local/go/bin:$PATH
@@ -27,3 +29,17 @@ hack/critest.sh
 # The transport flags change only the Streaming specs.
 step "critest (streaming over WebSocket)"
 hack/critest.sh -ginkgo.focus Streaming -websocket-exec -websocket-attach -websocket-portforward
+step "image builder matrix (Docker, buildah, podman, umoci, crane, ko, skopeo; trees checked against containerd)"
+hack/image-matrix.sh
+# The same critest image set written by a second tool: the image, container and
+# security-context specs and the smoke test must pass with umoci's layers, configs and
+# manifests too. The default set is put back afterwards, pass or fail (a later build.py
+# run would re-push it anyway).
+step "critest and crictl smoke test with the test images written by umoci"
+second=0
+FERROCRI_TEST_IMAGE_BUILDER=umoci hack/critest.sh \
+	-ginkgo.focus '\[k8s\.io\] (Image Manager|Image Consistency|Image Identifier|Container runtime|Container Mount|Security Context)' || second=1
+hack/crictl-smoke.sh target/debug/ferrocri || second=1
+step "restore the default test images"
+hack/build-test-images.sh >/dev/null
+[ "$second" = 0 ]

@@ -123,6 +123,7 @@ class Layer:
 
     def __init__(self, name, entries, compression="gzip"):
         self.name = name
+        self.entries = entries  # kept for writers that stage the layer as files (umoci)
         self.tar = make_tar(entries)
         self.diff_id = sha256(self.tar)
         self.compression = compression
@@ -140,6 +141,7 @@ class Layer:
         """The same tar (same diff_id) stored with another compression."""
         other = object.__new__(Layer)
         other.name, other.tar, other.diff_id = self.name, self.tar, self.diff_id
+        other.entries = self.entries
         other.compression = compression
         other.blob = gzip_bytes(self.tar) if compression == "gzip" else self.tar
         other.digest = sha256(other.blob)
@@ -294,6 +296,7 @@ class Image:
             "os": "linux",
             "rootfs": {"type": "layers", "diff_ids": [l.diff_id for l in layers]},
         })
+        self.config_obj = cfg
         self.config = canonical(cfg)
         self.config_digest = sha256(self.config)
         manifest = {
@@ -548,7 +551,11 @@ def main():
     ap.add_argument("--cache", required=True, help="build cache directory")
     ap.add_argument("--registry", default="127.0.0.1:5000")
     ap.add_argument("--bench", action="store_true", help="also build ferrocri/bench-large:latest")
+    ap.add_argument("--builder", choices=["build.py", "umoci"], default="build.py",
+                    help="who writes the images: this script, or umoci + skopeo from the same staged files")
     args = ap.parse_args()
+    if args.builder == "umoci" and args.bench:
+        raise SystemExit("--bench is only built by build.py's own writer")
 
     bins = {n: read_file(os.path.join(args.bin, n)) for n in ("nginx", "nnp", "pause", "echo")}
     base, applets = base_layer(args.busybox_root, args.bin)
@@ -573,19 +580,30 @@ def main():
             repos_tags[(repo, tag)] = True
 
     reg = Registry(args.registry)
+    umoci = None
+    if args.builder == "umoci":
+        from umoci_writer import UmociWriter
+        umoci = UmociWriter(os.path.join(args.cache, "umoci"), MTIME)
     lines = []
     for (repo, _), entry in plan.items():
-        push(reg, repo, entry["tags"], entry["obj"])
+        obj = entry["obj"]
+        if umoci:
+            image = obj.children[0] if isinstance(obj, Index) else obj
+            for tag in entry["tags"]:
+                umoci.push(image, args.registry, repo, tag)
+        else:
+            push(reg, repo, entry["tags"], obj)
         for tag in entry["tags"]:
             digest, ctype = reg.resolve(repo, tag)
-            if digest != entry["obj"].digest:
+            if not umoci and digest != obj.digest:
                 raise SystemExit("%s:%s resolves to %s, pushed %s" % (repo, tag, digest, entry["obj"].digest))
             upstream = [r for r in entry["refs"] if local_path(r) == (repo, tag)]
             lines.append("%s/%s:%s %s %s %s" % (args.registry, repo, tag, digest, ctype,
                                                  ",".join(upstream)))
-    log("uploaded %.1f MiB of new blobs" % (reg.uploaded / (1 << 20)))
+    if not umoci:
+        log("uploaded %.1f MiB of new blobs" % (reg.uploaded / (1 << 20)))
     report = "\n".join(lines) + "\n"
-    with open(os.path.join(args.cache, "images.txt"), "w") as fh:
+    with open(os.path.join(args.cache, "images-umoci.txt" if umoci else "images.txt"), "w") as fh:
         fh.write(report)
     sys.stdout.write(report)
 
