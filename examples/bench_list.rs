@@ -1,7 +1,7 @@
 //! List benchmark client (run by hack/bench-list.sh against a release daemon): fills the
 //! daemon with pods of busybox containers — most running `sleep 3600`, some created and never
-//! started, one per pod exited — then times ListContainers (no filter, and filtered by pod)
-//! and ListPodSandbox, and removes everything. Prints figures; asserts nothing.
+//! started, one per pod exited — then times ListContainers (no filter, and filtered by pod),
+//! StreamContainers (every page) and ListPodSandbox, and removes everything. Prints figures; asserts nothing.
 //!
 //!   bench_list <socket> <daemon pid> [pods] [containers per pod] [calls]
 
@@ -69,6 +69,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
     report("ListContainers, no filter", &mut unfiltered);
+    let mut streamed = time(calls, |_| {
+        let mut c = client.clone();
+        async move {
+            let mut pages = c
+                .stream_containers(StreamContainersRequest::default())
+                .await?
+                .into_inner();
+            while pages.message().await?.is_some() {}
+            Ok(())
+        }
+    })
+    .await?;
+    report("StreamContainers, no filter (all pages)", &mut streamed);
     let mut by_pod = time(calls, |i| {
         let mut c = client.clone();
         let filter = ContainerFilter {

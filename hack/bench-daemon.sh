@@ -1,5 +1,5 @@
-# Sourced by the pod and list benchmarks: builds the release daemon and the benchmark client
-# example $bench_example, starts the local registry (with the test images) and a daemon with
+# Sourced by the pod, list and event benchmarks: builds the release daemon and the benchmark
+# client example $bench_example, starts the local registry (with the test images) and a daemon with
 # the test CNI network in a fresh folder. Sets work, sock, daemon and bin (the folder of the
 # release binaries). On exit, failures included, every pod left is removed through the daemon
 # (pods outlive it: their monitors are not its children), the daemon stops, and leftover

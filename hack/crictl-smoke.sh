@@ -2,7 +2,8 @@
 # crictl, the operators' tool, against a private ferrocri: runtime info, then a pod's whole
 # life: pull, runp, create, start, ps, inspect, logs, exec (-s, streaming over SPDY and
 # WebSocket, -it on a terminal), attach, port-forward over both transports, stats, update,
-# stop, rm, and `crictl run`. Needs the local registry and test images (hack/test.sh).
+# stop, rm, the container events of all that (`crictl events`), and `crictl run`. Needs the
+# local registry and test images (hack/test.sh).
 #   hack/crictl-smoke.sh [path/to/ferrocri]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,6 +70,8 @@ JSON
 cat >"$work/web.json" <<JSON
 {"metadata": {"name": "web"}, "image": {"image": "$nginx"}, "log_path": "web.log", "linux": {}}
 JSON
+"${crictl[@]}" events -o json >"$work/events.json" 2>"$work/events.log" &
+bg+=($!)
 pod=$("${crictl[@]}" runp "$work/pod.json")
 shell=$("${crictl[@]}" create "$pod" "$work/shell.json" "$work/pod.json")
 web=$("${crictl[@]}" create "$pod" "$work/web.json" "$work/pod.json")
@@ -118,6 +121,12 @@ done
 "${crictl[@]}" rm "$shell" "$web" >/dev/null
 "${crictl[@]}" stopp "$pod" >/dev/null
 "${crictl[@]}" rmp "$pod" >/dev/null
+sleep 0.5
+events=$(jq -r '"\(.containerId) \(.containerEventType)"' "$work/events.json" | tr '\n' ' ')
+for want in "$pod CONTAINER_STARTED_EVENT" "$shell CONTAINER_CREATED_EVENT" "$shell CONTAINER_STARTED_EVENT" \
+	"$shell CONTAINER_STOPPED_EVENT" "$shell CONTAINER_DELETED_EVENT" "$pod CONTAINER_DELETED_EVENT"; do
+	expect "events" "$want" "$events"
+done
 
 cat >"$work/pod2.json" <<JSON
 {"metadata": {"name": "run", "namespace": "default", "uid": "run-uid"}, "linux": {}}
@@ -130,4 +139,4 @@ expect "run" "CONTAINER_RUNNING" "$("${crictl[@]}" inspect "$ran")"
 "${crictl[@]}" rmp -fa >/dev/null
 [ -z "$("${crictl[@]}" pods -q)" ] || fail "pods left after rmp -fa"
 ok=1
-echo "crictl smoke test: info, pod lifecycle, exec/attach/port-forward over SPDY and WebSocket"
+echo "crictl smoke test: info, pod lifecycle, exec/attach/port-forward over SPDY and WebSocket, events"

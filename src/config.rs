@@ -56,6 +56,14 @@ config_dir = "/etc/ferrocri/certs.d"
 max_concurrent_downloads = 3
 # A pull is aborted when a blob delivers no bytes for this long.
 progress_timeout = "1m"
+
+[cri]
+# Items per message of the Stream* list RPCs (StreamContainers, …); a message also stays
+# under 1 MiB, so thousands of containers never reach a client's message size limit.
+stream_page_size = 500
+# Container events (GetContainerEvents) a subscriber may fall behind by. One that falls
+# further behind is dropped: its stream ends with RESOURCE_EXHAUSTED (kubelet then relists).
+event_buffer = 1024
 "#;
 
 /// The whole configuration. Field names are the TOML keys.
@@ -72,6 +80,7 @@ pub struct Config {
     pub streaming: StreamingConfig,
     pub cni: CniConfig,
     pub registry: RegistryConfig,
+    pub cri: CriConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +132,13 @@ pub struct RegistryConfig {
     pub progress_timeout: Duration,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CriConfig {
+    pub stream_page_size: usize,
+    pub event_buffer: usize,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -135,6 +151,7 @@ impl Default for Config {
             streaming: StreamingConfig::default(),
             cni: CniConfig::default(),
             registry: RegistryConfig::default(),
+            cri: CriConfig::default(),
         }
     }
 }
@@ -174,6 +191,15 @@ impl Default for RegistryConfig {
             config_dir: "/etc/ferrocri/certs.d".into(),
             max_concurrent_downloads: 3,
             progress_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for CriConfig {
+    fn default() -> Self {
+        CriConfig {
+            stream_page_size: 500,
+            event_buffer: 1024,
         }
     }
 }
@@ -271,6 +297,12 @@ impl Config {
                 "registry.progress_timeout",
                 "must be longer than 0s".into(),
             ));
+        }
+        if self.cri.stream_page_size == 0 {
+            return Err(invalid("cri.stream_page_size", "must be at least 1".into()));
+        }
+        if self.cri.event_buffer == 0 {
+            return Err(invalid("cri.event_buffer", "must be at least 1".into()));
         }
         Ok(())
     }

@@ -61,7 +61,9 @@ pub async fn run(config: Config) -> Result<()> {
         store.clone(),
         images.clone(),
         sandboxes.clone(),
+        config.cri.event_buffer,
     ));
+    tokio::spawn(containers.clone().watch_exits());
     let streaming = Streaming::start(&config.streaming, containers.clone(), sandboxes.clone())
         .await
         .context("cannot start the streaming server")?;
@@ -77,6 +79,7 @@ pub async fn run(config: Config) -> Result<()> {
     );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let events = containers.clone();
     let server = tokio::spawn(
         CriServer::new(config, store, images, sandboxes, containers, streaming).serve(
             listener,
@@ -93,6 +96,8 @@ pub async fn run(config: Config) -> Result<()> {
     );
     // Remove the socket first so clients see at once that nobody serves here any more.
     let _ = std::fs::remove_file(&socket_path);
+    // Event streams never end by themselves: end them so that they hold no connection open.
+    events.close_events();
     let _ = stop_tx.send(());
     finish(server, shutdown_timeout).await;
     Ok(())

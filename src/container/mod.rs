@@ -3,8 +3,11 @@
 
 pub mod build;
 mod cache;
+pub mod events;
+mod exit_watch;
 pub mod record;
 pub mod resources;
 pub mod service;
 pub mod signals;
+pub mod status;
 pub mod user;

@@ -11,12 +11,15 @@ use futures::FutureExt;
 
 use super::build::{self, Paths};
 use super::cache::RecordCache;
+use super::events::EventHub;
+use super::exit_watch::{Change, ExitWatch};
 use super::record::{ContainerRecord, State};
 use crate::cgroup::Cgroups;
 use crate::cri::stored::Stored;
-use crate::cri::v1::{ContainerConfig, PodSandboxConfig};
+use crate::cri::v1::{ContainerConfig, ContainerEventType, PodSandboxConfig};
 use crate::image::service::Images;
 use crate::inflight::Inflight;
+use crate::keyed_lock::KeyedLocks;
 use crate::monitor::SOCKET;
 use crate::monitor::containers::{self as monitor_containers, CreateRequest, StdioRequest};
 use crate::monitor::protocol::{self, AttachRequest, ExecStreamRequest, Request, Response};
@@ -76,6 +79,15 @@ pub struct Containers {
     creating: Inflight<String, String, ContainerError>,
     /// Per pod, the monitor's exit count whose exits the last list has read.
     exits_read: std::sync::Mutex<HashMap<String, u64>>,
+    events: EventHub,
+    /// A container's state changes and their events, one at a time per container, so that
+    /// subscribers see each container's events in the order of its states.
+    transitions: KeyedLocks,
+    /// None when inotify is not available: exits are then found by lists and status calls.
+    exit_watch: Option<ExitWatch>,
+    /// Pods whose CONTAINER_STOPPED_EVENT went out (a stop and the pause's exit both report
+    /// it; it goes out once), until their CONTAINER_DELETED_EVENT.
+    pub(super) pods_stopped: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Containers {
@@ -84,7 +96,14 @@ impl Containers {
         store: Store,
         images: Arc<Images>,
         sandboxes: Arc<Sandboxes>,
+        event_buffer: usize,
     ) -> Containers {
+        let exit_watch = ExitWatch::new()
+            .inspect_err(|e| {
+                let effect = "container exits are noticed only when listed";
+                tracing::warn!(error = %e, "no inotify: {effect}");
+            })
+            .ok();
         Containers {
             records: RecordCache::new(store),
             images,
@@ -93,6 +112,95 @@ impl Containers {
             root: root_dir.join("containers"),
             creating: Inflight::default(),
             exits_read: Default::default(),
+            events: EventHub::new(event_buffer),
+            transitions: KeyedLocks::default(),
+            exit_watch,
+            pods_stopped: Default::default(),
+        }
+    }
+
+    pub(super) fn events(&self) -> &EventHub {
+        &self.events
+    }
+
+    pub(super) fn sandboxes(&self) -> &Sandboxes {
+        &self.sandboxes
+    }
+
+    pub(super) async fn all_records(&self) -> Result<Vec<Arc<ContainerRecord>>, StoreError> {
+        self.records.all().await
+    }
+
+    /// Watches the pod's folder for exits (nothing when it is watched already).
+    pub fn watch_pod(&self, pod: &SandboxRecord) {
+        if let Some(watch) = &self.exit_watch
+            && let Err(e) = watch.watch(&pod.id, &pod.dir)
+        {
+            tracing::warn!(pod = %pod.id, error = %e, "cannot watch the pod folder for exits");
+        }
+    }
+
+    /// Watches every ready pod, then handles exits as the monitors record them, until the
+    /// daemon exits.
+    pub async fn watch_exits(self: Arc<Self>) {
+        if self.exit_watch.is_none() {
+            return;
+        }
+        match self.sandboxes.list().await {
+            Ok(pods) => {
+                for pod in pods.iter().filter(|p| p.state == SandboxState::Ready) {
+                    self.watch_pod(pod);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list the pods to watch for exits"),
+        }
+        let Some(watch) = &self.exit_watch else {
+            return;
+        };
+        loop {
+            let changes = match watch.next().await {
+                Ok(changes) => changes,
+                Err(e) => {
+                    let effect = "exits are noticed only when listed";
+                    tracing::warn!(error = %e, "watching for exits failed; {effect}");
+                    return;
+                }
+            };
+            for change in changes {
+                match change {
+                    Change::Exits { pod, dir } => self.read_exits(&pod, &dir).await,
+                    Change::PauseExit { pod } => {
+                        if let Ok(Some(record)) = self.sandboxes.find(&pod).await {
+                            self.publish_pod(ContainerEventType::ContainerStoppedEvent, &record)
+                                .await;
+                        }
+                    }
+                    Change::Overflow => {
+                        for (pod, dir) in watch.watched() {
+                            self.read_exits(&pod, &dir).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the exits the monitor recorded for the pod's running containers.
+    async fn read_exits(&self, pod: &str, dir: &Path) {
+        let records = match self.records.all().await {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!(pod, error = %e, "cannot read the container records");
+                return;
+            }
+        };
+        for record in records
+            .into_iter()
+            .filter(|r| r.sandbox_id == pod && r.state == State::Running)
+        {
+            if let Err(e) = self.refresh_in(record, Some(dir)).await {
+                tracing::warn!(pod, error = %e, "cannot record a container exit");
+            }
         }
     }
 
@@ -257,6 +365,8 @@ impl Containers {
                 },
                 other => other.into(),
             })?;
+        // Exits of this pod's containers are seen as they happen from now on.
+        self.watch_pod(&sandbox);
         let mut spec = built.spec;
         spec.id = id.clone();
         let pid_mode = match built.pid_mode {
@@ -286,7 +396,9 @@ impl Containers {
             Ok(pid) => {
                 record.pid = pid;
                 record.state = State::Created;
-                self.save(&record).await?;
+                self.records.update(record.clone()).await?;
+                self.publish(ContainerEventType::ContainerCreatedEvent, &id, &sandbox.id)
+                    .await;
                 tracing::info!(container = %id, pod = %sandbox.id, "container created");
                 Ok(id)
             }
@@ -439,7 +551,19 @@ impl Containers {
             Ok(_) => {
                 record.state = State::Running;
                 record.started_at = now_nanos();
-                self.save(&record).await?;
+                {
+                    // Its exit may be counted already, even read by a list while the record
+                    // said created: it is read after this write, and published after STARTED.
+                    let _in_order = self.transitions.lock(&record.id).await;
+                    self.records.update(record.clone()).await?;
+                    self.publish(
+                        ContainerEventType::ContainerStartedEvent,
+                        &record.id,
+                        &record.sandbox_id,
+                    )
+                    .await;
+                }
+                self.refresh(record.clone()).await?;
                 tracing::info!(container = %record.id, "container started");
                 Ok(())
             }
@@ -450,7 +574,14 @@ impl Containers {
                 record.exit_code = 128;
                 record.reason = "StartError".into();
                 record.message = e.to_string();
-                self.save(&record).await?;
+                let _in_order = self.transitions.lock(&record.id).await;
+                self.records.update(record.clone()).await?;
+                self.publish(
+                    ContainerEventType::ContainerStoppedEvent,
+                    &record.id,
+                    &record.sandbox_id,
+                )
+                .await;
                 Err(e)
             }
         }
@@ -552,7 +683,16 @@ impl Containers {
             }
             _ => {}
         }
-        self.records.delete(record.id.clone()).await?;
+        {
+            let _in_order = self.transitions.lock(&record.id).await;
+            self.records.delete(record.id.clone()).await?;
+            self.publish(
+                ContainerEventType::ContainerDeletedEvent,
+                &record.id,
+                &record.sandbox_id,
+            )
+            .await;
+        }
         tracing::info!(container = %record.id, "container removed");
         Ok(())
     }
@@ -613,6 +753,21 @@ impl Containers {
             .collect())
     }
 
+    /// The containers of one pod (those still being created left out), states up to date;
+    /// reads only that pod's exit files.
+    pub async fn of_pod(
+        &self,
+        pod: &SandboxRecord,
+    ) -> Result<Vec<Arc<ContainerRecord>>, ContainerError> {
+        let mut out = Vec::new();
+        for record in self.records.all().await? {
+            if record.sandbox_id == pod.id && record.state != State::Creating {
+                out.push(self.refresh_in(record, Some(&pod.dir)).await?);
+            }
+        }
+        Ok(out)
+    }
+
     /// ReopenContainerLog: the monitor reopens the file at the same path.
     pub async fn reopen_log(&self, id: &str) -> Result<(), ContainerError> {
         let (record, sandbox) = self.running(id).await?;
@@ -633,7 +788,7 @@ impl Containers {
         id: &str,
         linux: Option<crate::cri::v1::LinuxContainerResources>,
     ) -> Result<(), ContainerError> {
-        let mut record = self.status(id).await?;
+        let record = self.status(id).await?;
         if record.state == State::Exited {
             return Err(ContainerError::Precondition(format!(
                 "container {} has exited",
@@ -654,9 +809,21 @@ impl Containers {
                     message: e.to_string(),
                 })?;
         }
+        // Written onto the record as it is now: an exit recorded meanwhile stays recorded.
+        let _in_order = self.transitions.lock(&record.id).await;
+        let mut record = match self.records.find(&record.id).await? {
+            Some(current) => Arc::unwrap_or_clone(current),
+            None => {
+                return Err(ContainerError::NotFound(format!(
+                    "container {:?} not found",
+                    record.id
+                )));
+            }
+        };
         let config = &mut record.config.0;
         config.linux.get_or_insert_with(Default::default).resources = Some(linux);
-        self.save(&record).await
+        self.records.update(record).await?;
+        Ok(())
     }
 
     /// ExecSync: runs `cmd` in the running container; `timeout` seconds (0: none).
@@ -850,18 +1017,36 @@ impl Containers {
         }
     }
 
+    /// Records the exit and publishes CONTAINER_STOPPED_EVENT, once: whoever reads the exit
+    /// first (the exit watch, a list, a status call, StopContainer) records it, the others
+    /// find it recorded.
     async fn mark_exited(
         &self,
-        mut record: ContainerRecord,
+        record: ContainerRecord,
         code: i32,
         reason: &str,
         finished_at: i64,
     ) -> Result<ContainerRecord, ContainerError> {
+        let _in_order = self.transitions.lock(&record.id).await;
+        let mut record = match self.records.find(&record.id).await? {
+            Some(current) if current.state == State::Exited => {
+                return Ok(Arc::unwrap_or_clone(current));
+            }
+            Some(current) => Arc::unwrap_or_clone(current),
+            // Removed meanwhile: nothing to record.
+            None => return Ok(record),
+        };
         record.state = State::Exited;
         record.exit_code = code;
         record.reason = reason.into();
         record.finished_at = finished_at;
         self.records.update(record.clone()).await?;
+        self.publish(
+            ContainerEventType::ContainerStoppedEvent,
+            &record.id,
+            &record.sandbox_id,
+        )
+        .await;
         Ok(record)
     }
 
@@ -876,16 +1061,6 @@ impl Containers {
                     record.sandbox_id, record.id
                 ))
             })
-    }
-
-    async fn save(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
-        self.records.update(record.clone()).await?;
-        if record.state == State::Running {
-            // A list may have read this container's exit count already, while its record
-            // said created or before this write undid an exit: its exit file is read here.
-            self.refresh(record.clone()).await?;
-        }
-        Ok(())
     }
 
     async fn find(&self, id: &str) -> Result<Option<ContainerRecord>, ContainerError> {

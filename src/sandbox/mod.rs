@@ -4,6 +4,8 @@
 pub mod files;
 pub mod netns;
 pub mod record;
+pub mod resources;
 pub mod service;
 pub mod shm;
 pub mod stats;
+pub mod status;

@@ -35,8 +35,12 @@ pub enum SandboxError {
     NotFound(String),
     #[error("pod sandbox name {name:?} is already used by sandbox {existing}")]
     NameInUse { name: String, existing: String },
+    #[error("pod sandbox {0} is not ready")]
+    NotReady(String),
     #[error("RunPodSandbox failed while {step}: {message}")]
     Step { step: &'static str, message: String },
+    #[error("{step}: {message}")]
+    Failed { step: &'static str, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The same failure, reported to every caller of one creation.
@@ -329,7 +333,7 @@ impl Sandboxes {
         }
     }
 
-    async fn save(&self, record: &SandboxRecord) -> Result<(), SandboxError> {
+    pub(super) async fn save(&self, record: &SandboxRecord) -> Result<(), SandboxError> {
         let r = record.clone();
         self.store
             .run(move |c| c.update(Table::Sandboxes, &r.id, &r).map(|_| ()))

@@ -9,6 +9,7 @@ use super::CriServer;
 use super::sandbox::labels_match;
 use crate::container::record::{ContainerRecord, State};
 use crate::container::service::ContainerError;
+use crate::container::status::{cri_state, image_spec, status_message};
 use crate::cri::v1::*;
 use crate::sandbox::service::now_nanos;
 use crate::telemetry::record_ids;
@@ -208,62 +209,5 @@ impl CriServer {
             swap: None,
             io: None,
         }
-    }
-}
-
-fn cri_state(record: &ContainerRecord) -> ContainerState {
-    match record.state {
-        State::Creating | State::Created => ContainerState::ContainerCreated,
-        State::Running => ContainerState::ContainerRunning,
-        State::Exited => ContainerState::ContainerExited,
-    }
-}
-
-fn image_spec(record: &ContainerRecord) -> ImageSpec {
-    let mut spec = record.config.0.image.clone().unwrap_or_default();
-    if spec.image.is_empty() {
-        spec.image = record.image_name.clone();
-    }
-    spec
-}
-
-fn status_message(record: &ContainerRecord) -> ContainerStatus {
-    let config = &record.config.0;
-    ContainerStatus {
-        id: record.id.clone(),
-        metadata: config.metadata.clone(),
-        state: cri_state(record) as i32,
-        created_at: record.created_at,
-        started_at: record.started_at,
-        finished_at: record.finished_at,
-        exit_code: record.exit_code,
-        image: Some(image_spec(record)),
-        image_ref: record.image_id.clone(),
-        reason: record.reason.clone(),
-        message: record.message.clone(),
-        labels: config.labels.clone(),
-        annotations: config.annotations.clone(),
-        // Exactly as requested: kubelet and critest compare them.
-        mounts: config.mounts.clone(),
-        log_path: record.log_path.display().to_string(),
-        resources: config
-            .linux
-            .as_ref()
-            .and_then(|l| l.resources.clone())
-            .map(|r| ContainerResources {
-                linux: Some(r),
-                windows: None,
-            }),
-        image_id: record.image_id.clone(),
-        user: Some(ContainerUser {
-            linux: Some(LinuxContainerUser {
-                uid: record.uid as i64,
-                gid: record.gid as i64,
-                supplemental_groups: std::iter::once(record.gid as i64)
-                    .chain(record.groups.iter().map(|g| *g as i64))
-                    .collect(),
-            }),
-        }),
-        stop_signal: config.stop_signal,
     }
 }

@@ -69,9 +69,11 @@ impl From<SandboxError> for Status {
             SandboxError::Invalid { .. } => Status::invalid_argument(message),
             SandboxError::NotFound(_) => Status::not_found(message),
             SandboxError::NameInUse { .. } => Status::already_exists(message),
-            SandboxError::Step { .. } | SandboxError::Store(_) | SandboxError::Shared(_) => {
-                Status::internal(message)
-            }
+            SandboxError::NotReady(_) => Status::failed_precondition(message),
+            SandboxError::Step { .. }
+            | SandboxError::Failed { .. }
+            | SandboxError::Store(_)
+            | SandboxError::Shared(_) => Status::internal(message),
         }
     }
 }

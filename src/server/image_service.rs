@@ -13,8 +13,6 @@ use crate::image::catalog::ImageRecord;
 use crate::image::registry::Credentials;
 use crate::telemetry::record_ids;
 
-const LIST_STREAMING: &str = "use ListImages (kubelet falls back to it)";
-
 /// The `image` string of a required ImageSpec, or InvalidArgument naming `field`.
 fn required_image<'a>(spec: &'a Option<ImageSpec>, field: &str) -> Result<&'a str, Status> {
     match spec.as_ref().map(|s| s.image.as_str()) {
@@ -122,6 +120,19 @@ cri_service! {
             }))
         }
 
+        type StreamImagesStream = super::list_streams::ServerStream<StreamImagesResponse>;
+
+        /// ListImages' answer in pages.
+        async fn stream_images(
+            &self,
+            request: Request<StreamImagesRequest>,
+        ) -> Result<Response<Self::StreamImagesStream>, Status> {
+            let filter = request.into_inner().filter;
+            let request = Request::new(ListImagesRequest { filter });
+            let images = ImageService::list_images(self, request).await?.into_inner().images;
+            Ok(Response::new(self.pages(images, |images| StreamImagesResponse { images })))
+        }
+
         async fn remove_image(
             &self,
             request: Request<RemoveImageRequest>,
@@ -160,7 +171,5 @@ cri_service! {
         }
     }
     pending {}
-    pending_streams {
-        StreamImagesStream, stream_images(StreamImagesRequest) -> StreamImagesResponse = "StreamImages", LIST_STREAMING;
-    }
+    pending_streams {}
 }

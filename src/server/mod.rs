@@ -48,6 +48,7 @@ mod errors;
 mod hpack;
 mod image_service;
 mod limits;
+mod list_streams;
 mod runtime_info;
 mod runtime_service;
 mod sandbox;

@@ -1,15 +1,13 @@
 //! The RuntimeService: each RPC decodes its request and hands it to its domain module.
 
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use super::CriServer;
+use super::list_streams::ServerStream;
 use crate::cri::v1::runtime_service_server::RuntimeService;
 use crate::cri::v1::*;
 
-const SANDBOXES: &str = "pod sandboxes are not supported yet";
-const LIST_STREAMING: &str = "use the unary List RPC (kubelet falls back to it)";
 const CHECKPOINT: &str = "checkpoint/restore is not supported";
-const EVENTS: &str = "container events are not supported; kubelet's generic PLEG polls instead";
 const METRICS: &str = "pod metrics are not supported; use ListPodSandboxStats";
 
 cri_service! {
@@ -196,6 +194,98 @@ cri_service! {
             CriServer::port_forward(self, request.into_inner()).await.map(Response::new)
         }
 
+        async fn update_pod_sandbox_resources(
+            &self,
+            request: Request<UpdatePodSandboxResourcesRequest>,
+        ) -> Result<Response<UpdatePodSandboxResourcesResponse>, Status> {
+            CriServer::update_pod_sandbox_resources(self, request.into_inner()).await?;
+            Ok(Response::new(UpdatePodSandboxResourcesResponse {}))
+        }
+
+        type GetContainerEventsStream = ServerStream<ContainerEventResponse>;
+
+        async fn get_container_events(
+            &self,
+            _request: Request<GetEventsRequest>,
+        ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+            self.container_events().map(Response::new)
+        }
+
+        type StreamPodSandboxesStream = ServerStream<StreamPodSandboxesResponse>;
+
+        async fn stream_pod_sandboxes(
+            &self,
+            request: Request<StreamPodSandboxesRequest>,
+        ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
+            let filter = request.into_inner().filter;
+            let items = CriServer::list_pod_sandbox(self, filter).await?.items;
+            let pages = self.pages(items, |pod_sandboxes| StreamPodSandboxesResponse {
+                pod_sandboxes,
+            });
+            Ok(Response::new(pages))
+        }
+
+        type StreamContainersStream = ServerStream<StreamContainersResponse>;
+
+        async fn stream_containers(
+            &self,
+            request: Request<StreamContainersRequest>,
+        ) -> Result<Response<Self::StreamContainersStream>, Status> {
+            let filter = request.into_inner().filter;
+            let items = CriServer::list_containers(self, filter).await?.containers;
+            let pages = self.pages(items, |containers| StreamContainersResponse { containers });
+            Ok(Response::new(pages))
+        }
+
+        type StreamContainerStatsStream = ServerStream<StreamContainerStatsResponse>;
+
+        async fn stream_container_stats(
+            &self,
+            request: Request<StreamContainerStatsRequest>,
+        ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
+            let filter = request.into_inner().filter;
+            let items = CriServer::list_container_stats(self, filter).await?;
+            let pages = self.pages(items, |container_stats| StreamContainerStatsResponse {
+                container_stats,
+            });
+            Ok(Response::new(pages))
+        }
+
+        type StreamPodSandboxStatsStream = ServerStream<StreamPodSandboxStatsResponse>;
+
+        async fn stream_pod_sandbox_stats(
+            &self,
+            request: Request<StreamPodSandboxStatsRequest>,
+        ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
+            let filter = request.into_inner().filter;
+            let items = CriServer::list_pod_sandbox_stats(self, filter).await?;
+            let pages = self.pages(items, |pod_sandbox_stats| StreamPodSandboxStatsResponse {
+                pod_sandbox_stats,
+            });
+            Ok(Response::new(pages))
+        }
+
+        type StreamPodSandboxMetricsStream = ServerStream<StreamPodSandboxMetricsResponse>;
+
+        /// Pages of whatever ListPodSandboxMetrics answers (Unimplemented while it is).
+        async fn stream_pod_sandbox_metrics(
+            &self,
+            _request: Request<StreamPodSandboxMetricsRequest>,
+        ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
+            let request = Request::new(ListPodSandboxMetricsRequest {});
+            let items = match RuntimeService::list_pod_sandbox_metrics(self, request).await {
+                Ok(response) => response.into_inner().pod_metrics,
+                Err(e) if e.code() == Code::Unimplemented => {
+                    return Err(super::errors::pending("StreamPodSandboxMetrics", METRICS));
+                }
+                Err(e) => return Err(e),
+            };
+            let pages = self.pages(items, |pod_sandbox_metrics| StreamPodSandboxMetricsResponse {
+                pod_sandbox_metrics,
+            });
+            Ok(Response::new(pages))
+        }
+
         async fn update_runtime_config(
             &self,
             request: Request<UpdateRuntimeConfigRequest>,
@@ -210,14 +300,7 @@ cri_service! {
         restore_pod(RestorePodRequest) -> RestorePodResponse = "RestorePod", CHECKPOINT;
         list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse = "ListMetricDescriptors", METRICS;
         list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse = "ListPodSandboxMetrics", METRICS;
-        update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest) -> UpdatePodSandboxResourcesResponse = "UpdatePodSandboxResources", SANDBOXES;
     }
     pending_streams {
-        StreamPodSandboxesStream, stream_pod_sandboxes(StreamPodSandboxesRequest) -> StreamPodSandboxesResponse = "StreamPodSandboxes", LIST_STREAMING;
-        StreamContainersStream, stream_containers(StreamContainersRequest) -> StreamContainersResponse = "StreamContainers", LIST_STREAMING;
-        StreamContainerStatsStream, stream_container_stats(StreamContainerStatsRequest) -> StreamContainerStatsResponse = "StreamContainerStats", LIST_STREAMING;
-        StreamPodSandboxStatsStream, stream_pod_sandbox_stats(StreamPodSandboxStatsRequest) -> StreamPodSandboxStatsResponse = "StreamPodSandboxStats", LIST_STREAMING;
-        StreamPodSandboxMetricsStream, stream_pod_sandbox_metrics(StreamPodSandboxMetricsRequest) -> StreamPodSandboxMetricsResponse = "StreamPodSandboxMetrics", METRICS;
-        GetContainerEventsStream, get_container_events(GetEventsRequest) -> ContainerEventResponse = "GetContainerEvents", EVENTS;
     }
 }

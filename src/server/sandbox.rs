@@ -9,6 +9,7 @@ use super::CriServer;
 use crate::cri::v1::*;
 use crate::sandbox::record::{SandboxRecord, SandboxState};
 use crate::sandbox::stats;
+use crate::sandbox::status::status_message;
 use crate::telemetry::record_ids;
 
 impl CriServer {
@@ -24,6 +25,15 @@ impl CriServer {
             .run(config, request.runtime_handler)
             .await?;
         record_ids("pod", &id);
+        if let Some(pod) = self.sandboxes().find(&id).await? {
+            self.containers().watch_pod(&pod);
+            for kind in [
+                ContainerEventType::ContainerCreatedEvent,
+                ContainerEventType::ContainerStartedEvent,
+            ] {
+                self.containers().publish_pod(kind, &pod).await;
+            }
+        }
         Ok(RunPodSandboxResponse { pod_sandbox_id: id })
     }
 
@@ -43,9 +53,16 @@ impl CriServer {
                 .iter()
                 .map(|container| self.containers().stop(&container.id, 0)),
         );
-        let (containers, pod) = tokio::join!(stop_containers, self.sandboxes().stop(&pod.id));
+        let (containers, stopped) = tokio::join!(stop_containers, self.sandboxes().stop(&pod.id));
         containers?;
-        Ok(pod?)
+        stopped?;
+        if pod.state == SandboxState::Ready
+            && let Some(pod) = self.sandboxes().find(&pod.id).await?
+        {
+            let stopped = ContainerEventType::ContainerStoppedEvent;
+            self.containers().publish_pod(stopped, &pod).await;
+        }
+        Ok(())
     }
 
     /// Removes the pod's containers, then the pod.
@@ -58,7 +75,35 @@ impl CriServer {
         for container in self.containers().of_sandbox(&pod.id).await? {
             self.containers().remove(&container.id).await?;
         }
-        Ok(self.sandboxes().remove(&pod.id).await?)
+        self.sandboxes().remove(&pod.id).await?;
+        let deleted = ContainerEventType::ContainerDeletedEvent;
+        self.containers().publish_pod(deleted, &pod).await;
+        Ok(())
+    }
+
+    /// UpdatePodSandboxResources: the request is checked first, then the pod is looked up,
+    /// and its record is rewritten under its lock (so a Stop cannot be undone by it).
+    pub(super) async fn update_pod_sandbox_resources(
+        &self,
+        request: UpdatePodSandboxResourcesRequest,
+    ) -> Result<(), Status> {
+        let UpdatePodSandboxResourcesRequest {
+            pod_sandbox_id: id,
+            overhead,
+            resources,
+        } = request;
+        record_ids("pod", &id);
+        crate::sandbox::resources::validate_update(&id, overhead.as_ref(), resources.as_ref())?;
+        let pod = self
+            .sandboxes()
+            .find(&id)
+            .await?
+            .ok_or_else(|| not_found(&id))?;
+        let _one_at_a_time = self.lock_pod(&pod.id).await;
+        self.sandboxes()
+            .update_resources(&pod.id, overhead, resources)
+            .await?;
+        Ok(())
     }
 
     pub(super) async fn pod_sandbox_status(
@@ -71,17 +116,26 @@ impl CriServer {
             .find(&request.pod_sandbox_id)
             .await?
             .ok_or_else(|| not_found(&request.pod_sandbox_id))?;
+        let timestamp = crate::sandbox::service::now_nanos();
         let ready = self.sandboxes().is_running(&record).await;
         let info = if request.verbose {
             verbose_info(&record)
         } else {
             HashMap::new()
         };
+        // With the evented PLEG, kubelet takes the pod's container statuses from here.
+        let containers_statuses = self
+            .containers()
+            .of_pod(&record)
+            .await?
+            .iter()
+            .map(|c| crate::container::status::status_message(c))
+            .collect();
         Ok(PodSandboxStatusResponse {
             status: Some(status_message(&record, ready)),
             info,
-            containers_statuses: Vec::new(),
-            timestamp: crate::sandbox::service::now_nanos(),
+            containers_statuses,
+            timestamp,
         })
     }
 
@@ -163,43 +217,6 @@ pub(super) fn labels_match(
     selector: &HashMap<String, String>,
 ) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
-
-fn status_message(record: &SandboxRecord, running: bool) -> PodSandboxStatus {
-    let config = &record.config.0;
-    let state = if running {
-        PodSandboxState::SandboxReady
-    } else {
-        PodSandboxState::SandboxNotready
-    };
-    let options = config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.namespace_options.clone())
-        .unwrap_or_default();
-    PodSandboxStatus {
-        id: record.id.clone(),
-        metadata: Some(record.metadata()),
-        state: state as i32,
-        created_at: record.created_at,
-        network: Some(PodSandboxNetworkStatus {
-            ip: record.ip.clone(),
-            additional_ips: record
-                .additional_ips
-                .iter()
-                .map(|ip| PodIp { ip: ip.clone() })
-                .collect(),
-        }),
-        linux: Some(LinuxPodSandboxStatus {
-            namespaces: Some(Namespace {
-                options: Some(options),
-            }),
-        }),
-        labels: config.labels.clone(),
-        annotations: config.annotations.clone(),
-        runtime_handler: record.runtime_handler.clone(),
-    }
 }
 
 /// What `crictl inspectp` shows under "info".
