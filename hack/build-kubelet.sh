@@ -37,8 +37,8 @@ gomod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/^[[:
 }
 {
 	echo "require k8s.io/kubernetes $KUBE_VERSION"
-	# Every staging module the kubernetes go.mod requires at v0.0.0.
-	grep -oE '^[[:space:]]*k8s\.io/[a-z0-9-]+ v0\.0\.0$' "$gomod" | awk '{print $1}' | sort -u |
+	# Every staging module the kubernetes go.mod points at ./staging.
+	grep -oE '^[[:space:]]*k8s\.io/[a-z0-9-]+ => \./staging/' "$gomod" | awk '{print $1}' | sort -u |
 		while read -r m; do echo "replace $m => $m $staging_version"; done
 	# Kubernetes pins some GODEBUG defaults in its go.mod; the binary should behave the same.
 	grep -E '^godebug' "$gomod" || true
