@@ -3,7 +3,8 @@
 # Static pod manifests are dropped into the kubelet's staticPodPath and checked through the
 # kubelet's read-only API (:10255/pods, /stats/summary, /metrics/resource, /metrics) and
 # crictl: probes, restart policies, CrashLoopBackOff, init and sidecar containers, volumes,
-# hooks and graceful termination, hostNetwork, securityContext, cgroup limits, a kubelet
+# hooks and graceful termination, hostNetwork, hostPort, DNS config, sysctls, securityContext
+# (users, read-only root, seccomp, capabilities), downward API, subPath, cgroup limits, a kubelet
 # restart with pods running, and that nothing is left once the pods are gone.
 #   hack/kubelet-e2e.sh [--gates default|evented|both]
 #     default  the kubelet's default feature gates (what hack/test.sh runs)
@@ -13,7 +14,7 @@
 # Prints a table (pass, check, expected, result) and exits non-zero on any FAIL.
 # Env: FERROCRI_BIN (default target/debug/ferrocri), FERROCRI_REGISTRY_ADDR (default
 # 127.0.0.1:5000), KUBELET_E2E_KEEP=1 keeps the work folder (kept anyway on failure).
-# Uses host ports 10248 (healthz), 10250 and 10255 (read-only API). The kubelet sets a few
+# Uses host ports 10248 (healthz), 10250, 10255 (read-only API) and 18931 (a hostPort). The kubelet sets a few
 # kernel sysctls at start (vm.overcommit_memory, kernel.panic...); they are put back at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,11 +52,12 @@ NGINX=registry.k8s.io/e2e-test-images/nginx:1.14-2
 # The kubelet's own bridge and subnet, apart from hack/cni (critest) and the default 10.88.
 BRIDGE=fcrikube0
 SUBNET=10.92.0.0/24
+HOST_PORT=18931
 SYSCTLS=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops
 	kernel/keys/root_maxkeys kernel/keys/root_maxbytes)
 
 log() { echo "[kubelet-e2e] $*" >&2; }
-for port in 10248 10250 10255; do
+for port in 10248 10250 10255 18931; do
 	if ss -Hltn "sport = :$port" | grep -q .; then
 		echo "kubelet-e2e: port $port is in use (another kubelet?)" >&2
 		exit 1
@@ -462,8 +464,29 @@ write_manifests() {
     image: $BUSYBOX
     command: [sh, -c, '$LOOP']
     securityContext: {readOnlyRootFilesystem: true, allowPrivilegeEscalation: false}"
+	# Pod-level settings the kubelet hands to the runtime or writes itself: DNS config, a
+	# namespaced sysctl, seccomp RuntimeDefault, capabilities, a hostPort, downward API files
+	# and a subPath mount.
+	mkdir -p "$work/subpath/data"
+	echo subpath >"$work/subpath/data/file"
+	manifest misc "  terminationGracePeriodSeconds: 2
+  dnsPolicy: None
+  dnsConfig: {nameservers: [10.96.0.10], searches: [e2e.svc.cluster.local], options: [{name: ndots, value: '3'}]}
+  securityContext:
+    sysctls: [{name: net.ipv4.ping_group_range, value: '0 2147483647'}]
+    seccompProfile: {type: RuntimeDefault}
+  containers:
+  - name: main
+    image: $BUSYBOX
+    command: [sh, -c, 'mkdir -p /www; echo hostport >/www/index.html; httpd -p 8080 -h /www; $LOOP']
+    ports: [{containerPort: 8080, hostPort: $HOST_PORT}]
+    securityContext: {capabilities: {drop: [ALL], add: [NET_RAW, NET_BIND_SERVICE]}}
+    volumeMounts: [{name: info, mountPath: /info}, {name: sub, mountPath: /sub, subPath: data}]
+  volumes:
+  - name: info
+    downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}, {path: labels, fieldRef: {fieldPath: metadata.labels}}]}
+  - {name: sub, hostPath: {path: $work/subpath, type: Directory}}"
 }
-ALL_PODS=(web liveness crash never onfail-ok onfail-bad init vols term hostnet secctx)
 
 # --- the checks ------------------------------------------------------------------------
 cri_log_format() { # the kubelet's CRI log format in podLogsDir/<ns>_<name>_<uid>/<ctr>/0.log
@@ -545,14 +568,14 @@ evented_pleg_used() {
 # sandbox and container IDs of the pods that should survive a kubelet restart.
 running_ids() {
 	local p
-	for p in web init vols hostnet secctx; do
+	for p in web init vols hostnet secctx misc; do
 		"${crictl[@]}" pods -q --state ready --label "io.kubernetes.pod.name=$p-$NODE"
 		"${crictl[@]}" ps -q --label "io.kubernetes.pod.name=$p-$NODE"
 	done | sort
 }
 one_sandbox_each() {
 	local p n out=""
-	for p in web init vols hostnet secctx; do
+	for p in web init vols hostnet secctx misc; do
 		n=$("${crictl[@]}" pods -q --state ready --label "io.kubernetes.pod.name=$p-$NODE" | wc -l)
 		out+="$p=$n "
 		[ "$n" = 1 ] || {
@@ -663,6 +686,14 @@ run_pass() { # run_pass <name> <feature gates YAML>
 	check "hostNetwork: host's network namespace" "host netns" 90 netns_is_host
 	check "runAsUser 1234" "1234 1234" 90 exec_is secctx main "1234 1234" sh -c 'echo $(id -u) $(id -g)'
 	check "readOnlyRootFilesystem" "Read-only file system" 10 exec_has secctx main "Read-only file system" sh -c 'touch /probe 2>&1; true'
+	check "misc: Running" "Running true" 90 all_ready misc
+	check "dnsConfig in /etc/resolv.conf" "3 lines" 10 exec_is misc main 3 sh -c 'grep -cE "^(nameserver 10.96.0.10|search e2e.svc.cluster.local|options ndots:3)\$" /etc/resolv.conf'
+	check "sysctl net.ipv4.ping_group_range" "0 2147483647" 10 exec_is misc main "0 2147483647" sh -c 'echo $(cat /proc/sys/net/ipv4/ping_group_range)'
+	check "seccomp RuntimeDefault (filter mode)" "Seccomp: 2" 10 exec_is misc main "Seccomp: 2" sh -c 'echo $(grep "^Seccomp:" /proc/self/status)'
+	check "capabilities: drop ALL, add 2" "CapEff: 0000000000002400" 10 exec_is misc main "CapEff: 0000000000002400" sh -c 'echo $(grep "^CapEff:" /proc/self/status)'
+	check "downward API file (metadata.name)" "misc-$NODE" 10 exec_is misc main "misc-$NODE" cat /info/name
+	check "subPath mount of a hostPath" subpath 10 exec_is misc main subpath cat /sub/file
+	check "hostPort $HOST_PORT -> 8080 (host address)" hostport 30 host_port_answers
 	check "/stats/summary: nginx cpu and memory" "cpu=<n> mem=<n>" 90 summary_stats
 	check "/metrics/resource: nginx working set" "container_memory_working_set_bytes{...}" 60 metrics_resource
 	if [ "$1" = evented ]; then
@@ -700,6 +731,13 @@ run_pass() { # run_pass <name> <feature gates YAML>
 	teardown
 	log "pass $1 took $((SECONDS - t0))s"
 	record "pass duration" "" "$((SECONDS - t0)) s" PASS
+}
+host_port_answers() {
+	local addr out
+	addr=$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
+	out=$(curl -s --max-time 3 "http://${addr:-127.0.0.1}:$HOST_PORT/") || true
+	echo "${out:-no answer from ${addr:-127.0.0.1}:$HOST_PORT}"
+	[ "$out" = hostport ]
 }
 test_lt() {
 	echo "$1 s"
