@@ -14,8 +14,9 @@
 # Prints a table (pass, check, expected, result) and exits non-zero on any FAIL.
 # Env: FERROCRI_BIN (default target/debug/ferrocri), FERROCRI_REGISTRY_ADDR (default
 # 127.0.0.1:5000), KUBELET_E2E_KEEP=1 keeps the work folder (kept anyway on failure).
-# Uses host ports 10248 (healthz), 10250, 10255 (read-only API) and 18931 (a hostPort). The kubelet sets a few
-# kernel sysctls at start (vm.overcommit_memory, kernel.panic...); they are put back at exit.
+# Uses host ports 10248 (healthz), 10250, 10255 (read-only API) and 18931 (a hostPort). The
+# kubelet sets a few kernel sysctls at start (vm.overcommit_memory, kernel.panic...); they are
+# put back at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
