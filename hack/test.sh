@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite (README command 2; .ci/run calls it). Run as root on Debian 12:
 # installs what it needs, then formatting, lints, unit and integration tests against
-# the real daemon, a crictl smoke test, a Python gRPC client, the critest conformance suite, the image builder
-# matrix, and critest's image, container and security-context specs again on the test
-# images written by umoci.
+# the real daemon, a crictl smoke test, a Python gRPC client, the critest conformance suite,
+# a real kubelet running static pods, the image builder matrix, and critest's image,
+# container and security-context specs again on the test images written by umoci.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$HOME/.cargo/bin:/usr/local/go/bin:$PATH
@@ -31,6 +31,11 @@ hack/critest.sh
 # The transport flags change only the Streaming specs.
 step "critest (streaming over WebSocket)"
 hack/critest.sh -ginkgo.focus Streaming -websocket-exec -websocket-attach -websocket-portforward
+# A real kubelet v1.36 (standalone, static pods) on a private ferrocri. Default feature gates
+# only: the EventedPLEG + PodAndContainerStatsFromCRI pass (`--gates both`) needs container
+# events and CRI metrics, which ferrocri does not serve yet.
+step "kubelet e2e (kubelet v1.36.3, static pods, default feature gates)"
+hack/kubelet-e2e.sh --gates default
 step "image builder matrix (Docker, buildah, podman, umoci, crane, ko, skopeo; trees checked against containerd)"
 hack/image-matrix.sh
 # The same critest image set written by a second tool: the image, container and

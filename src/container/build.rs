@@ -587,12 +587,17 @@ fn capabilities(
     let Some(change) = &security.capabilities else {
         return Ok(caps);
     };
-    for add in &change.add_capabilities {
-        if add.eq_ignore_ascii_case("ALL") {
-            // As containerd: every capability the runtime itself holds.
-            caps = held_capabilities();
-            continue;
-        }
+    let is_all = |name: &String| name.eq_ignore_ascii_case("ALL");
+    // "ALL" first, then the named ones, as containerd and CRI-O do: `drop: [ALL], add:
+    // [NET_BIND_SERVICE]` (the restricted Pod Security profile's pattern) keeps the one added.
+    if change.add_capabilities.iter().any(is_all) {
+        // As containerd: every capability the runtime itself holds.
+        caps = held_capabilities();
+    }
+    if change.drop_capabilities.iter().any(is_all) {
+        caps.clear();
+    }
+    for add in change.add_capabilities.iter().filter(|c| !is_all(c)) {
         let cap = normalise_cap(add);
         if !ALL_CAPABILITIES.contains(&cap.as_str()) {
             return Err(invalid(
@@ -604,11 +609,7 @@ fn capabilities(
             caps.push(cap);
         }
     }
-    for drop in &change.drop_capabilities {
-        if drop.eq_ignore_ascii_case("ALL") {
-            caps.clear();
-            continue;
-        }
+    for drop in change.drop_capabilities.iter().filter(|c| !is_all(c)) {
         let cap = normalise_cap(drop);
         caps.retain(|c| *c != cap);
     }
@@ -727,6 +728,16 @@ mod tests {
             ..Default::default()
         });
         assert!(capabilities(&s, false).unwrap().is_empty());
+        // Whatever the order of the lists, ALL goes first and the named ones after it.
+        s.capabilities = Some(crate::cri::v1::Capability {
+            add_capabilities: vec!["NET_BIND_SERVICE".into(), "net_raw".into()],
+            drop_capabilities: vec!["ALL".into()],
+            ..Default::default()
+        });
+        assert_eq!(
+            capabilities(&s, false).unwrap(),
+            ["CAP_NET_BIND_SERVICE", "CAP_NET_RAW"]
+        );
         s.capabilities = Some(crate::cri::v1::Capability {
             add_capabilities: vec!["bogus".into()],
             ..Default::default()
