@@ -15,7 +15,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::pods::{PodEnv, log_tail};
+use common::pods::{PodEnv, log_tail, stop_and_remove_pod};
 use ctr::*;
 use ferrocri::cri::v1::*;
 use serde_json::Value;
@@ -297,16 +297,7 @@ async fn corner_case_images_give_what_each_case_records() {
         }
     }
     assert!(ran >= 15, "only {ran} containers ran");
-    rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: pod_id.clone(),
-    })
-    .await
-    .expect("StopPodSandbox");
-    rt.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: pod_id,
-    })
-    .await
-    .expect("RemovePodSandbox");
+    stop_and_remove_pod(&mut rt, &pod_id).await;
 
     let report: Vec<String> = failures
         .iter()

@@ -270,16 +270,7 @@ async fn a_default_container_gets_runcs_device_list_and_its_own_read_only_cgroup
     let (code, out) = sh(&mut rt, &granted, "cat /proc/self/cgroup | grep -vc ':/$'").await;
     assert_eq!((code, out.trim()), (1, "0"), "{out}");
 
-    rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: pod_id.clone(),
-    })
-    .await
-    .expect("StopPodSandbox");
-    rt.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: pod_id,
-    })
-    .await
-    .expect("RemovePodSandbox");
+    stop_and_remove_pod(&mut rt, &pod_id).await;
 }
 
 #[tokio::test]
@@ -349,16 +340,7 @@ async fn a_privileged_container_gets_every_device_and_writable_cgroups() {
         assert_eq!(out.trim(), "0", "the host's tree shows: {out}");
     }
 
-    rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: pod_id.clone(),
-    })
-    .await
-    .expect("StopPodSandbox");
-    rt.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: pod_id,
-    })
-    .await
-    .expect("RemovePodSandbox");
+    stop_and_remove_pod(&mut rt, &pod_id).await;
 }
 
 /// The daemon in a mount namespace whose only cgroup filesystem is cgroup2 at
@@ -460,15 +442,6 @@ async fn on_a_cgroup2_only_view_the_device_program_and_the_cgroup2_mount_hold() 
     assert_eq!((code, out.trim()), (0, "0"), "{out}");
 
     for pod in [pod_id, privileged_pod_id] {
-        rt.stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        })
-        .await
-        .expect("StopPodSandbox");
-        rt.remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod,
-        })
-        .await
-        .expect("RemovePodSandbox");
+        stop_and_remove_pod(&mut rt, &pod).await;
     }
 }

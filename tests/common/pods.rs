@@ -471,6 +471,20 @@ fn pick_network(slot: u8) -> (String, Ipv4Addr) {
     (bridge, subnet)
 }
 
+/// StopPodSandbox then RemovePodSandbox, each expected to succeed.
+pub async fn stop_and_remove_pod(rt: &mut RuntimeServiceClient<Channel>, pod_id: &str) {
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod_id.to_owned(),
+    })
+    .await
+    .expect("StopPodSandbox");
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod_id.to_owned(),
+    })
+    .await
+    .expect("RemovePodSandbox");
+}
+
 pub fn command_output(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
