@@ -16,7 +16,7 @@ TOOLS=${FERROCRI_TOOLS:-/var/cache/ferrocri-tools}
 out=$TOOLS/kubelet-$KUBE_VERSION/kubelet
 log() { echo "[build-kubelet] $*" >&2; }
 
-if [ -x "$out" ] && "$out" --version 2>/dev/null | grep -qx "Kubernetes $KUBE_VERSION"; then
+if [ -x "$out" ] && "$out" --version 2>/dev/null | grep -x "Kubernetes $KUBE_VERSION" >/dev/null; then
 	echo "$out"
 	exit 0
 fi

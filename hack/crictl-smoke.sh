@@ -51,9 +51,9 @@ expect() { # expect <what> <wanted substring> <output>
 	[[ "$3" == *"$2"* ]] || fail "$1: wanted '$2', got '$3'"
 }
 
-"${crictl[@]}" version | grep -q 'RuntimeName:  ferrocri'
+"${crictl[@]}" version | grep 'RuntimeName:  ferrocri' >/dev/null
 "${crictl[@]}" info | jq -e '.status.conditions[] | select(.type == "RuntimeReady") | .status' >/dev/null
-"${crictl[@]}" runtime-config | grep -qi cgroupfs
+"${crictl[@]}" runtime-config | grep -i cgroupfs >/dev/null
 
 busybox=registry.k8s.io/e2e-test-images/busybox:1.29-2
 nginx=registry.k8s.io/e2e-test-images/nginx:1.14-2
@@ -115,7 +115,7 @@ for transport in spdy websocket; do
 	kill "${bg[-1]}"
 done
 
-"${crictl[@]}" stats "$shell" | grep -q shell || fail "stats"
+"${crictl[@]}" stats "$shell" | grep shell >/dev/null || fail "stats"
 "${crictl[@]}" update --memory 67108864 "$shell" >/dev/null
 "${crictl[@]}" stop "$shell" "$web" >/dev/null
 "${crictl[@]}" rm "$shell" "$web" >/dev/null

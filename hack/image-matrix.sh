@@ -40,7 +40,7 @@ log() { echo "[image-matrix] $*" >&2; }
 t_setup=$SECONDS
 missing=()
 for p in "${APT_PKGS[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep '^install ok installed$' >/dev/null || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
 	log "apt-get install ${missing[*]}"
@@ -526,7 +526,7 @@ compare_row() {
 	else
 		SAME[$name]="FAIL"
 		ERR[$name]="tree differs from containerd's ($(grep -c '^[-+][^-+]' "$work/logs/$name.tree.diff") lines):
-$(grep '^[-+][^-+]' "$work/logs/$name.tree.diff" | head -n 8)"
+$(grep '^[-+][^-+]' "$work/logs/$name.tree.diff" | sed -n 1,8p)"
 	fi
 }
 

@@ -46,7 +46,7 @@ fi
 
 missing=()
 for p in "${PKGS[@]}"; do
-	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep '^install ok installed$' >/dev/null; then
 		missing+=("$p")
 	fi
 done
@@ -82,16 +82,16 @@ find_go() {
 # The build honours the tag the binary reports, so "already installed" is a
 # string comparison on its version output.
 need_crictl=1
-if [ -x "$BINDIR/crictl" ] && "$BINDIR/crictl" --version 2>/dev/null | grep -qx "crictl version $CRI_TOOLS_VERSION"; then
+if [ -x "$BINDIR/crictl" ] && "$BINDIR/crictl" --version 2>/dev/null | grep -x "crictl version $CRI_TOOLS_VERSION" >/dev/null; then
 	need_crictl=0
 fi
 need_critest=0
 need_ginkgo=0
 if [ "$RUNTIME_ONLY" = 0 ]; then
-	if ! { [ -x "$BINDIR/critest" ] && "$BINDIR/critest" -version 2>/dev/null | grep -q "critest version: $CRI_TOOLS_VERSION\$"; }; then
+	if ! { [ -x "$BINDIR/critest" ] && "$BINDIR/critest" -version 2>/dev/null | grep "critest version: $CRI_TOOLS_VERSION\$"; } >/dev/null; then
 		need_critest=1
 	fi
-	if ! { [ -x "$BINDIR/ginkgo" ] && "$BINDIR/ginkgo" version 2>/dev/null | grep -q "Version ${GINKGO_VERSION#v}\$"; }; then
+	if ! { [ -x "$BINDIR/ginkgo" ] && "$BINDIR/ginkgo" version 2>/dev/null | grep "Version ${GINKGO_VERSION#v}\$"; } >/dev/null; then
 		need_ginkgo=1
 	fi
 fi

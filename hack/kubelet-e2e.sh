@@ -59,7 +59,7 @@ SYSCTLS=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops
 
 log() { echo "[kubelet-e2e] $*" >&2; }
 for port in 10248 10250 10255 18931; do
-	if ss -Hltn "sport = :$port" | grep -q .; then
+	if ss -Hltn "sport = :$port" | grep . >/dev/null; then
 		echo "kubelet-e2e: port $port is in use (another kubelet?)" >&2
 		exit 1
 	fi
@@ -283,7 +283,7 @@ pod_ge() {
 }
 ctr_id() { # ctr_id <pod> <container>: the running container's ID
 	"${crictl[@]}" ps -q --label "io.kubernetes.pod.name=$1-$NODE" \
-		--label "io.kubernetes.container.name=$2" | head -n 1
+		--label "io.kubernetes.container.name=$2" | sed -n 1p
 }
 ctr_exec() { # ctr_exec <pod> <container> <command...>: ExecSync
 	local id
@@ -543,14 +543,14 @@ summary_stats() {
 metrics_resource() {
 	local v
 	v=$(curl -sf --max-time 10 "$RO/metrics/resource" |
-		grep -E "^container_memory_working_set_bytes\{container=\"nginx\",namespace=\"default\",pod=\"web-$NODE\"\}" | head -n 1)
+		grep -E "^container_memory_working_set_bytes\{container=\"nginx\",namespace=\"default\",pod=\"web-$NODE\"\}" | sed -n 1p)
 	echo "${v:-absent}"
 	[ -n "$v" ]
 }
 metrics_cadvisor() {
 	local v
 	v=$(curl -sf --max-time 10 "$RO/metrics/cadvisor" |
-		grep -E "^container_cpu_usage_seconds_total\{.*pod=\"web-$NODE\"" | head -n 1)
+		grep -E "^container_cpu_usage_seconds_total\{.*pod=\"web-$NODE\"" | sed -n 1p)
 	echo "${v:-absent}"
 	[ -n "$v" ]
 }

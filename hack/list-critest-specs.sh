@@ -38,4 +38,4 @@ for suite in json.load(open(sys.argv[1])):
 print("\n".join(sorted(names)))
 EOF
 mv "$OUT.tmp" "$OUT"
-echo "$(wc -l <"$OUT") specs of $("$CRITEST" -version 2>/dev/null | grep -o 'v[0-9][0-9.]*' | head -n 1) -> $OUT"
+echo "$(wc -l <"$OUT") specs of $("$CRITEST" -version 2>/dev/null | grep -o 'v[0-9][0-9.]*' | sed -n 1p) -> $OUT"

@@ -36,7 +36,7 @@ running_pid() {
 	[ -f "$PIDFILE" ] || return 1
 	pid=$(cat "$PIDFILE")
 	# Guard against a stale pid file whose pid got reused by something else.
-	[ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q docker-registry || return 1
+	[ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep docker-registry >/dev/null || return 1
 	echo "$pid"
 }
 
