@@ -15,9 +15,9 @@ pub const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
 
 pub type Runtime = RuntimeServiceClient<Channel>;
 
-/// A runtime client on the daemon's socket, with busybox pulled.
-pub async fn connect(socket: PathBuf) -> Result<Runtime, Box<dyn std::error::Error>> {
-    let channel = Endpoint::from_static("http://ferrocri.invalid")
+/// A channel to the CRI socket at `socket`.
+pub async fn channel(socket: PathBuf) -> Result<Channel, tonic::transport::Error> {
+    Endpoint::from_static("http://ferrocri.invalid")
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let socket = socket.clone();
             async move {
@@ -26,7 +26,12 @@ pub async fn connect(socket: PathBuf) -> Result<Runtime, Box<dyn std::error::Err
                 ))
             }
         }))
-        .await?;
+        .await
+}
+
+/// A runtime client on the daemon's socket, with busybox pulled.
+pub async fn connect(socket: PathBuf) -> Result<Runtime, Box<dyn std::error::Error>> {
+    let channel = channel(socket).await?;
     ImageServiceClient::new(channel.clone())
         .pull_image(PullImageRequest {
             image: Some(ImageSpec {
