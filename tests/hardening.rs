@@ -194,22 +194,13 @@ const RULES: &[(&str, Rule)] = &[
     ("privileged::devices", privileged_devices),
     ("privileged::sys_and_cgroupfs_writable", privileged_writable),
     ("privileged::no_masked_or_read_only_paths", privileged_paths),
+    ("privileged::own_dev_and_devpts", privileged_own_dev),
+    ("devices::terminal_in_own_devpts", terminal_in_own_devpts),
 ];
 
 /// Differences from containerd that are known and not fixed yet: ignored by default, run with
 /// `cargo test --test hardening -- --ignored`.
-const KNOWN_GAPS: &[(&str, Rule, &str)] = &[
-    (
-        "devices::terminal_in_own_devpts",
-        terminal_in_own_devpts,
-        "a terminal container's pty comes from the host's devpts",
-    ),
-    (
-        "privileged::own_dev_and_devpts",
-        privileged_own_dev,
-        "a privileged container gets the host's devtmpfs and devpts bound on /dev",
-    ),
-];
+const KNOWN_GAPS: &[(&str, Rule, &str)] = &[];
 
 // ---------------------------------------------------------------------------------------
 // The fixture: one daemon, a default pod and a privileged pod.

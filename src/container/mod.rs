@@ -2,6 +2,7 @@
 //! daemon drives through each pod's monitor.
 
 pub mod build;
+mod device_nodes;
 mod cache;
 pub mod events;
 mod exit_watch;
