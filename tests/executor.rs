@@ -569,7 +569,11 @@ fn a_non_root_user_owns_its_terminal_and_pipes() {
     out.success();
     assert_eq!(text.replace("\r\n", "\n"), "1001:5\nagain\nreopened\n");
 
-    let mut c = Container::new(&["sh", "-c", "echo piped > /dev/stdout; stat -L -c %u /dev/stderr"]);
+    let mut c = Container::new(&[
+        "sh",
+        "-c",
+        "echo piped > /dev/stdout; stat -L -c %u /dev/stderr",
+    ]);
     c.spec.user = User {
         uid: 1001,
         gid: 1002,

@@ -2051,7 +2051,9 @@ fn privileged_own_dev(fx: &Fixture) -> Vec<String> {
     let out = fx.sh(ctr, &format!("touch {probe}"));
     if Path::new(probe).exists() {
         let _ = std::fs::remove_file(probe);
-        found.push(format!("{probe}, made in the container, is in the host's /dev"));
+        found.push(format!(
+            "{probe}, made in the container, is in the host's /dev"
+        ));
     } else if out.code == 0 {
         fx.sh(ctr, &format!("rm -f {probe}"));
     }
@@ -2069,8 +2071,7 @@ fn terminal_in_own_devpts(fx: &Fixture) -> Vec<String> {
          stat -c %t:%T /dev/console /dev/pts/0; ls /dev/pts",
     );
     let lines: Vec<&str> = out.lines().collect();
-    if lines.len() < 5 || lines[0] != lines[1] || lines[2] != "/dev/pts/0" || lines[3] != lines[4]
-    {
+    if lines.len() < 5 || lines[0] != lines[1] || lines[2] != "/dev/pts/0" || lines[3] != lines[4] {
         found.push(format!(
             "confined: its terminal is not /dev/pts/0 of its own devpts (fs {:?} vs {:?}, \
              it reads as {:?}; console and pts/0 are {:?} {:?}); /dev/pts holds {:?}",

@@ -82,7 +82,12 @@ fn char_nodes_under(dir: &Path) -> Vec<(String, u64, u64)> {
             if meta.is_dir() {
                 pending.push(entry.path());
             } else if meta.file_type().is_char_device() {
-                let rel = entry.path().strip_prefix(dir).unwrap().display().to_string();
+                let rel = entry
+                    .path()
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .display()
+                    .to_string();
                 let rdev = meta.rdev();
                 found.push((rel, libc::major(rdev) as u64, libc::minor(rdev) as u64));
             }
@@ -318,7 +323,9 @@ async fn a_default_container_gets_runcs_device_list_and_its_own_read_only_cgroup
         let (_, out) = sh(
             &mut rt,
             &dir_granted,
-            &format!("( exec 3</dev/mycpu/{rel} ) 2>&1 && echo opened; ( exec 3>/dev/mycpu/{rel} ) 2>&1"),
+            &format!(
+                "( exec 3</dev/mycpu/{rel} ) 2>&1 && echo opened; ( exec 3>/dev/mycpu/{rel} ) 2>&1"
+            ),
         )
         .await;
         assert!(out.starts_with("opened\n"), "{out}");

@@ -2,8 +2,8 @@
 //! daemon drives through each pod's monitor.
 
 pub mod build;
-mod device_nodes;
 mod cache;
+mod device_nodes;
 pub mod events;
 mod exit_watch;
 pub mod record;

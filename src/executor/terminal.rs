@@ -112,9 +112,7 @@ fn open_ptmx() -> Result<OwnedFd> {
 fn bind_console(slave: &OwnedFd, number: u32) -> Result<()> {
     let root = Root::open(std::path::Path::new("/"))?;
     let path = format!("/dev/pts/{number}");
-    let source = root
-        .open_path(&path)
-        .context(|| format!("open {path}"))?;
+    let source = root.open_path(&path).context(|| format!("open {path}"))?;
     let same = match (rustix::fs::fstat(&source), rustix::fs::fstat(slave)) {
         (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
         _ => false,
@@ -168,7 +166,10 @@ pub fn receive_master(socket: &impl AsFd) -> std::result::Result<OwnedFd, String
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
             // SAFETY: the kernel just installed these fds in this process; nothing else
             // owns them.
-            received.extend(fds.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+            received.extend(
+                fds.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
         }
     }
     // Exactly one: anything else is not what the executor sends (extra fds close here).
