@@ -112,8 +112,13 @@ pub fn own_stdio(uid: u32) -> Result<()> {
         if stat.st_uid == uid || (is_char && rdev == (1, 3)) {
             continue;
         }
-        rustix::fs::fchown(fd, Some(rustix::fs::Uid::from_raw_unchecked(uid)), None)
-            .context(|| format!("give fd {} to uid {uid}", fd.as_raw_fd()))?;
+        match rustix::fs::fchown(fd, Some(rustix::fs::Uid::from_raw_unchecked(uid)), None) {
+            // In a user namespace that does not map the owner or the user, as runc: leave it.
+            Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::PERM) => {}
+            Err(e) => {
+                return Err(e).context(|| format!("give fd {} to uid {uid}", fd.as_raw_fd()));
+            }
+        }
     }
     Ok(())
 }
