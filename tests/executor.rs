@@ -247,19 +247,28 @@ impl Container {
         self.run_inner(start, wrapper, None)
     }
 
-    /// Runs with a new pty's slave as stdio (and `tty` set); the outcome and what the
-    /// container wrote to the terminal.
+    /// Runs with `tty` set and a console socket on fd 5, as the monitor does: the outcome,
+    /// and what the container wrote to the terminal the executor made and sent back.
     fn run_on_terminal(&mut self) -> (Outcome, String) {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
         self.spec.tty = true;
-        let (master, slave) = openpty();
-        let outcome = self.run_inner(true, &[], Some(slave));
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let outcome = self.run_inner(true, &[], Some(above_4(theirs)));
+        let master = ferrocri::executor::terminal::receive_master(&ours)
+            .unwrap_or_else(|e| panic!("{e}: {outcome:?}"));
         let mut text = Vec::new();
         // Every slave fd is closed now: the master reads what is buffered, then EIO.
         let _ = std::io::Read::read_to_end(&mut File::from(master), &mut text);
         (outcome, String::from_utf8_lossy(&text).into_owned())
     }
 
-    fn run_inner(&self, start: bool, wrapper: &[&str], terminal: Option<OwnedFd>) -> Outcome {
+    fn run_inner(&self, start: bool, wrapper: &[&str], console: Option<OwnedFd>) -> Outcome {
         let spec_file = self.path("spec.json");
         std::fs::write(&spec_file, serde_json::to_vec(&self.spec).unwrap()).unwrap();
         let (report_read, report_write) = pipe();
@@ -273,22 +282,25 @@ impl Container {
             }
         };
         command.args(executor_args(&spec_file));
-        match terminal {
-            Some(tty) => command
-                .stdin(tty.try_clone().unwrap())
-                .stdout(tty.try_clone().unwrap())
-                .stderr(tty),
-            None => command
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped()),
-        };
+        command.stdin(Stdio::null());
+        if console.is_none() {
+            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        } else {
+            // The executor puts the terminal it makes on 0-2.
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+        }
         let (report_fd, start_fd) = (report_write.as_raw_fd(), start_read.as_raw_fd());
-        // SAFETY: only dup2 between fork and exec (async-signal-safe). Both fds are above
-        // 4 (see `pipe`), so neither dup2 overwrites the other's source.
+        let console_fd = console.as_ref().map(|fd| fd.as_raw_fd());
+        // SAFETY: only dup2 between fork and exec (async-signal-safe). All fds are above
+        // 5 (see `pipe`), so no dup2 overwrites another's source.
         unsafe {
             command.pre_exec(move || {
                 if libc::dup2(report_fd, 3) < 0 || libc::dup2(start_fd, 4) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if let Some(fd) = console_fd
+                    && libc::dup2(fd, 5) < 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -319,26 +331,6 @@ impl Container {
     }
 }
 
-/// A new pty: (master, slave).
-fn openpty() -> (OwnedFd, OwnedFd) {
-    use std::os::fd::FromRawFd;
-    let (mut master, mut slave) = (-1, -1);
-    // SAFETY: openpty writes two fds; the name, termios and winsize pointers may be null.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: both fds were just opened and are owned by nothing else.
-    unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
-}
-
-/// A close-on-exec pipe whose fds are above 4.
 fn pipe() -> (OwnedFd, OwnedFd) {
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     (above_4(read), above_4(write))
@@ -547,11 +539,47 @@ fn terminal_is_the_controlling_tty_and_the_console() {
     let mut c = Container::new(&[
         "sh",
         "-c",
-        "test -t 0 && echo tty; test -c /dev/console && echo console; echo x > /dev/tty && echo ctty",
+        "test -t 0 && echo tty; test -c /dev/console && echo console; echo x > /dev/tty && echo ctty; \
+         tty; ls -1 /dev/pts; stat -c %t:%T /dev/console /dev/pts/0",
     ]);
     let (out, text) = c.run_on_terminal();
     out.success();
-    assert_eq!(text.replace("\r\n", "\n"), "tty\nconsole\nx\nctty\n");
+    // The terminal is the first pty of the container's own devpts, and its console.
+    assert_eq!(
+        text.replace("\r\n", "\n"),
+        "tty\nconsole\nx\nctty\n/dev/pts/0\n0\nptmx\n88:0\n88:0\n"
+    );
+}
+
+/// As runc: the terminal (and pipes) on fds 0-2 belong to a non-root user, who can open
+/// them again by name; the devpts's `tty` group stays.
+#[test]
+fn a_non_root_user_owns_its_terminal_and_pipes() {
+    let mut c = Container::new(&[
+        "sh",
+        "-c",
+        "stat -c %u:%g $(tty); echo again > $(tty) && echo reopened",
+    ]);
+    c.spec.user = User {
+        uid: 1001,
+        gid: 1002,
+        additional_gids: vec![],
+    };
+    let (out, text) = c.run_on_terminal();
+    out.success();
+    assert_eq!(text.replace("\r\n", "\n"), "1001:5\nagain\nreopened\n");
+
+    let mut c = Container::new(&[
+        "sh",
+        "-c",
+        "echo piped > /dev/stdout; stat -L -c %u /dev/stderr",
+    ]);
+    c.spec.user = User {
+        uid: 1001,
+        gid: 1002,
+        additional_gids: vec![],
+    };
+    assert_eq!(c.run().success(), "piped\n1001\n");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -194,22 +194,13 @@ const RULES: &[(&str, Rule)] = &[
     ("privileged::devices", privileged_devices),
     ("privileged::sys_and_cgroupfs_writable", privileged_writable),
     ("privileged::no_masked_or_read_only_paths", privileged_paths),
+    ("privileged::own_dev_and_devpts", privileged_own_dev),
+    ("devices::terminal_in_own_devpts", terminal_in_own_devpts),
 ];
 
 /// Differences from containerd that are known and not fixed yet: ignored by default, run with
 /// `cargo test --test hardening -- --ignored`.
-const KNOWN_GAPS: &[(&str, Rule, &str)] = &[
-    (
-        "devices::terminal_in_own_devpts",
-        terminal_in_own_devpts,
-        "a terminal container's pty comes from the host's devpts",
-    ),
-    (
-        "privileged::own_dev_and_devpts",
-        privileged_own_dev,
-        "a privileged container gets the host's devtmpfs and devpts bound on /dev",
-    ),
-];
+const KNOWN_GAPS: &[(&str, Rule, &str)] = &[];
 
 // ---------------------------------------------------------------------------------------
 // The fixture: one daemon, a default pod and a privileged pod.
@@ -2007,51 +1998,100 @@ fn privileged_paths(fx: &Fixture) -> Vec<String> {
 }
 
 /// containerd gives a privileged container a tmpfs /dev holding nodes of the host's devices
-/// and a devpts of its own; what it does in /dev does not reach the host's.
+/// and a devpts of its own, with the same mounts and links as any container; what it does in
+/// /dev does not reach the host's.
 fn privileged_own_dev(fx: &Fixture) -> Vec<String> {
     let mut found = Vec::new();
-    let mounts = fx.mountinfo(&fx.privileged);
-    match mount_at(&mounts, "/dev") {
-        Some(m) if m.fstype == "tmpfs" => {}
-        other => found.push(format!(
-            "/dev is {:?}, expected a tmpfs of its own",
-            other.map(|m| &m.fstype)
-        )),
+    let ctr = &fx.privileged;
+    let mounts = fx.mountinfo(ctr);
+    let want: &[(&str, &str, &str, &[&str])] = &[
+        ("/dev", "tmpfs", "rw,nosuid", &["mode=755"]),
+        (
+            "/dev/pts",
+            "devpts",
+            "rw,nosuid,noexec",
+            &["gid=5", "mode=620", "ptmxmode=666"],
+        ),
+        ("/dev/mqueue", "mqueue", "rw,nosuid,nodev,noexec", &[]),
+        ("/dev/shm", "tmpfs", "rw,nosuid,nodev,noexec", &[]),
+    ];
+    for (path, fstype, flags, super_options) in want {
+        match mount_at(&mounts, path) {
+            Some(m)
+                if m.fstype == *fstype
+                    && security_flags(m) == *flags
+                    && super_options.iter().all(|o| m.super_options.contains(*o)) => {}
+            other => found.push(format!(
+                "{path} is {:?}, expected {fstype} {flags} {super_options:?}",
+                other.map(|m| (&m.fstype, security_flags(m), &m.super_options))
+            )),
+        }
     }
     let host = parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
-    let host_devpts = mount_at(&host, "/dev/pts").map(|m| m.device.clone());
-    match mount_at(&mounts, "/dev/pts") {
-        Some(m)
-            if m.fstype == "devpts"
-                && m.super_options.contains("ptmxmode=666")
-                && Some(&m.device) != host_devpts.as_ref() => {}
-        other => found.push(format!(
-            "/dev/pts is {:?}, expected a new devpts instance (ptmxmode=666), not the host's {:?}",
-            other.map(|m| (&m.fstype, &m.device, &m.super_options)),
-            host_devpts
-        )),
+    for path in ["/dev", "/dev/pts"] {
+        let host_fs = mount_at(&host, path).map(|m| m.device.clone());
+        if mount_at(&mounts, path).map(|m| &m.device) == host_fs.as_ref() {
+            found.push(format!("{path} is the host's filesystem {host_fs:?}"));
+        }
+    }
+    let links = fx.read(
+        ctr,
+        "for l in ptmx fd stdin stdout stderr; do echo \"$l $(readlink /dev/$l)\"; done",
+    );
+    let want_links = "ptmx pts/ptmx\nfd /proc/self/fd\nstdin /proc/self/fd/0\n\
+                      stdout /proc/self/fd/1\nstderr /proc/self/fd/2\n";
+    if links != want_links {
+        found.push(format!("/dev links are {links:?}, expected {want_links:?}"));
+    }
+    let probe = "/dev/ferrocri-hardening-probe";
+    let out = fx.sh(ctr, &format!("touch {probe} && echo made; rm -f {probe}"));
+    if !out.stdout.contains("made") {
+        found.push(format!("cannot create {probe}: {}", out.stderr));
+    }
+    let out = fx.sh(ctr, &format!("touch {probe}"));
+    if Path::new(probe).exists() {
+        let _ = std::fs::remove_file(probe);
+        found.push(format!(
+            "{probe}, made in the container, is in the host's /dev"
+        ));
+    } else if out.code == 0 {
+        fx.sh(ctr, &format!("rm -f {probe}"));
     }
     found
 }
 
 /// runc makes a terminal container's pty in the container's own devpts: its /dev/pts/0 is
-/// the process's terminal (ttyname works) and /dev/console is bound from it.
+/// the process's terminal (ttyname works), /dev/console is bound from it, and the host's
+/// devpts does not hold it.
 fn terminal_in_own_devpts(fx: &Fixture) -> Vec<String> {
+    let mut found = Vec::new();
     let out = fx.read(
         &fx.confined,
         "stat -L -c %d /proc/1/fd/0; stat -c %d /dev/pts/ptmx; readlink /proc/1/fd/0; \
-         ls /dev/pts",
+         stat -c %t:%T /dev/console /dev/pts/0; ls /dev/pts",
     );
     let lines: Vec<&str> = out.lines().collect();
-    if lines.len() >= 2 && lines[0] == lines[1] {
-        return Vec::new();
+    if lines.len() < 5 || lines[0] != lines[1] || lines[2] != "/dev/pts/0" || lines[3] != lines[4] {
+        found.push(format!(
+            "confined: its terminal is not /dev/pts/0 of its own devpts (fs {:?} vs {:?}, \
+             it reads as {:?}; console and pts/0 are {:?} {:?}); /dev/pts holds {:?}",
+            lines.first(),
+            lines.get(1),
+            lines.get(2),
+            lines.get(3),
+            lines.get(4),
+            &lines[5.min(lines.len())..]
+        ));
     }
-    vec![format!(
-        "confined: its terminal is on another devpts than its /dev/pts (fs {:?} vs {:?}); \
-         it reads as {:?}, /dev/pts holds {:?}",
-        lines.first(),
-        lines.get(1),
-        lines.get(2),
-        &lines[3.min(lines.len())..]
-    )]
+    // From the host: the terminal on the process's fd 0 is not on the host's devpts.
+    use std::os::unix::fs::MetadataExt;
+    let host_devpts = std::fs::metadata("/dev/pts/ptmx").map(|m| m.dev());
+    let terminal = std::fs::metadata(format!("/proc/{}/fd/0", fx.confined.pid)).map(|m| m.dev());
+    match (host_devpts, terminal) {
+        (Ok(host), Ok(terminal)) if host != terminal => {}
+        other => found.push(format!(
+            "confined: its terminal's filesystem vs the host's devpts: {other:?}"
+        )),
+    }
+    found
 }

@@ -68,6 +68,35 @@ fn v1_host() -> bool {
     Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
 }
 
+/// The character devices under `dir` (the kernel's /dev/cpu: `<n>/cpuid`), as
+/// (relative path, major, minor), sorted.
+fn char_nodes_under(dir: &Path) -> Vec<(String, u64, u64)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else if meta.file_type().is_char_device() {
+                let rel = entry
+                    .path()
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .display()
+                    .to_string();
+                let rdev = meta.rdev();
+                found.push((rel, libc::major(rdev) as u64, libc::minor(rdev) as u64));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 async fn new_container(
     env: &PodEnv,
     rt: &mut RuntimeServiceClient,
@@ -246,6 +275,61 @@ async fn a_default_container_gets_runcs_device_list_and_its_own_read_only_cgroup
         let list = sorted_lines(&dir.join("devices.list"));
         assert!(list.contains(&"b 7:0 r".to_owned()), "{list:?}");
         assert_eq!(list.len(), DEFAULT_LIST.len() + 1, "{list:?}");
+    }
+
+    // A CRI device that is a directory stands for every node under it (containerd expands
+    // it so): the kernel's per-CPU cpuid nodes, each at its place below container_path, each
+    // with the permissions asked for; /dev/net without a container path keeps its own.
+    let cpu_nodes = char_nodes_under(Path::new("/dev/cpu"));
+    let mut config = busybox_config("dir-granted", &["sleep", "3600"], false);
+    config.devices = vec![Device {
+        container_path: String::new(),
+        host_path: "/dev/net".into(),
+        permissions: "rwm".into(),
+    }];
+    // (A host without the cpuid driver has no /dev/cpu.)
+    if !cpu_nodes.is_empty() {
+        config.devices.push(Device {
+            container_path: "/dev/mycpu".into(),
+            host_path: "/dev/cpu".into(),
+            permissions: "r".into(),
+        });
+    }
+    let dir_granted = new_container(&env, &mut rt, &pod_id, &pod, config).await;
+    let (code, out) = sh(
+        &mut rt,
+        &dir_granted,
+        "find /dev/mycpu /dev/net -type c 2>/dev/null | sort | while read f; do \
+         echo \"$f $(stat -c %t:%T $f)\"; done",
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let mut want: Vec<String> = cpu_nodes
+        .iter()
+        .map(|(rel, major, minor)| format!("/dev/mycpu/{rel} {major:x}:{minor:x}"))
+        .collect();
+    want.push("/dev/net/tun a:c8".into());
+    want.sort();
+    assert_eq!(out.lines().collect::<Vec<_>>(), want);
+    if let Some(dir) = devices_dir(&dir_granted) {
+        let list = sorted_lines(&dir.join("devices.list"));
+        for (_, major, minor) in &cpu_nodes {
+            let rule = format!("c {major}:{minor} r");
+            assert!(list.contains(&rule), "no {rule} in {list:?}");
+        }
+    }
+    if let Some((rel, _, _)) = cpu_nodes.first() {
+        // Read is allowed (the driver may still refuse a read at offset 0), write is not.
+        let (_, out) = sh(
+            &mut rt,
+            &dir_granted,
+            &format!(
+                "( exec 3</dev/mycpu/{rel} ) 2>&1 && echo opened; ( exec 3>/dev/mycpu/{rel} ) 2>&1"
+            ),
+        )
+        .await;
+        assert!(out.starts_with("opened\n"), "{out}");
+        assert!(out.contains("Operation not permitted"), "{out}");
     }
 
     // A permission string that is not rwm is refused, naming the field.

@@ -202,8 +202,9 @@ async fn exec_sessions_carry_output_stdin_terminal_and_exit_and_die_with_their_c
     assert_eq!(got.stdout.len(), data.len());
     assert!(got.stdout == data, "cat returned other bytes");
 
-    // A terminal: the size set by a resize, input echoed, one output stream.
-    let args = ["sh", "-c", "read line; stty size"];
+    // A terminal: the size set by a resize, input echoed, one output stream; the terminal is
+    // the first pty of the container's own devpts, which holds nothing else.
+    let args = ["sh", "-c", "read line; stty size; tty; ls /dev/pts"];
     let (mut w, mut r) = exec(&pod_dir, exec_request(id, &args, true, true)).await;
     w.resize(80, 24).await.expect("resize");
     w.stdin(b"go\n").await.expect("stdin");
@@ -211,6 +212,13 @@ async fn exec_sessions_carry_output_stdin_terminal_and_exit_and_die_with_their_c
     assert!(out.contains("go"), "no echo: {out:?}");
     let rest = collect(r).await;
     assert_eq!(rest.exit, Some(0), "{rest:?}");
+    let all = format!("{out}{}", String::from_utf8_lossy(&rest.stdout)).replace('\r', "");
+    let after_size = all.split("24 80").nth(1).unwrap_or_default();
+    assert_eq!(
+        after_size.split_whitespace().collect::<Vec<_>>(),
+        ["/dev/pts/0", "0", "ptmx"],
+        "{all:?}"
+    );
     drop(w);
 
     // A client that leaves takes the exec's whole process group with it, also when the
@@ -363,8 +371,9 @@ async fn attach_sessions_share_output_with_the_log_and_honour_stdin_once_and_res
         .await
         .expect("attach to the terminal");
     w.resize(100, 30).await.expect("resize");
-    w.stdin(b"stty size\n").await.expect("stdin");
-    read_until(&mut r, "30 100").await;
+    w.stdin(b"stty size; tty\n").await.expect("stdin");
+    let out = read_until(&mut r, "/dev/pts/").await;
+    assert!(out.contains("30 100\r\n/dev/pts/0"), "{out:?}");
     drop((w, r));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (st, _) = container_status(&mut rt, terminal).await;

@@ -16,6 +16,7 @@ use crate::image::catalog::ImageRecord;
 use crate::monitor::containers::PidMode;
 use crate::sandbox::record::SandboxRecord;
 
+use super::device_nodes;
 use super::user::{self, Identity, Requested};
 
 /// The capabilities a container gets by default (containerd's and CRI-O's set).
@@ -168,7 +169,20 @@ pub fn build(
             security.readonly_paths.clone(),
         )
     };
-    let (devices, requested_rules) = devices(config)?;
+    let (requested_devices, requested_rules) = devices(config)?;
+    let devices = if privileged {
+        // A copy of every host device, then the CRI's (which win on the same path).
+        let mut all = device_nodes::host().map_err(|e| {
+            invalid(
+                "config.linux.security_context.privileged",
+                format!("cannot list the host's devices in /dev: {e}"),
+            )
+        })?;
+        all.extend(requested_devices);
+        all
+    } else {
+        requested_devices
+    };
     let spec = ContainerSpec {
         id: String::new(),
         rootfs: Rootfs {
@@ -406,10 +420,6 @@ fn mounts(
             },
         ));
     }
-    if privileged {
-        // A privileged container sees the host's devices.
-        list.push(mount("/dev", "/dev", "bind", &["rbind", "nosuid"]));
-    }
     let shm = if sandbox.ipc_mode() == NamespaceMode::Node {
         PathBuf::from("/dev/shm")
     } else {
@@ -496,56 +506,41 @@ fn cri_mount(index: usize, m: &crate::cri::v1::Mount) -> Result<Mount, Invalid> 
 }
 
 /// The CRI's devices: the nodes to create, and what the cgroup lets the container do with
-/// each (its `permissions`, "rwm" or a subset).
+/// each (its `permissions`, "rwm" or a subset). A `host_path` that is a directory stands for
+/// every node under it, each with the same permissions (as containerd expands it).
 fn devices(config: &ContainerConfig) -> Result<(Vec<Device>, Vec<DeviceRule>), Invalid> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    config
-        .devices
-        .iter()
-        .map(|d| {
-            let access = Access::parse(&d.permissions)
-                .map_err(|e| invalid("config.devices", format!("device {}: {e}", d.host_path)))?;
-            let meta = std::fs::metadata(&d.host_path)
-                .map_err(|e| invalid("config.devices", format!("device {}: {e}", d.host_path)))?;
-            let kind = if meta.file_type().is_char_device() {
-                'c'
-            } else if meta.file_type().is_block_device() {
-                'b'
-            } else {
-                return Err(invalid(
-                    "config.devices",
-                    format!("{} is not a device", d.host_path),
-                ));
-            };
-            let rdev = meta.rdev();
-            let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
-            let rule = DeviceRule {
-                kind: if kind == 'c' {
+    let mut nodes = Vec::new();
+    let mut rules = Vec::new();
+    for d in &config.devices {
+        let field = "config.devices";
+        let access = Access::parse(&d.permissions)
+            .map_err(|e| invalid(field, format!("device {}: {e}", d.host_path)))?;
+        let meta = std::fs::metadata(&d.host_path)
+            .map_err(|e| invalid(field, format!("device {}: {e}", d.host_path)))?;
+        let found = if meta.is_dir() {
+            device_nodes::under(Path::new(&d.host_path), &d.container_path)
+                .map_err(|e| invalid(field, format!("device directory {}: {e}", d.host_path)))?
+        } else {
+            let path = first_non_empty(&[&d.container_path, &d.host_path]);
+            let node = device_nodes::node(&meta, &path)
+                .ok_or_else(|| invalid(field, format!("{} is not a device", d.host_path)))?;
+            vec![node]
+        };
+        for node in found {
+            rules.push(DeviceRule {
+                kind: if node.kind == 'c' {
                     DeviceKind::Char
                 } else {
                     DeviceKind::Block
                 },
-                major: Some(major as u32),
-                minor: Some(minor as u32),
+                major: Some(node.major as u32),
+                minor: Some(node.minor as u32),
                 access,
-            };
-            let node = Device {
-                path: if d.container_path.is_empty() {
-                    d.host_path.clone()
-                } else {
-                    d.container_path.clone()
-                },
-                kind,
-                major,
-                minor,
-                mode: meta.mode() & 0o7777,
-                uid: 0,
-                gid: 0,
-            };
-            Ok((node, rule))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(|pairs| pairs.into_iter().unzip())
+            });
+            nodes.push(node);
+        }
+    }
+    Ok((nodes, rules))
 }
 
 /// The capabilities in this process's bounding set, by name (ALL_CAPABILITIES is in

@@ -3,6 +3,7 @@
 
 pub mod build;
 mod cache;
+mod device_nodes;
 pub mod events;
 mod exit_watch;
 pub mod record;

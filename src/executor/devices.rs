@@ -1,12 +1,12 @@
-//! /dev inside the container: the standard device nodes and links of an unprivileged
-//! container, the spec's devices, and /dev/console for a terminal. (A privileged container
-//! gets the host's /dev as a bind mount from the daemon instead.)
+//! /dev inside the container (a tmpfs of its own): the standard device nodes and links runc
+//! makes, then the spec's devices — the CRI's, and for a privileged container a copy of
+//! every host device. (/dev/console of a terminal is `terminal`'s.)
 
 use rustix::fs::{FileType, Mode};
 use rustix::io::Errno;
 
 use super::error::{Context, Result};
-use super::inroot::{Root, chown_at, fd_path};
+use super::inroot::{Root, chown_at};
 use super::spec::{ContainerSpec, Device};
 
 /// What runc and crun create in every unprivileged container.
@@ -29,19 +29,16 @@ const DEFAULT_LINKS: [(&str, &str); 6] = [
 ];
 
 pub fn create(root: &Root, spec: &ContainerSpec) -> Result<()> {
-    if !spec.privileged {
-        for (path, major, minor) in DEFAULT_DEVICES {
-            make_node(root, &char_device(path, major, minor))?;
-        }
-        for (path, target) in DEFAULT_LINKS {
-            make_link(root, path, target)?;
-        }
+    for (path, major, minor) in DEFAULT_DEVICES {
+        make_node(root, &char_device(path, major, minor))?;
     }
-    for device in &spec.devices {
+    for (path, target) in DEFAULT_LINKS {
+        make_link(root, path, target)?;
+    }
+    // /dev/ptmx stays the link to the container's devpts (runc skips such a device too):
+    // the host's ptmx would make ptys in the host's devpts.
+    for device in spec.devices.iter().filter(|d| d.path != "/dev/ptmx") {
         make_node(root, device)?;
-    }
-    if spec.tty {
-        bind_console(root)?;
     }
     Ok(())
 }
@@ -88,28 +85,4 @@ fn make_link(root: &Root, path: &str, target: &str) -> Result<()> {
         Ok(()) | Err(Errno::EXIST) => Ok(()),
         Err(e) => Err(e).context(|| format!("symlink {path}")),
     }
-}
-
-/// The terminal on fd 0 (a pty slave the monitor made) is also the container's console.
-/// It is bound by its path, not through /proc/self/fd/0: the kernel refuses to bind from a
-/// mount of another namespace, and the fd's devpts mount is the monitor's; its copy in this
-/// namespace (a copy of the monitor's) is the same device at the same path.
-fn bind_console(root: &Root) -> Result<()> {
-    let tty = std::fs::read_link("/proc/self/fd/0").context(|| "find the terminal on fd 0")?;
-    let same_device = match (rustix::fs::fstat(std::io::stdin()), rustix::fs::stat(&tty)) {
-        (Ok(fd), Ok(path)) => fd.st_rdev == path.st_rdev && fd.st_ino == path.st_ino,
-        _ => false,
-    };
-    if !same_device {
-        return Err(format!("the terminal on fd 0 is not {} here", tty.display()).into());
-    }
-    let console = root.ensure_file("/dev/console")?;
-    nix::mount::mount(
-        Some(&tty),
-        fd_path(&console).as_str(),
-        None::<&str>,
-        nix::mount::MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .context(|| format!("bind {} on /dev/console", tty.display()))
 }

@@ -10,14 +10,16 @@
 //!    `keyring`); oom_score_adj;
 //! 3. a private mount namespace (see `rootfs` for propagation), the overlay root, the
 //!    spec's mounts;
-//! 4. /dev nodes and links; 5. pivot_root, masked and read-only paths;
-//! 6. working directory, read-only root, rlimits, terminal, no_new_privs, user and groups,
-//!    capabilities;
+//! 4. /dev nodes and links; 5. pivot_root, the terminal (made in the container's devpts,
+//!    see `terminal`), masked and read-only paths;
+//! 6. working directory, read-only root, rlimits, controlling terminal, no_new_privs, stdio
+//!    owned by the user, user and groups, capabilities;
 //! 7. `ready` on the report pipe, wait for the start byte, then exec.
 
 pub mod seccomp;
 pub mod spec;
 pub mod sync;
+pub mod terminal;
 
 mod capabilities;
 mod cgroupfs;
@@ -119,11 +121,14 @@ fn prepare(spec_file: &Path, report: &mut Reporter) -> Result<Ready> {
 
     match spec.exec_in {
         Some(pid) => {
-            enter_container_root(pid).context(|| format!("entering container process {pid}"))?
+            enter_container_root(pid).context(|| format!("entering container process {pid}"))?;
+            make_terminal(&spec)?;
         }
         None => {
             build_root(&spec)?;
             rootfs::pivot(&spec.rootfs.mount_point).context(|| "pivot_root")?;
+            // As runc: after the mounts are in place, before paths are masked.
+            make_terminal(&spec)?;
             rootfs::mask_paths(&spec.masked_paths)?;
             rootfs::readonly_paths(&spec.readonly_paths)?;
             process::make_cwd(&spec.cwd, &spec.user).context(|| format!("cwd {}", spec.cwd))?;
@@ -144,6 +149,16 @@ fn prepare(spec_file: &Path, report: &mut Reporter) -> Result<Ready> {
         program,
         seccomp_before_exec: spec.seccomp.filter(|_| spec.no_new_privileges),
     })
+}
+
+/// A tty process's terminal, from the container's devpts (see `terminal`); a container's
+/// is also its /dev/console.
+fn make_terminal(spec: &ContainerSpec) -> Result<()> {
+    if !spec.tty {
+        return Ok(());
+    }
+    let socket = terminal::ConsoleSocket::take().context(|| "terminal")?;
+    terminal::create(socket, spec.exec_in.is_none()).context(|| "terminal")
 }
 
 fn read_spec(path: &Path) -> Result<ContainerSpec> {
@@ -211,6 +226,7 @@ fn become_container_user(spec: &ContainerSpec, report: &mut Reporter) -> Result<
     capabilities::limit_bounding(&caps).context(|| "capabilities")?;
     capabilities::keep_across_setuid().context(|| "capabilities")?;
     let entered = process::chdir(&spec.cwd).is_ok();
+    process::own_stdio(spec.user.uid).context(|| "stdio")?;
     process::switch_user(&spec.user).context(|| "user")?;
     capabilities::apply(&caps).context(|| "capabilities")?;
     if !entered {

@@ -1,6 +1,7 @@
 //! The container process's own attributes: working directory, resource limits, OOM score,
 //! terminal, user and groups, HOME, no_new_privs, and the seccomp hook.
 
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
@@ -89,6 +90,35 @@ pub fn take_terminal() -> Result<()> {
     if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
         return Err(Error::from(std::io::Error::last_os_error()))
             .context(|| "make fd 0 the controlling terminal");
+    }
+    Ok(())
+}
+
+/// Gives fds 0-2 (a terminal, pipes) to the container's user, as runc does, so that a
+/// non-root process can open its own terminal (`/dev/pts/N`, `/dev/tty` aside) or
+/// `/dev/stdout` again. /dev/null and what the user already owns stay as they are; the
+/// group stays (a devpts gives its terminals the `tty` group).
+pub fn own_stdio(uid: u32) -> Result<()> {
+    for fd in 0..=2 {
+        // SAFETY: fds 0-2 are open for the executor's whole life (the monitor set them up).
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let stat = rustix::fs::fstat(fd).context(|| "stat stdio")?;
+        let rdev = (
+            rustix::fs::major(stat.st_rdev),
+            rustix::fs::minor(stat.st_rdev),
+        );
+        let is_char = rustix::fs::FileType::from_raw_mode(stat.st_mode)
+            == rustix::fs::FileType::CharacterDevice;
+        if stat.st_uid == uid || (is_char && rdev == (1, 3)) {
+            continue;
+        }
+        match rustix::fs::fchown(fd, Some(rustix::fs::Uid::from_raw_unchecked(uid)), None) {
+            // In a user namespace that does not map the owner or the user, as runc: leave it.
+            Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::PERM) => {}
+            Err(e) => {
+                return Err(e).context(|| format!("give fd {} to uid {uid}", fd.as_raw_fd()));
+            }
+        }
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The two pipes between the monitor and `ferrocri-monitor executor`, both sides.
 //!
 //! The monitor forks, puts the container's stdio on fds 0/1/2, the write end of the REPORT
-//! pipe on fd 3 and the read end of the START pipe on fd 4, and execs
+//! pipe on fd 3 and the read end of the START pipe on fd 4 (and, for a terminal, its end of
+//! the console socket on fd 5: see `terminal`), and execs
 //! `/proc/self/exe executor --spec <file>` ([`executor_args`]).
 //!
 //! - REPORT (executor → monitor), newline-terminated lines: zero or more

@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
@@ -24,6 +24,7 @@ use super::protocol::AttachRequest;
 use super::stdin::StdinSender;
 use super::streams::{ExecStdio, Input, StdinEnd};
 use crate::executor::sync::{Message, REPORT_FD, START_BYTE, START_FD, executor_args};
+use crate::executor::terminal::CONSOLE_FD;
 
 /// How long a container's setup (mounts, pivot_root, …) may take before it is given up.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -240,44 +241,36 @@ impl Containers {
         let log = open_log(&request.log_path)?;
         let (report_r, report_w) = pipe_pair()?;
         let (start_r, start_w) = pipe_pair()?;
-        let stdio = Stdio::new(
-            StdioRequest {
-                tty: request.tty,
-                stdin: request.stdin,
-                stdout: true,
-                stderr: true,
-            },
-            None,
-        )?;
+        let stdio = Stdio::new(StdioRequest {
+            tty: request.tty,
+            stdin: request.stdin,
+            stdout: true,
+            stderr: true,
+        })?;
         let pid = self.fork_executor(&request, &stdio, &report_w, &start_r)?;
         drop((report_w, start_r));
-        let Parent {
-            stdin,
-            outputs,
-            pty,
-        } = stdio.parent_ends();
-        let log = Rc::new(RefCell::new(log));
-        let fanout = Rc::new(RefCell::new(Fanout::new(outputs.len())));
-        for (fd, stream) in outputs {
-            pump(fd, stream, log.clone(), fanout.clone());
-        }
-        let stdin = match stdin.map(super::stdin::forward).transpose() {
-            Ok(stdin) => stdin,
+        let ends = stdio.parent_ends();
+        let mut report = BufReader::new(receiver(report_r)?);
+        let ready = tokio::time::timeout(SETUP_TIMEOUT, wait_ready(&mut report)).await;
+        let set_up = match ready {
+            Ok(Ok(())) => ends.finish().and_then(|parent| {
+                let stdin = parent.stdin.map(super::stdin::forward).transpose()?;
+                Ok((stdin, parent.outputs, parent.pty))
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!("setup took longer than {SETUP_TIMEOUT:?}")),
+        };
+        let (stdin, outputs, pty) = match set_up {
+            Ok(ends) => ends,
             Err(e) => {
                 let _ = kill(pid, Signal::SIGKILL);
                 return Err(e);
             }
         };
-        let mut report = BufReader::new(receiver(report_r)?);
-        let ready = tokio::time::timeout(SETUP_TIMEOUT, wait_ready(&mut report)).await;
-        let failure = match ready {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e),
-            Err(_) => Some(format!("setup took longer than {SETUP_TIMEOUT:?}")),
-        };
-        if let Some(e) = failure {
-            let _ = kill(pid, Signal::SIGKILL);
-            return Err(e);
+        let log = Rc::new(RefCell::new(log));
+        let fanout = Rc::new(RefCell::new(Fanout::new(outputs.len())));
+        for (fd, stream) in outputs {
+            pump(fd, stream, log.clone(), fanout.clone());
         }
         let oom_kills_before = oom_kills(&spec.cgroup);
         self.by_pid.insert(pid, request.id.clone());
@@ -504,7 +497,7 @@ impl Containers {
     ) -> Result<ExecRunning, String> {
         let (report_r, report_w) = pipe_pair()?;
         let (start_r, start_w) = pipe_pair()?;
-        let stdio = Stdio::new(stdio, Some(target))?;
+        let stdio = Stdio::new(stdio)?;
         // The session joins the container's PID namespace, whatever it is.
         let target_ns = std::fs::File::open(format!("/proc/{target}/ns/pid"))
             .map_err(|e| format!("container process {target} is gone: {e}"))?;
@@ -533,21 +526,26 @@ impl Containers {
         drop((report_w, start_r));
         let (exit_tx, exit) = tokio::sync::oneshot::channel();
         self.exec_waiters.insert(pid, exit_tx);
-        let parent = stdio.parent_ends();
+        let ends = stdio.parent_ends();
         let mut report = BufReader::new(receiver(report_r)?);
         let started = async {
             wait_ready(&mut report).await?;
+            let parent = ends.finish()?;
             nix::unistd::write(&start_w, &[START_BYTE])
                 .map_err(|e| format!("cannot start the exec: {e}"))?;
-            wait_exec(&mut report).await
+            wait_exec(&mut report).await?;
+            Ok(parent)
         };
-        if let Err(e) = tokio::time::timeout(SETUP_TIMEOUT, started)
+        let parent = match tokio::time::timeout(SETUP_TIMEOUT, started)
             .await
             .unwrap_or_else(|_| Err("the exec did not start in time".into()))
         {
-            let _ = kill(pid, Signal::SIGKILL);
-            return Err(e);
-        }
+            Ok(parent) => parent,
+            Err(e) => {
+                let _ = kill(pid, Signal::SIGKILL);
+                return Err(e);
+            }
+        };
         let mut stdout = None;
         let mut stderr = None;
         for (fd, stream) in parent.outputs {
@@ -686,21 +684,30 @@ pub async fn finish_exec(running: ExecRunning, timeout: Option<Duration>) -> Exe
     }
 }
 
-/// In the forked child: stdio on 0-2, report on 3, start on 4, everything else closed; exec.
-fn exec_executor(stdio: [RawFd; 3], report: RawFd, start: RawFd, args: &[std::ffi::OsString]) -> ! {
+/// In the forked child: stdio on 0-2, report on 3, start on 4, a terminal's console socket
+/// on 5, everything else closed; exec.
+fn exec_executor(fds: ChildFds, report: RawFd, start: RawFd, args: &[std::ffi::OsString]) -> ! {
     use std::os::unix::ffi::OsStrExt;
-    // Move the pipe ends above the target numbers first so no dup2 clobbers another source.
+    // Move the sources above the target numbers first so no dup2 clobbers another source.
     // SAFETY: plain fd syscalls in a single-threaded child about to exec.
     unsafe {
         let report = libc::fcntl(report, libc::F_DUPFD, 10);
         let start = libc::fcntl(start, libc::F_DUPFD, 10);
-        let stdio = stdio.map(|fd| libc::fcntl(fd, libc::F_DUPFD, 10));
+        let console = fds.console.map(|fd| libc::fcntl(fd, libc::F_DUPFD, 10));
+        let stdio = fds.stdio.map(|fd| libc::fcntl(fd, libc::F_DUPFD, 10));
         for (target, fd) in stdio.iter().enumerate() {
             libc::dup2(*fd, target as i32);
         }
         libc::dup2(report, REPORT_FD);
         libc::dup2(start, START_FD);
-        libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, 0u32);
+        let first_closed = match console {
+            Some(fd) => {
+                libc::dup2(fd, CONSOLE_FD);
+                CONSOLE_FD as u32 + 1
+            }
+            None => START_FD as u32 + 1,
+        };
+        libc::syscall(libc::SYS_close_range, first_closed, u32::MAX, 0u32);
         let program = c"/proc/self/exe";
         let owned: Vec<std::ffi::CString> = args
             .iter()
@@ -714,10 +721,13 @@ fn exec_executor(stdio: [RawFd; 3], report: RawFd, start: RawFd, args: &[std::ff
     }
 }
 
-/// A process's stdio as [`StdioRequest`] asks: the child's fds 0-2, and the monitor's ends.
+/// A process's stdio as [`StdioRequest`] asks: the child's fds 0-2 (and console socket), and
+/// the monitor's ends.
 struct Stdio {
     child: [OwnedFd; 3],
-    parent: Parent,
+    /// A terminal's console socket, the executor's end (its fd 5).
+    console: Option<OwnedFd>,
+    parent: ParentEnds,
 }
 
 /// The monitor's ends of a process's stdio.
@@ -729,31 +739,34 @@ struct Parent {
     pty: Option<OwnedFd>,
 }
 
-impl Stdio {
-    /// `inside`: the running container an exec joins; its terminal comes from the
-    /// container's own devpts, so that `tty` and `ttyname()` find it there.
-    fn new(request: StdioRequest, inside: Option<Pid>) -> Result<Stdio, String> {
+/// The monitor's ends as the fork leaves them: ready (pipes), or a terminal whose master the
+/// executor sends once it has made it in the container's devpts.
+enum ParentEnds {
+    Ready(Parent),
+    Terminal { socket: OwnedFd, stdin: bool },
+}
+
+impl ParentEnds {
+    /// The ends to use; for a terminal, call once the executor reported `ready`.
+    fn finish(self) -> Result<Parent, String> {
+        let (socket, stdin) = match self {
+            ParentEnds::Ready(parent) => return Ok(parent),
+            ParentEnds::Terminal { socket, stdin } => (socket, stdin),
+        };
+        let master = crate::executor::terminal::receive_master(&socket)?;
         let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| e.to_string());
-        if request.tty {
-            // With or without stdin the process gets the terminal on fd 0, as containerd and
-            // CRI-O do; without stdin nothing is ever written to it.
-            let (master, slave) = match inside {
-                Some(pid) => pty_in(pid)?,
-                None => {
-                    let pty = nix::pty::openpty(None, None)
-                        .map_err(|e| format!("cannot open a pty: {e}"))?;
-                    (pty.master, pty.slave)
-                }
-            };
-            return Ok(Stdio {
-                child: [dup(&slave)?, dup(&slave)?, slave],
-                parent: Parent {
-                    stdin: request.stdin.then(|| dup(&master)).transpose()?,
-                    pty: Some(dup(&master)?),
-                    outputs: vec![(master, Stream::Stdout)],
-                },
-            });
-        }
+        Ok(Parent {
+            // With or without stdin the process has the terminal on fd 0, as containerd
+            // and CRI-O do; without stdin nothing is ever written to it.
+            stdin: stdin.then(|| dup(&master)).transpose()?,
+            pty: Some(dup(&master)?),
+            outputs: vec![(master, Stream::Stdout)],
+        })
+    }
+}
+
+impl Stdio {
+    fn new(request: StdioRequest) -> Result<Stdio, String> {
         let null = || {
             std::fs::OpenOptions::new()
                 .read(true)
@@ -762,6 +775,26 @@ impl Stdio {
                 .map(OwnedFd::from)
                 .map_err(|e| format!("cannot open /dev/null: {e}"))
         };
+        if request.tty {
+            // The executor makes the pty inside the container and puts it on fds 0-2 in
+            // place of these.
+            use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+            let (ours, theirs) = socketpair(
+                AddressFamily::Unix,
+                SockType::Stream,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(|e| format!("cannot create the console socket: {e}"))?;
+            return Ok(Stdio {
+                child: [null()?, null()?, null()?],
+                console: Some(theirs),
+                parent: ParentEnds::Terminal {
+                    socket: ours,
+                    stdin: request.stdin,
+                },
+            });
+        }
         let mut parent = Parent {
             stdin: None,
             outputs: Vec::new(),
@@ -786,59 +819,32 @@ impl Stdio {
         let stderr = output(request.stderr, Stream::Stderr)?;
         Ok(Stdio {
             child: [stdin, stdout, stderr],
-            parent,
+            console: None,
+            parent: ParentEnds::Ready(parent),
         })
     }
 
-    fn child_ends(&self) -> [RawFd; 3] {
-        [
-            self.child[0].as_raw_fd(),
-            self.child[1].as_raw_fd(),
-            self.child[2].as_raw_fd(),
-        ]
+    fn child_ends(&self) -> ChildFds {
+        ChildFds {
+            stdio: [
+                self.child[0].as_raw_fd(),
+                self.child[1].as_raw_fd(),
+                self.child[2].as_raw_fd(),
+            ],
+            console: self.console.as_ref().map(|fd| fd.as_raw_fd()),
+        }
     }
 
     /// The monitor's ends; the child's close here.
-    fn parent_ends(self) -> Parent {
+    fn parent_ends(self) -> ParentEnds {
         self.parent
     }
 }
 
-/// A pty pair from the devpts instance mounted in the container of `pid`: its master through
-/// the container's `/dev/pts/ptmx`, its slave through TIOCGPTPEER (no path lookup needed).
-fn pty_in(pid: Pid) -> Result<(OwnedFd, OwnedFd), String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let ptmx = format!("/proc/{pid}/root/dev/pts/ptmx");
-    let master: OwnedFd = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(&ptmx)
-        .map_err(|e| format!("cannot open {ptmx}: {e}"))?
-        .into();
-    let unlock: libc::c_int = 0;
-    // SAFETY: plain ioctls on a pty master we own; TIOCSPTLCK reads an int.
-    let slave = unsafe {
-        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) != 0 {
-            return Err(format!(
-                "cannot unlock the pty: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        libc::ioctl(
-            master.as_raw_fd(),
-            libc::TIOCGPTPEER,
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        )
-    };
-    if slave < 0 {
-        return Err(format!(
-            "cannot open the pty's terminal: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: the ioctl returned a new fd that nothing else owns.
-    Ok((master, unsafe { OwnedFd::from_raw_fd(slave) }))
+/// The fds a forked child moves into place before it execs the executor.
+struct ChildFds {
+    stdio: [RawFd; 3],
+    console: Option<RawFd>,
 }
 
 fn pipe_pair() -> Result<(OwnedFd, OwnedFd), String> {
