@@ -229,6 +229,12 @@ impl Containers {
                 message: "an image is required".into(),
             });
         }
+        if config.stop_signal != 0 && super::signals::from_cri(config.stop_signal).is_none() {
+            return Err(ContainerError::Invalid {
+                field: "config.stop_signal",
+                message: format!("{} is not a CRI Signal value", config.stop_signal),
+            });
+        }
         let sandbox = self
             .sandboxes
             .find(sandbox_id)
@@ -1103,17 +1109,23 @@ fn check_streams(stdin: bool, stdout: bool, stderr: bool) -> Result<(), Containe
     })
 }
 
-/// The signal StopContainer sends first: the config's, else the image's, else SIGTERM.
+/// The signal StopContainer sends first: the config's, else the image's, else SIGTERM
+/// (KEP-4960's order). An image signal we cannot read falls back to SIGTERM, as the image
+/// is not the caller's request.
 fn stop_signal(config: &ContainerConfig, image_signal: Option<&str>) -> i32 {
-    if let Some(sig) = (config.stop_signal != 0)
-        .then(|| super::signals::from_cri(config.stop_signal))
-        .flatten()
-    {
+    if let Some(sig) = super::signals::from_cri(config.stop_signal) {
         return sig;
     }
-    image_signal
-        .and_then(super::signals::from_name)
-        .unwrap_or(libc::SIGTERM)
+    match image_signal.filter(|s| !s.trim().is_empty()) {
+        None => libc::SIGTERM,
+        Some(name) => super::signals::from_name(name).unwrap_or_else(|| {
+            tracing::warn!(
+                stop_signal = name,
+                "image StopSignal not understood; using SIGTERM"
+            );
+            libc::SIGTERM
+        }),
+    }
 }
 
 async fn call(sandbox: &SandboxRecord, request: &Request) -> Result<Response, ContainerError> {
