@@ -252,6 +252,9 @@ impl Containers {
                 sandbox.id
             )));
         }
+        if let Some(pin) = sandbox.userns_pin() {
+            check_idmap_mounts(&pin, &config)?;
+        }
         let pod = sandbox.metadata();
         let key = format!(
             "{}_{}_{}_{}_{}",
@@ -468,6 +471,15 @@ impl Containers {
             std::fs::create_dir_all(d).map_err(|e| {
                 failed("creating the container folders")(format!("{}: {e}", d.display()))
             })?;
+        }
+        if let Some(mappings) = sandbox.userns_mappings() {
+            // The one owner set by hand: the new, empty writable layer belongs to the pod's
+            // root, so "/" and what the container writes are its own. The image layers below
+            // are idmapped by the executor, never chowned.
+            let (uid, gid) = (mappings.uid.host_id, mappings.gid.host_id);
+            std::os::unix::fs::chown(&spec.rootfs.upper_dir, Some(uid), Some(gid)).map_err(
+                |e| failed("creating the container folders")(format!("chown upper dir: {e}")),
+            )?;
         }
         if let Some(cgroups) = self.cgroups.as_ref().filter(|_| !record.cgroup.is_empty()) {
             let resources = super::resources::from_cri(
@@ -1107,6 +1119,27 @@ fn check_streams(stdin: bool, stdout: bool, stderr: bool) -> Result<(), Containe
         field: "stdin, stdout, stderr",
         message: "one of them must be set".into(),
     })
+}
+
+/// In a user namespace pod every volume is an idmapped bind (never a chown): a host path on
+/// a file system that cannot be idmapped fails here, naming the mount, rather than in the
+/// executor. The probe makes a detached idmapped copy of the path and drops it.
+fn check_idmap_mounts(userns_pin: &Path, config: &ContainerConfig) -> Result<(), ContainerError> {
+    let userns = std::fs::File::open(userns_pin)
+        .map_err(|e| failed("opening the pod's user namespace")(e.to_string()))?;
+    for m in &config.mounts {
+        if m.host_path.is_empty() || !Path::new(&m.host_path).exists() {
+            continue; // the build step reports a missing source
+        }
+        if let Err(e) = crate::userns::idmapped_tree(Path::new(&m.host_path), &userns, false) {
+            return Err(ContainerError::Precondition(format!(
+                "mount {} (host path {}): this pod has a user namespace and the host path \
+                 cannot be idmapped: {e}",
+                m.container_path, m.host_path
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The signal StopContainer sends first: the config's, else the image's, else SIGTERM

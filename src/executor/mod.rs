@@ -11,8 +11,8 @@
 //! 3. a private mount namespace (see `rootfs` for propagation), the overlay root, the
 //!    spec's mounts;
 //! 4. /dev nodes and links; 5. pivot_root, masked and read-only paths;
-//! 6. working directory, read-only root, rlimits, terminal, no_new_privs, user and groups,
-//!    capabilities;
+//! 6. working directory, read-only root, the pod's user namespace (if any), rlimits,
+//!    terminal, no_new_privs, user and groups, capabilities;
 //! 7. `ready` on the report pipe, wait for the start byte, then exec.
 
 pub mod seccomp;
@@ -101,6 +101,13 @@ fn prepare(spec_file: &Path, report: &mut Reporter) -> Result<Ready> {
     // Modes given to mknod/mkdir are meant exactly; the container gets 022 back at exec.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
 
+    // Opened while the host's paths are in view; joined after pivot_root.
+    let userns = match &spec.userns {
+        Some(path) => Some(
+            std::fs::File::open(path).context(|| format!("user namespace {}", path.display()))?,
+        ),
+        None => None,
+    };
     namespaces::enter(&spec.namespaces).context(|| "namespaces")?;
     join_cgroup(&spec.cgroup).context(|| "cgroup")?;
     let cgroup_ns = match spec.exec_in {
@@ -122,17 +129,28 @@ fn prepare(spec_file: &Path, report: &mut Reporter) -> Result<Ready> {
             enter_container_root(pid).context(|| format!("entering container process {pid}"))?
         }
         None => {
-            build_root(&spec)?;
+            build_root(&spec, userns.as_ref())?;
             rootfs::pivot(&spec.rootfs.mount_point).context(|| "pivot_root")?;
             rootfs::mask_paths(&spec.masked_paths)?;
             rootfs::readonly_paths(&spec.readonly_paths)?;
-            process::make_cwd(&spec.cwd, &spec.user).context(|| format!("cwd {}", spec.cwd))?;
+            // In a user namespace pod the working directory is made from inside it (below), so
+            // its owner is the container's user; a read-only root must have it made now.
+            if spec.userns.is_none() || spec.rootfs.readonly {
+                process::make_cwd(&spec.cwd, &spec.user).context(|| format!("cwd {}", spec.cwd))?;
+            }
             if spec.rootfs.readonly {
                 rootfs::readonly_root().context(|| "rootfs")?;
             }
         }
     }
 
+    if let Some(userns) = &userns {
+        // Last of all the namespaces: every mount above needed the host's privileges.
+        namespaces::join_user(userns).context(|| "user namespace")?;
+        if spec.exec_in.is_none() && !spec.rootfs.readonly {
+            process::make_cwd(&spec.cwd, &spec.user).context(|| format!("cwd {}", spec.cwd))?;
+        }
+    }
     let env = process::with_home(&spec.env, spec.user.uid);
     let program = exec::Program::new(&spec.args, &env).context(|| "args")?;
     process::set_rlimits(&spec.rlimits).context(|| "rlimits")?;
@@ -174,17 +192,22 @@ fn enter_container_root(pid: i32) -> Result<()> {
     nix::unistd::chroot(".").context(|| "chroot to its root")
 }
 
-/// Steps 3 and 4: the mount namespace, the overlay, the spec's mounts, /dev.
-fn build_root(spec: &ContainerSpec) -> Result<()> {
+/// Steps 3 and 4: the mount namespace, the overlay, the spec's mounts, /dev. In a user
+/// namespace pod the overlay's image layers and every bind are idmapped.
+fn build_root(spec: &ContainerSpec, userns: Option<&std::fs::File>) -> Result<()> {
     rootfs::isolate(&spec.mounts, &spec.rootfs.mount_point).context(|| "mount namespace")?;
-    overlay::mount_rootfs(&spec.rootfs).context(|| "rootfs")?;
+    match userns {
+        Some(userns) => overlay::mount_rootfs_idmapped(&spec.rootfs, userns),
+        None => overlay::mount_rootfs(&spec.rootfs),
+    }
+    .context(|| "rootfs")?;
     let root = inroot::Root::open(&spec.rootfs.mount_point).context(|| "rootfs")?;
     let own_cgroup_ns = spec.namespaces.cgroup != NamespaceMode::Host;
     for m in &spec.mounts {
         if m.fstype == "cgroup" {
             cgroupfs::mount_cgroups(&root, m, &spec.cgroup, own_cgroup_ns)
         } else {
-            mounts::apply(&root, m)
+            mounts::apply(&root, m, userns)
         }
         .context(|| format!("mount {}", m.destination))?;
     }
