@@ -95,8 +95,8 @@ pub fn to_cri(number: i32) -> Signal {
     let name = match number {
         RTMIN => "RTMIN".to_owned(),
         RTMAX => "RTMAX".to_owned(),
-        n if n > RTMIN && n < RTMIN + 16 => format!("RTMINPLUS{}", n - RTMIN),
-        n if n >= RTMIN + 16 && n < RTMAX => format!("RTMAXMINUS{}", RTMAX - n),
+        n if (RTMIN + 1..RTMIN + 16).contains(&n) => format!("RTMINPLUS{}", n - RTMIN),
+        n if (RTMIN + 16..RTMAX).contains(&n) => format!("RTMAXMINUS{}", RTMAX - n),
         n => match NAMES.iter().find(|(_, known)| *known == n) {
             Some((name, _)) => (*name).to_owned(),
             None => return Signal::RuntimeDefault,
