@@ -238,9 +238,44 @@ async fn a_userns_pod_runs_unprivileged_on_the_host_with_idmapped_root_and_volum
         "exec output {stdout:?} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The pause too runs as the mapped uid.
-    let pods = std::fs::read_dir(env.pods_dir()).unwrap();
-    let _ = pods;
+    // The pause too runs as the mapped uid, in the same user namespace.
+    let (_, pod_info) = common::pods::status(&mut rt, &pod_id).await;
+    assert!(pod_info.pid > 0, "no pause pid in {}", pod_info.raw);
+    assert_eq!(
+        host_uids(pod_info.pid),
+        vec![HOST_BASE; 4],
+        "host uids of the pause"
+    );
+    assert_eq!(
+        ns_id(format!("/proc/{}/ns/user", pod_info.pid)),
+        ns_id(format!("/proc/{pid}/ns/user"))
+    );
+    // A container with a PID namespace of its own (kubelet's default) is PID 1 there, in the
+    // pod's user namespace.
+    let mut own_pid = busybox_config("own-pid", &["sh", "-c", "echo pid $$; id -u"], true);
+    own_pid.linux.as_mut().unwrap().security_context = Some(LinuxContainerSecurityContext {
+        namespace_options: Some(NamespaceOption {
+            pid: NamespaceMode::Container as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let own_id = create(&env, &mut rt, &pod_id, &pod, own_pid).await;
+    start(&env, &mut rt, &own_id).await;
+    let own_log = log_dir(&env, "userns").join("own-pid.log");
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            std::fs::read_to_string(&own_log).is_ok_and(|t| t.lines().count() >= 2)
+        })
+        .await,
+        "own-pid container output: {:?}",
+        std::fs::read_to_string(&own_log)
+    );
+    let own: Vec<String> = parse_cri_log(&std::fs::read_to_string(&own_log).unwrap())
+        .into_iter()
+        .map(|r| r.message)
+        .collect();
+    assert_eq!(own, vec!["pid 1", "0"]);
     stop_and_remove_pod(&mut rt, &pod_id).await;
     assert!(
         mounts_under(env.daemon.dir.path())
