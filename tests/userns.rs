@@ -276,6 +276,26 @@ async fn a_userns_pod_runs_unprivileged_on_the_host_with_idmapped_root_and_volum
         .map(|r| r.message)
         .collect();
     assert_eq!(own, vec!["pid 1", "0"]);
+    // A volume on a file system that cannot be idmapped (sysfs) is refused up front, naming
+    // the mount, instead of being chowned or shared unmapped.
+    let mut sysfs = busybox_config("sysfs-volume", &["true"], false);
+    sysfs.mounts = vec![Mount {
+        container_path: "/host-sys".into(),
+        host_path: "/sys/kernel".into(),
+        readonly: true,
+        ..Default::default()
+    }];
+    let err = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod_id.clone(),
+            config: Some(sysfs),
+            sandbox_config: Some(pod.clone()),
+        })
+        .await
+        .expect_err("a sysfs volume in a userns pod was accepted");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    assert!(err.message().contains("/host-sys"), "{err}");
+
     stop_and_remove_pod(&mut rt, &pod_id).await;
     assert!(
         mounts_under(env.daemon.dir.path())
