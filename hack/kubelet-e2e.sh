@@ -458,6 +458,15 @@ write_manifests() {
   - name: main
     image: $BUSYBOX
     command: [sh, -c, '$LOOP']"
+	# hostUsers: false: a user namespace with the kubelet's mapping, an emptyDir written inside.
+	manifest userns "  terminationGracePeriodSeconds: 2
+  hostUsers: false
+  containers:
+  - name: main
+    image: $BUSYBOX
+    command: [sh, -c, 'echo c >/scratch/f; $LOOP']
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+  volumes: [{name: scratch, emptyDir: {}}]"
 	manifest secctx "  terminationGracePeriodSeconds: 2
   securityContext: {runAsUser: 1234, runAsGroup: 1234}
   containers:
@@ -527,6 +536,16 @@ crictl_containers() {
 	[ "$names" = nginx,side ]
 }
 init_order() { exec_is init main "first second sidecar main" cat /shared/order; }
+userns_mapped() { # root inside, an unprivileged mapped uid on the host, the emptyDir written
+	local id pid map host inside file
+	id=$(ctr_id userns main)
+	pid=$("${crictl[@]}" inspect -o json "$id" | jq -r '.info.pid')
+	map=$(awk '{print $1, $2}' "/proc/$pid/uid_map")
+	host=$(awk '/^Uid:/ {print $2}' "/proc/$pid/status")
+	inside=$(ctr_exec userns main sh -c 'echo $(id -u) $(cat /scratch/f)')
+	echo "uid_map=$map host_uid=$host inside=$inside"
+	[[ "$map" == "0 $host" && "$host" -ge 65536 && "$inside" == "0 c" ]]
+}
 netns_is_host() {
 	local mine
 	mine=$(readlink /proc/self/ns/net)
@@ -569,14 +588,14 @@ evented_pleg_used() {
 # sandbox and container IDs of the pods that should survive a kubelet restart.
 running_ids() {
 	local p
-	for p in web init vols hostnet secctx misc; do
+	for p in web init vols hostnet userns secctx misc; do
 		"${crictl[@]}" pods -q --state ready --label "io.kubernetes.pod.name=$p-$NODE"
 		"${crictl[@]}" ps -q --label "io.kubernetes.pod.name=$p-$NODE"
 	done | sort
 }
 one_sandbox_each() {
 	local p n out=""
-	for p in web init vols hostnet secctx misc; do
+	for p in web init vols hostnet userns secctx misc; do
 		n=$("${crictl[@]}" pods -q --state ready --label "io.kubernetes.pod.name=$p-$NODE" | wc -l)
 		out+="$p=$n "
 		[ "$n" = 1 ] || {
@@ -685,6 +704,8 @@ run_pass() { # run_pass <name> <feature gates YAML>
 	check "term: Running" "Running true" 90 all_ready term
 	check "postStart hook ran" poststart 20 file_is "$work/term/events" poststart
 	check "hostNetwork: host's network namespace" "host netns" 90 netns_is_host
+	check "hostUsers: false: Running" "Running true" 90 all_ready userns
+	check "hostUsers: false: root inside, mapped uid on the host" "uid_map=0 <host> host_uid=<host>" 20 userns_mapped
 	check "runAsUser 1234" "1234 1234" 90 exec_is secctx main "1234 1234" sh -c 'echo $(id -u) $(id -g)'
 	check "readOnlyRootFilesystem" "Read-only file system" 10 exec_has secctx main "Read-only file system" sh -c 'touch /probe 2>&1; true'
 	check "misc: Running" "Running true" 90 all_ready misc

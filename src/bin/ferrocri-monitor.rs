@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         [command, flag, spec] if command == "executor" && flag == "--spec" => {
             ferrocri::executor::run(Path::new(spec))
         }
+        [command] if command == "userns" => ferrocri::userns::helper_main(),
         _ => {
             eprintln!(
                 "usage: ferrocri-monitor monitor --dir <pod dir> | executor --spec <file>\n\

@@ -223,6 +223,7 @@ pub fn build(
         tty: config.tty,
         cgroup: paths.cgroup,
         exec_in: None,
+        userns: sandbox.userns_pin(),
     };
     let pid_mode = pid_mode(&security, sandbox);
     Ok(Built {

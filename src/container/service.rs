@@ -229,6 +229,12 @@ impl Containers {
                 message: "an image is required".into(),
             });
         }
+        if config.stop_signal != 0 && super::signals::from_cri(config.stop_signal).is_none() {
+            return Err(ContainerError::Invalid {
+                field: "config.stop_signal",
+                message: format!("{} is not a CRI Signal value", config.stop_signal),
+            });
+        }
         let sandbox = self
             .sandboxes
             .find(sandbox_id)
@@ -245,6 +251,9 @@ impl Containers {
                 "pod sandbox {} is not ready",
                 sandbox.id
             )));
+        }
+        if let Some(pin) = sandbox.userns_pin() {
+            check_idmap_mounts(&pin, &config)?;
         }
         let pod = sandbox.metadata();
         let key = format!(
@@ -462,6 +471,15 @@ impl Containers {
             std::fs::create_dir_all(d).map_err(|e| {
                 failed("creating the container folders")(format!("{}: {e}", d.display()))
             })?;
+        }
+        if let Some(mappings) = sandbox.userns_mappings() {
+            // The one owner set by hand: the new, empty writable layer belongs to the pod's
+            // root, so "/" and what the container writes are its own. The image layers below
+            // are idmapped by the executor, never chowned.
+            let (uid, gid) = (mappings.uid.host_id, mappings.gid.host_id);
+            std::os::unix::fs::chown(&spec.rootfs.upper_dir, Some(uid), Some(gid)).map_err(
+                |e| failed("creating the container folders")(format!("chown upper dir: {e}")),
+            )?;
         }
         if let Some(cgroups) = self.cgroups.as_ref().filter(|_| !record.cgroup.is_empty()) {
             let resources = super::resources::from_cri(
@@ -1103,17 +1121,44 @@ fn check_streams(stdin: bool, stdout: bool, stderr: bool) -> Result<(), Containe
     })
 }
 
-/// The signal StopContainer sends first: the config's, else the image's, else SIGTERM.
+/// In a user namespace pod every volume is an idmapped bind (never a chown): a host path on
+/// a file system that cannot be idmapped fails here, naming the mount, rather than in the
+/// executor. The probe makes a detached idmapped copy of the path and drops it.
+fn check_idmap_mounts(userns_pin: &Path, config: &ContainerConfig) -> Result<(), ContainerError> {
+    let userns = std::fs::File::open(userns_pin)
+        .map_err(|e| failed("opening the pod's user namespace")(e.to_string()))?;
+    for m in &config.mounts {
+        if m.host_path.is_empty() || !Path::new(&m.host_path).exists() {
+            continue; // the build step reports a missing source
+        }
+        if let Err(e) = crate::userns::idmapped_tree(Path::new(&m.host_path), &userns, false) {
+            return Err(ContainerError::Precondition(format!(
+                "mount {} (host path {}): this pod has a user namespace and the host path \
+                 cannot be idmapped: {e}",
+                m.container_path, m.host_path
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The signal StopContainer sends first: the config's, else the image's, else SIGTERM
+/// (KEP-4960's order). An image signal we cannot read falls back to SIGTERM, as the image
+/// is not the caller's request.
 fn stop_signal(config: &ContainerConfig, image_signal: Option<&str>) -> i32 {
-    if let Some(sig) = (config.stop_signal != 0)
-        .then(|| super::signals::from_cri(config.stop_signal))
-        .flatten()
-    {
+    if let Some(sig) = super::signals::from_cri(config.stop_signal) {
         return sig;
     }
-    image_signal
-        .and_then(super::signals::from_name)
-        .unwrap_or(libc::SIGTERM)
+    match image_signal.filter(|s| !s.trim().is_empty()) {
+        None => libc::SIGTERM,
+        Some(name) => super::signals::from_name(name).unwrap_or_else(|| {
+            tracing::warn!(
+                stop_signal = name,
+                "image StopSignal not understood; using SIGTERM"
+            );
+            libc::SIGTERM
+        }),
+    }
 }
 
 async fn call(sandbox: &SandboxRecord, request: &Request) -> Result<Response, ContainerError> {

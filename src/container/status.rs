@@ -57,6 +57,7 @@ pub fn status_message(record: &ContainerRecord) -> ContainerStatus {
                     .collect(),
             }),
         }),
-        stop_signal: config.stop_signal,
+        // The signal StopContainer will send (config, image or SIGTERM), as KEP-4960 asks.
+        stop_signal: super::signals::to_cri(record.stop_signal) as i32,
     }
 }

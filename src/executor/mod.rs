@@ -12,8 +12,9 @@
 //!    spec's mounts;
 //! 4. /dev nodes and links; 5. pivot_root, the terminal (made in the container's devpts,
 //!    see `terminal`), masked and read-only paths;
-//! 6. working directory, read-only root, rlimits, controlling terminal, no_new_privs, stdio
-//!    owned by the user, user and groups, capabilities;
+//! 6. working directory, read-only root, the pod's user namespace (if any), rlimits,
+//!    controlling terminal, no_new_privs, stdio owned by the user, user and groups,
+//!    capabilities;
 //! 7. `ready` on the report pipe, wait for the start byte, then exec.
 
 pub mod seccomp;
@@ -103,6 +104,13 @@ fn prepare(spec_file: &Path, report: &mut Reporter) -> Result<Ready> {
     // Modes given to mknod/mkdir are meant exactly; the container gets 022 back at exec.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
 
+    // Opened while the host's paths are in view; joined after pivot_root.
+    let userns = match &spec.userns {
+        Some(path) => Some(
+            std::fs::File::open(path).context(|| format!("user namespace {}", path.display()))?,
+        ),
+        None => None,
+    };
     namespaces::enter(&spec.namespaces).context(|| "namespaces")?;
     join_cgroup(&spec.cgroup).context(|| "cgroup")?;
     let cgroup_ns = match spec.exec_in {
@@ -125,19 +133,30 @@ fn prepare(spec_file: &Path, report: &mut Reporter) -> Result<Ready> {
             make_terminal(&spec)?;
         }
         None => {
-            build_root(&spec)?;
+            build_root(&spec, userns.as_ref())?;
             rootfs::pivot(&spec.rootfs.mount_point).context(|| "pivot_root")?;
             // As runc: after the mounts are in place, before paths are masked.
             make_terminal(&spec)?;
             rootfs::mask_paths(&spec.masked_paths)?;
             rootfs::readonly_paths(&spec.readonly_paths)?;
-            process::make_cwd(&spec.cwd, &spec.user).context(|| format!("cwd {}", spec.cwd))?;
+            // In a user namespace pod the working directory is made from inside it (below), so
+            // its owner is the container's user; a read-only root must have it made now.
+            if spec.userns.is_none() || spec.rootfs.readonly {
+                process::make_cwd(&spec.cwd, &spec.user).context(|| format!("cwd {}", spec.cwd))?;
+            }
             if spec.rootfs.readonly {
                 rootfs::readonly_root().context(|| "rootfs")?;
             }
         }
     }
 
+    if let Some(userns) = &userns {
+        // Last of all the namespaces: every mount above needed the host's privileges.
+        namespaces::join_user(userns).context(|| "user namespace")?;
+        if spec.exec_in.is_none() && !spec.rootfs.readonly {
+            process::make_cwd(&spec.cwd, &spec.user).context(|| format!("cwd {}", spec.cwd))?;
+        }
+    }
     let env = process::with_home(&spec.env, spec.user.uid);
     let program = exec::Program::new(&spec.args, &env).context(|| "args")?;
     process::set_rlimits(&spec.rlimits).context(|| "rlimits")?;
@@ -189,17 +208,22 @@ fn enter_container_root(pid: i32) -> Result<()> {
     nix::unistd::chroot(".").context(|| "chroot to its root")
 }
 
-/// Steps 3 and 4: the mount namespace, the overlay, the spec's mounts, /dev.
-fn build_root(spec: &ContainerSpec) -> Result<()> {
+/// Steps 3 and 4: the mount namespace, the overlay, the spec's mounts, /dev. In a user
+/// namespace pod the overlay's image layers and every bind are idmapped.
+fn build_root(spec: &ContainerSpec, userns: Option<&std::fs::File>) -> Result<()> {
     rootfs::isolate(&spec.mounts, &spec.rootfs.mount_point).context(|| "mount namespace")?;
-    overlay::mount_rootfs(&spec.rootfs).context(|| "rootfs")?;
+    match userns {
+        Some(userns) => overlay::mount_rootfs_idmapped(&spec.rootfs, userns),
+        None => overlay::mount_rootfs(&spec.rootfs),
+    }
+    .context(|| "rootfs")?;
     let root = inroot::Root::open(&spec.rootfs.mount_point).context(|| "rootfs")?;
     let own_cgroup_ns = spec.namespaces.cgroup != NamespaceMode::Host;
     for m in &spec.mounts {
         if m.fstype == "cgroup" {
             cgroupfs::mount_cgroups(&root, m, &spec.cgroup, own_cgroup_ns)
         } else {
-            mounts::apply(&root, m)
+            mounts::apply(&root, m, userns)
         }
         .context(|| format!("mount {}", m.destination))?;
     }

@@ -16,11 +16,11 @@ use super::inroot::{Root, fd_path};
 use super::options::{Bind, Options};
 use super::spec::Mount;
 
-/// Mounts `m` inside `root`.
-pub fn apply(root: &Root, m: &Mount) -> Result<()> {
+/// Mounts `m` inside `root`; a bind is idmapped with `userns` when there is one.
+pub fn apply(root: &Root, m: &Mount, userns: Option<&std::fs::File>) -> Result<()> {
     let options = Options::parse(&m.options);
     let mounted = match options.bind {
-        Some(bind) => bind_mount(root, m, &options, bind)?,
+        Some(bind) => bind_mount(root, m, &options, bind, userns)?,
         None => filesystem_mount(root, m, &options)?,
     };
     finish(&mounted, &options)
@@ -44,7 +44,13 @@ fn filesystem_mount(root: &Root, m: &Mount, options: &Options) -> Result<OwnedFd
     reopen(root, &m.destination)
 }
 
-fn bind_mount(root: &Root, m: &Mount, options: &Options, bind: Bind) -> Result<OwnedFd> {
+fn bind_mount(
+    root: &Root,
+    m: &Mount,
+    options: &Options,
+    bind: Bind,
+    userns: Option<&std::fs::File>,
+) -> Result<OwnedFd> {
     // Followed on the host side on purpose: a symlinked host path is the usual way volumes
     // are laid out. The destination is what must stay inside the root.
     let source = std::fs::metadata(&m.source).context(|| format!("bind source {}", m.source))?;
@@ -53,18 +59,33 @@ fn bind_mount(root: &Root, m: &Mount, options: &Options, bind: Bind) -> Result<O
     } else {
         root.ensure_file(&m.destination)?
     };
-    let mut flags = MsFlags::MS_BIND;
-    if bind == Bind::Recursive {
-        flags |= MsFlags::MS_REC;
+    let recursive = bind == Bind::Recursive;
+    if let Some(userns) = userns {
+        let tree = crate::userns::idmapped_tree(std::path::Path::new(&m.source), userns, recursive)
+            .map_err(|e| Error::new(e.to_string()))?;
+        rustix::mount::move_mount(
+            &tree,
+            "",
+            &dest,
+            "",
+            rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
+                | rustix::mount::MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+        .context(|| format!("attach the idmapped bind of {}", m.source))?;
+    } else {
+        let mut flags = MsFlags::MS_BIND;
+        if recursive {
+            flags |= MsFlags::MS_REC;
+        }
+        mount(
+            Some(m.source.as_str()),
+            fd_path(&dest).as_str(),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+        .context(|| format!("bind {}", m.source))?;
     }
-    mount(
-        Some(m.source.as_str()),
-        fd_path(&dest).as_str(),
-        None::<&str>,
-        flags,
-        None::<&str>,
-    )
-    .context(|| format!("bind {}", m.source))?;
     let mounted = reopen(root, &m.destination)?;
     // A bind ignores every flag but MS_REC: ro, nosuid, … need a remount.
     if !options.flags.is_empty() || !options.cleared.is_empty() {

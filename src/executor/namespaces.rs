@@ -45,3 +45,8 @@ fn enter_one(kind: &str, mode: &NamespaceMode, flag: CloneFlags) -> Result<()> {
 pub fn new_mount_namespace() -> Result<()> {
     unshare(CloneFlags::CLONE_NEWNS).context(|| "create a mount namespace")
 }
+
+/// The pod's user namespace, joined as its root (see [`crate::userns::join`]).
+pub fn join_user(userns: &std::fs::File) -> Result<()> {
+    crate::userns::join(userns).map_err(super::error::Error::new)
+}

@@ -8,6 +8,7 @@
 //! 3. else the new mount API (`fsconfig` with one `lowerdir+` per layer, Linux ≥ 6.8), which
 //!    has no length limit.
 
+use std::os::fd::AsRawFd;
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{MsFlags, mount};
@@ -50,6 +51,30 @@ pub fn mount_rootfs(rootfs: &Rootfs) -> Result<()> {
             rootfs.upper_dir.display()
         )
     })
+}
+
+/// The overlay of a user namespace pod: every image layer is an idmapped copy (user
+/// namespace `userns`), so the files of the shared, read-only layers show the pod's ids
+/// without ever being chowned; the overlay itself is mounted on those copies, which it
+/// keeps alive. (overlayfs cannot be idmapped itself, and an idmapped upper layer would
+/// refuse the host-side creds overlayfs copies up with; the empty upper dir is owned by the
+/// pod's root instead.)
+pub fn mount_rootfs_idmapped(rootfs: &Rootfs, userns: &std::fs::File) -> Result<()> {
+    let mut layers = Vec::with_capacity(rootfs.lower_dirs.len());
+    for lower in &rootfs.lower_dirs {
+        let tree = crate::userns::idmapped_tree(lower, userns, false).map_err(|e| {
+            Error::new(format!(
+                "{e} (this kernel or file system cannot idmap image layers)"
+            ))
+        })?;
+        layers.push(tree);
+    }
+    let mut mapped = rootfs.clone();
+    mapped.lower_dirs = layers
+        .iter()
+        .map(|fd| PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())))
+        .collect();
+    mount_rootfs(&mapped)
 }
 
 fn plan(rootfs: &Rootfs) -> Plan {

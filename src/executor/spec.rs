@@ -40,6 +40,10 @@ pub struct ContainerSpec {
     /// that container's PID namespace already.
     #[serde(default)]
     pub exec_in: Option<i32>,
+    /// The pod's pinned user namespace (mode POD): joined last, after every mount, and the
+    /// rootfs and bind mounts are idmapped with it. None: the host's.
+    #[serde(default)]
+    pub userns: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -119,6 +119,10 @@ fn join_cgroup(spec: &PodSpec) -> Result<(), String> {
 /// Forks the pause; with a private PID namespace it becomes that namespace's PID 1, and so
 /// will every later child of this monitor.
 fn start_pause(spec: &PodSpec) -> Result<Pid, String> {
+    // With a pod user namespace too, the PID namespace is the monitor's (the host user
+    // namespace's): a PID namespace's init must be forked by its maker, and the pause is the
+    // monitor's child. Nothing inside needs it owned by the pod: /proc is mounted by the
+    // executor before it joins the user namespace.
     if spec.private_pid {
         unshare(CloneFlags::CLONE_NEWPID)
             .map_err(|e| format!("cannot create the pod's PID namespace: {e}"))?;

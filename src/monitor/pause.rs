@@ -46,6 +46,13 @@ fn enter_pod(spec: &PodSpec) -> Result<(), String> {
         setns(&fd, CloneFlags::CLONE_NEWNET)
             .map_err(|e| format!("cannot join network namespace {}: {e}", netns.display()))?;
     }
+    if let Some(userns) = &spec.userns {
+        // After the network (joining it needs the host's privileges), before the IPC and
+        // UTS namespaces, so that they belong to the pod's user namespace.
+        let file = std::fs::File::open(userns)
+            .map_err(|e| format!("cannot open user namespace {}: {e}", userns.display()))?;
+        crate::userns::join(&file)?;
+    }
     let mut flags = CloneFlags::empty();
     if spec.private_ipc {
         flags |= CloneFlags::CLONE_NEWIPC;

@@ -30,6 +30,10 @@ pub struct PodSpec {
     pub sysctls: BTreeMap<String, String>,
     /// Absolute cgroup path the monitor and pause go into (empty: stay where started).
     pub cgroup: String,
+    /// The pod's pinned user namespace (userns mode POD): the pause joins it before making
+    /// the IPC and UTS namespaces, so they belong to it.
+    #[serde(default)]
+    pub userns: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -125,7 +125,7 @@ pub fn is_netns(path: &Path) -> bool {
 }
 
 /// Brings a link of the current thread's network namespace up (SIOCSIFFLAGS |= IFF_UP).
-fn set_link_up(name: &str) -> io::Result<()> {
+pub fn set_link_up(name: &str) -> io::Result<()> {
     let (sock, mut req) = read_flags(name)?;
     // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
     unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };

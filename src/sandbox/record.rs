@@ -70,6 +70,25 @@ impl SandboxRecord {
         self.namespace_mode(|n| n.ipc)
     }
 
+    /// The pod's uid/gid mappings when it has a user namespace of its own (mode POD).
+    pub fn userns_mappings(&self) -> Option<crate::userns::Mappings> {
+        let options = self
+            .config
+            .0
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref())
+            .and_then(|n| n.userns_options.as_ref());
+        crate::userns::mappings_of(options).ok().flatten()
+    }
+
+    /// Where the pod's user namespace is pinned, when it has one.
+    pub fn userns_pin(&self) -> Option<std::path::PathBuf> {
+        self.userns_mappings()
+            .map(|_| self.dir.join("ns").join("user"))
+    }
+
     pub fn host_network(&self) -> bool {
         self.network_mode() == NamespaceMode::Node
     }

@@ -195,9 +195,23 @@ impl Sandboxes {
             let pin = record.dir.join("ns").join("net");
             std::fs::create_dir_all(record.dir.join("ns"))
                 .map_err(|e| step("creating the network namespace")(e.to_string()))?;
-            netns::create(&pin)
-                .map_err(|e| step("creating the network namespace")(e.to_string()))?;
-            record.netns = Some(pin);
+            match (record.userns_mappings(), record.userns_pin()) {
+                (Some(mappings), Some(user_pin)) => {
+                    record.netns = Some(pin.clone());
+                    let started = std::time::Instant::now();
+                    tokio::task::spawn_blocking(move || create_userns(&mappings, &user_pin, &pin))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()))
+                        .map_err(step("creating the user and network namespaces"))?;
+                    tracing::debug!(pod = %record.id, ms = started.elapsed().as_secs_f64() * 1000.0, "user namespace made");
+                }
+                _ => {
+                    netns::create(&pin)
+                        .map_err(|e| step("creating the network namespace")(e.to_string()))?;
+                    record.netns = Some(pin);
+                }
+            }
             let network = cni_config::check_ready(&self.cni_conf_dir, &self.cni.bin_dirs)
                 .map_err(|e| step("finding the CNI network")(e.to_string()))?;
             record.network = network.name.clone();
@@ -296,6 +310,7 @@ impl Sandboxes {
             } else {
                 String::new()
             },
+            userns: record.userns_pin(),
         };
         monitor_client::start(&record.dir, &spec)
             .await
@@ -368,6 +383,9 @@ impl Sandboxes {
             tracing::warn!(pod = %id, error = %e, "cannot remove the network namespace");
         }
         monitor::unpin_namespaces(&record.dir);
+        if let Err(e) = netns::remove(&record.dir.join("ns").join("user")) {
+            tracing::warn!(pod = %id, error = %e, "cannot remove the user namespace pin");
+        }
         if let Err(e) = shm::unmount_shm(&record.dir.join("shm")) {
             tracing::warn!(pod = %id, error = %e, "cannot unmount the pod's /dev/shm");
         }
@@ -546,6 +564,20 @@ fn process_belongs_to(pid: i32, record: &SandboxRecord) -> bool {
         })
 }
 
+/// The pod's user namespace (maps written by [`userns::Helper`]) and a network namespace it
+/// owns, both pinned, with `lo` up. Blocking.
+fn create_userns(
+    mappings: &crate::userns::Mappings,
+    user_pin: &std::path::Path,
+    net_pin: &std::path::Path,
+) -> std::io::Result<()> {
+    let helper = crate::userns::Helper::start(mappings)?;
+    crate::userns::pin(&helper.ns_path("user"), user_pin)?;
+    crate::userns::pin(&helper.ns_path("net"), net_pin)?;
+    drop(helper);
+    netns::run_in(net_pin, || netns::set_link_up("lo"))?
+}
+
 fn validate(config: &PodSandboxConfig, runtime_handler: &str) -> Result<(), SandboxError> {
     let invalid = |field, message: &str| SandboxError::Invalid {
         field,
@@ -573,6 +605,31 @@ fn validate(config: &PodSandboxConfig, runtime_handler: &str) -> Result<(), Sand
         });
     }
     let linux = config.linux.as_ref();
+    let namespaces = linux
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref());
+    let userns = crate::userns::mappings_of(namespaces.and_then(|n| n.userns_options.as_ref()))
+        .map_err(|(field, message)| SandboxError::Invalid {
+            field: match field {
+                "userns_options.uids" => {
+                    "config.linux.security_context.namespace_options.userns_options.uids"
+                }
+                "userns_options.gids" => {
+                    "config.linux.security_context.namespace_options.userns_options.gids"
+                }
+                "userns_options.mode" => {
+                    "config.linux.security_context.namespace_options.userns_options.mode"
+                }
+                _ => "config.linux.security_context.namespace_options.userns_options",
+            },
+            message,
+        })?;
+    if userns.is_some() && namespaces.is_some_and(|n| n.network == NamespaceMode::Node as i32) {
+        return Err(invalid(
+            "config.linux.security_context.namespace_options.userns_options",
+            "a user namespace with the host network is not supported (Status says user_namespaces_host_network: false)",
+        ));
+    }
     let parent = linux.map(|l| l.cgroup_parent.as_str()).unwrap_or_default();
     if !parent.is_empty() && (!parent.starts_with('/') || parent.split('/').any(|c| c == "..")) {
         return Err(invalid(

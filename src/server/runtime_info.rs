@@ -59,7 +59,7 @@ impl CriServer {
                 name: String::new(),
                 features: Some(RuntimeHandlerFeatures {
                     recursive_read_only_mounts: recursive_read_only_supported(),
-                    user_namespaces: false,
+                    user_namespaces: self.user_namespaces_supported().await,
                 }),
             }],
             features: Some(RuntimeFeatures {
@@ -68,6 +68,29 @@ impl CriServer {
                 mount_options: false,
             }),
         })
+    }
+
+    /// Whether user namespace pods work here: probed once (see `userns::probe_host`), the
+    /// reason logged when they do not.
+    async fn user_namespaces_supported(&self) -> bool {
+        static SUPPORTED: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+        let config = self.config();
+        let (root, state) = (config.root_dir.clone(), config.state_dir.clone());
+        *SUPPORTED
+            .get_or_init(|| async move {
+                let probe =
+                    tokio::task::spawn_blocking(move || crate::userns::probe_host(&root, &state))
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()));
+                match probe {
+                    Ok(()) => true,
+                    Err(reason) => {
+                        tracing::warn!(%reason, "user namespace pods are not supported here");
+                        false
+                    }
+                }
+            })
+            .await
     }
 
     /// The runtime is ready while its metadata store answers.
