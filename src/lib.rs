@@ -20,3 +20,4 @@ pub mod spdy;
 pub mod store;
 pub mod streaming;
 pub mod telemetry;
+pub mod validate;

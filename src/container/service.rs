@@ -211,24 +211,8 @@ impl Containers {
         config: ContainerConfig,
         _sandbox_config: Option<PodSandboxConfig>,
     ) -> Result<String, ContainerError> {
+        // The request was checked at the door (`validate`).
         let meta = config.metadata.clone().unwrap_or_default();
-        if meta.name.is_empty() {
-            return Err(ContainerError::Invalid {
-                field: "config.metadata.name",
-                message: "must not be empty".into(),
-            });
-        }
-        let image = config
-            .image
-            .as_ref()
-            .map(|i| i.image.clone())
-            .unwrap_or_default();
-        if image.is_empty() {
-            return Err(ContainerError::Invalid {
-                field: "config.image.image",
-                message: "an image is required".into(),
-            });
-        }
         let sandbox = self
             .sandboxes
             .find(sandbox_id)

@@ -105,8 +105,12 @@ impl Sandboxes {
         config: PodSandboxConfig,
         runtime_handler: String,
     ) -> Result<String, SandboxError> {
-        validate(&config, &runtime_handler)?;
-        let key = name_key(config.metadata.as_ref().expect("validated"));
+        // The request was checked at the door (`validate`); metadata is there.
+        let meta = config.metadata.as_ref().ok_or(SandboxError::Invalid {
+            field: "config.metadata",
+            message: "is required".into(),
+        })?;
+        let key = name_key(meta);
         let this = self.clone();
         let work_key = key.clone();
         self.creating
@@ -544,59 +548,6 @@ fn process_belongs_to(pid: i32, record: &SandboxRecord) -> bool {
             let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{kind}")).map(|m| m.ino());
             matches!((ours, theirs), (Ok(a), Ok(b)) if a == b)
         })
-}
-
-fn validate(config: &PodSandboxConfig, runtime_handler: &str) -> Result<(), SandboxError> {
-    let invalid = |field, message: &str| SandboxError::Invalid {
-        field,
-        message: message.into(),
-    };
-    let meta = config
-        .metadata
-        .as_ref()
-        .ok_or_else(|| invalid("config.metadata", "is required"))?;
-    if meta.name.is_empty() {
-        return Err(invalid("config.metadata.name", "must not be empty"));
-    }
-    if meta.namespace.is_empty() {
-        return Err(invalid("config.metadata.namespace", "must not be empty"));
-    }
-    if meta.uid.is_empty() {
-        return Err(invalid("config.metadata.uid", "must not be empty"));
-    }
-    if !runtime_handler.is_empty() {
-        return Err(SandboxError::Invalid {
-            field: "runtime_handler",
-            message: format!(
-                "unknown runtime handler {runtime_handler:?} (ferrocri has only the default, \"\")"
-            ),
-        });
-    }
-    let linux = config.linux.as_ref();
-    let parent = linux.map(|l| l.cgroup_parent.as_str()).unwrap_or_default();
-    if !parent.is_empty() && (!parent.starts_with('/') || parent.split('/').any(|c| c == "..")) {
-        return Err(invalid(
-            "config.linux.cgroup_parent",
-            "must be an absolute cgroupfs path without \"..\"",
-        ));
-    }
-    for key in linux.map(|l| l.sysctls.keys()).into_iter().flatten() {
-        if crate::monitor::pause::sysctl_path(key).is_none() {
-            return Err(SandboxError::Invalid {
-                field: "config.linux.sysctls",
-                message: format!("invalid sysctl name {key:?}"),
-            });
-        }
-    }
-    for (i, p) in config.port_mappings.iter().enumerate() {
-        if !(0..=65535).contains(&p.host_port) || !(0..=65535).contains(&p.container_port) {
-            return Err(SandboxError::Invalid {
-                field: "config.port_mappings",
-                message: format!("entry {i}: ports must be between 0 and 65535"),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// A new sandbox or container ID: 64 random hex digits, like containerd's and CRI-O's.
