@@ -500,7 +500,34 @@ impl Containers {
         let _ = std::fs::remove_dir_all(&record.dir);
         let _ =
             std::fs::remove_dir_all(monitor_containers::container_dir(&sandbox.dir, &record.id));
+        self.remove_log(record).await;
         let _ = self.records.delete(record.id.clone()).await;
+    }
+
+    /// Deletes the CRI log file the container wrote (`log_directory` + `log_path`), which
+    /// lies outside ferrocri's folders. kubelet and crictl delete it themselves before
+    /// RemoveContainer (containerd and CRI-O leave it to them); a caller that does not
+    /// would otherwise keep it forever. Rotated copies (`<path>.<time>`) are kubelet's. A
+    /// file another container still logs to is left alone.
+    async fn remove_log(&self, record: &ContainerRecord) {
+        if record.log_path.as_os_str().is_empty() {
+            return;
+        }
+        let shared = match self.all_records().await {
+            Ok(all) => all
+                .iter()
+                .any(|r| r.id != record.id && r.log_path == record.log_path),
+            Err(_) => true,
+        };
+        if shared {
+            return;
+        }
+        match std::fs::remove_file(&record.log_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(container = %record.id, path = %record.log_path.display(), error = %e, "cannot remove the container log");
+            }
+            _ => {}
+        }
     }
 
     async fn remove_cgroup(&self, path: &str) {
@@ -661,6 +688,7 @@ impl Containers {
             ));
         }
         self.remove_cgroup(&record.cgroup).await;
+        self.remove_log(&record).await;
         match std::fs::remove_dir_all(&record.dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 tracing::warn!(container = %record.id, error = %e, "cannot remove the container folder");
