@@ -194,13 +194,24 @@ pub fn qualified_name(field: &str, key: &str) -> Result<(), Invalid> {
 }
 
 /// CRI labels: qualified-name keys; values one line of at most 253 bytes (kubelet puts pod
-/// names, which may be that long, next to the pod's own labels of at most 63).
+/// names, which may be that long, next to the pod's own labels of at most 63); 256 KiB in
+/// all, as annotations. Every list answer carries them: without a bound, a few containers
+/// with megabytes of labels push ListContainers past the clients' 16 MiB message limit, and
+/// `crictl ps -a` / `crictl rm -af` can no longer see or remove anything.
 pub fn labels(field: &str, labels: &HashMap<String, String>) -> Result<(), Invalid> {
+    let mut total = 0usize;
     for (key, value) in labels {
         qualified_name(field, key)?;
         let field = format!("{field}[{}]", shown(key));
         plain(&field, value)?;
         max_len(&field, value, MAX_NAME)?;
+        total += key.len() + value.len();
+    }
+    if total > MAX_ANNOTATIONS {
+        return Err(invalid(
+            field,
+            format!("{total} bytes of keys and values, more than {MAX_ANNOTATIONS}"),
+        ));
     }
     Ok(())
 }

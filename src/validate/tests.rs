@@ -127,6 +127,11 @@ fn run_pod_sandbox() {
             "config.labels" => |r| { config(r).labels.insert("k".repeat(64), "v".into()); };
             "config.labels[" => |r| { config(r).labels.insert("k".into(), "a\0b".into()); };
             "config.labels[" => |r| { config(r).labels.insert("k".into(), "v".repeat(254)); };
+            "config.labels" => |r| {
+                for i in 0..2000 {
+                    config(r).labels.insert(format!("key-{i}"), "v".repeat(200));
+                }
+            };
             "config.annotations" => |r| { config(r).annotations.insert("-k".into(), "v".into()); };
             "config.annotations[" => |r| { config(r).annotations.insert("k".into(), "\0".into()); };
             "config.annotations" => |r| { config(r).annotations.insert("big".into(), "v".repeat(256 * 1024)); };
