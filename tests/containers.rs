@@ -479,7 +479,14 @@ async fn container_lifecycle_status_logs_and_exec() {
     std::fs::remove_file(&rotated).unwrap();
 
     // A container the caller never removes: its log goes with the pod.
-    let other = create(&env, &mut rt, &pod_id, &pod, busybox_config("other", &["true"], true)).await;
+    let other = create(
+        &env,
+        &mut rt,
+        &pod_id,
+        &pod,
+        busybox_config("other", &["true"], true),
+    )
+    .await;
     let other_log = PathBuf::from(container_status(&mut rt, &other).await.0.log_path);
     assert!(
         eventually(Duration::from_secs(5), || other_log.exists()).await,
@@ -487,7 +494,11 @@ async fn container_lifecycle_status_logs_and_exec() {
         other_log.display()
     );
     remove_pod(&env, &mut rt, &pod_id).await;
-    assert!(!other_log.exists(), "{} outlived its pod", other_log.display());
+    assert!(
+        !other_log.exists(),
+        "{} outlived its pod",
+        other_log.display()
+    );
     let ids = vec![pod_id.clone(), id.clone()];
     let mut found = env.leftovers(&ids).await;
     found.extend(container_leftovers(&env, std::slice::from_ref(&id), &[pid]));

@@ -37,11 +37,21 @@ async fn leftovers(env: &PodEnv, keep_pod: Option<&str>) -> Vec<String> {
         .kernel_leftovers(&[])
         .into_iter()
         .filter(|f| keep_pod.is_none_or(|id| !f.contains(id)))
-        .filter(|f| keep_pod.is_none() || !f.starts_with("lease left") && !f.starts_with("CNI cache") && !f.starts_with("veth left"))
+        .filter(|f| {
+            keep_pod.is_none()
+                || !f.starts_with("lease left")
+                    && !f.starts_with("CNI cache")
+                    && !f.starts_with("veth left")
+        })
         .collect();
     for dir in cgroup_dirs(&parent()) {
         let children: Vec<_> = std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).map(|e| e.file_name()).collect())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name())
+                    .collect()
+            })
             .unwrap_or_default();
         let unexpected = children
             .iter()
@@ -86,7 +96,11 @@ async fn nasty_requests_are_refused_at_the_door_and_leave_nothing() {
         searches: vec!["a.example\nnameserver 6.6.6.6".into()],
         ..Default::default()
     });
-    cases.push(("newline in a DNS search", "config.dns_config.searches[0]", c));
+    cases.push((
+        "newline in a DNS search",
+        "config.dns_config.searches[0]",
+        c,
+    ));
     let mut c = good_pod("logdir");
     c.log_directory = "relative/logs".into();
     cases.push(("relative log directory", "config.log_directory", c));
@@ -98,7 +112,11 @@ async fn nasty_requests_are_refused_at_the_door_and_leave_nothing() {
         container_port: 70000,
         ..Default::default()
     }];
-    cases.push(("port out of range", "config.port_mappings[0].container_port", c));
+    cases.push((
+        "port out of range",
+        "config.port_mappings[0].container_port",
+        c,
+    ));
     for (what, field, config) in cases {
         assert_refused(rt.run_pod_sandbox(run_request(config)).await, field, what);
     }
@@ -114,7 +132,11 @@ async fn nasty_requests_are_refused_at_the_door_and_leave_nothing() {
     .expect_err("invalid UTF-8");
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     let found = leftovers(&env, None).await;
-    assert!(found.is_empty(), "left behind by refused pods:\n  {}", found.join("\n  "));
+    assert!(
+        found.is_empty(),
+        "left behind by refused pods:\n  {}",
+        found.join("\n  ")
+    );
     let listed = rt
         .list_pod_sandbox(ListPodSandboxRequest::default())
         .await
@@ -215,7 +237,11 @@ async fn nasty_requests_are_refused_at_the_door_and_leave_nothing() {
         .containers;
     assert!(containers.is_empty(), "{containers:?}");
     let found = leftovers(&env, Some(&pod)).await;
-    assert!(found.is_empty(), "left behind by refused containers:\n  {}", found.join("\n  "));
+    assert!(
+        found.is_empty(),
+        "left behind by refused containers:\n  {}",
+        found.join("\n  ")
+    );
 
     // The daemon's log carries the refusals as plain text.
     let log = env.daemon.log();
@@ -225,7 +251,10 @@ async fn nasty_requests_are_refused_at_the_door_and_leave_nothing() {
         log_tail(&log, 20)
     );
     for encoded in ["%20", "%22", "%3A"] {
-        assert!(!log.contains(encoded), "percent-encoding {encoded} in the log");
+        assert!(
+            !log.contains(encoded),
+            "percent-encoding {encoded} in the log"
+        );
     }
 
     stop_and_remove_pod(&mut rt, &pod).await;

@@ -759,6 +759,10 @@ mod tests {
         };
         // The rules for the flags are `validate`'s; here only the options they become.
         assert!(cri_mount(&m(true, 0)).options.contains(&"rro".to_owned()));
-        assert!(cri_mount(&m(false, 0)).options.contains(&"rprivate".to_owned()));
+        assert!(
+            cri_mount(&m(false, 0))
+                .options
+                .contains(&"rprivate".to_owned())
+        );
     }
 }

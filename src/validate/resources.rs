@@ -78,7 +78,10 @@ pub fn linux(prefix: &str, r: &LinuxContainerResources) -> Result<(), Invalid> {
         if !ok {
             return Err(invalid(
                 field("unified"),
-                format!("{} is not a cgroup v2 file name such as memory.high", shown(key)),
+                format!(
+                    "{} is not a cgroup v2 file name such as memory.high",
+                    shown(key)
+                ),
             ));
         }
         plain(&format!("{}[{}]", field("unified"), shown(key)), value)?;

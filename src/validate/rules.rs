@@ -85,10 +85,7 @@ pub fn optional_id(field: &str, s: &str) -> Result<(), Invalid> {
     {
         return Err(invalid(
             field,
-            format!(
-                "{} is not an ID (letters, digits, '-', '_', '.')",
-                shown(s)
-            ),
+            format!("{} is not an ID (letters, digits, '-', '_', '.')", shown(s)),
         ));
     }
     Ok(())
@@ -275,10 +272,7 @@ pub fn known<E: TryFrom<i32>>(field: &str, value: i32) -> Result<(), Invalid> {
 /// A uid or gid: 0..=4294967294 (-1 is "no id" to the kernel).
 pub fn unix_id(field: &str, value: i64) -> Result<(), Invalid> {
     if !(0..=4_294_967_294).contains(&value) {
-        return Err(invalid(
-            field,
-            format!("{value} is outside 0..=4294967294"),
-        ));
+        return Err(invalid(field, format!("{value} is outside 0..=4294967294")));
     }
     Ok(())
 }
@@ -323,9 +317,10 @@ pub fn sysctl(field: &str, name: &str, value: &str, host_network: bool) -> Resul
     max_len(&field, value, MAX_PATH)?;
     let words = WORD_SYSCTLS.iter().any(|w| glob_match(w, &dotted));
     let ok = if words {
-        value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b' ' | b'\t' | b'_' | b'-' | b':' | b'.' | b','))
+        value.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(b, b' ' | b'\t' | b'_' | b'-' | b':' | b'.' | b',')
+        })
     } else {
         // Integers, lists of them, ranges: "1", "-1", "1024 65000", "8080,9000-9100".
         value

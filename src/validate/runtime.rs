@@ -2,9 +2,9 @@
 
 use super::resources;
 use super::rules::{
-    MAX_NAME, absolute_path, annotations, hostname, id, ip, known, labels, max_len, name,
-    no_nul, optional_absolute_path, optional_id, path_below, plain, port, required, selector,
-    shown, sysctl, unix_id,
+    MAX_NAME, absolute_path, annotations, hostname, id, ip, known, labels, max_len, name, no_nul,
+    optional_absolute_path, optional_id, path_below, plain, port, required, selector, shown,
+    sysctl, unix_id,
 };
 use super::{Invalid, Validate, invalid};
 use crate::cri::v1::*;
@@ -360,7 +360,12 @@ pub(super) fn pod_config(p: &str, c: &PodSandboxConfig) -> Result<(), Invalid> {
             let p = format!("{p}.linux.security_context");
             namespace_options(&p, s.namespace_options.as_ref())?;
             selinux(&p, s.selinux_options.as_ref())?;
-            ids(&p, s.run_as_user.as_ref(), s.run_as_group.as_ref(), &s.supplemental_groups)?;
+            ids(
+                &p,
+                s.run_as_user.as_ref(),
+                s.run_as_group.as_ref(),
+                &s.supplemental_groups,
+            )?;
             known::<SupplementalGroupsPolicy>(
                 &format!("{p}.supplemental_groups_policy"),
                 s.supplemental_groups_policy,
@@ -409,7 +414,10 @@ pub(super) fn container_config(p: &str, c: &ContainerConfig) -> Result<(), Inval
         mount(&format!("{p}.mounts[{i}]"), m)?;
     }
     for (i, d) in c.devices.iter().enumerate() {
-        absolute_path(&format!("{p}.devices[{i}].container_path"), &d.container_path)?;
+        absolute_path(
+            &format!("{p}.devices[{i}].container_path"),
+            &d.container_path,
+        )?;
         absolute_path(&format!("{p}.devices[{i}].host_path"), &d.host_path)?;
     }
     for (i, d) in c.cdi_devices.iter().enumerate() {
@@ -468,7 +476,12 @@ fn container_security(p: &str, s: &LinuxContainerSecurityContext) -> Result<(), 
     }
     namespace_options(p, s.namespace_options.as_ref())?;
     selinux(p, s.selinux_options.as_ref())?;
-    ids(p, s.run_as_user.as_ref(), s.run_as_group.as_ref(), &s.supplemental_groups)?;
+    ids(
+        p,
+        s.run_as_user.as_ref(),
+        s.run_as_group.as_ref(),
+        &s.supplemental_groups,
+    )?;
     let field = format!("{p}.run_as_username");
     plain(&field, &s.run_as_username)?;
     max_len(&field, &s.run_as_username, 256)?;
@@ -551,7 +564,10 @@ fn word(field: &str, s: &str) -> Result<(), Invalid> {
     required(field, s)?;
     plain(field, s)?;
     if s.contains(' ') {
-        return Err(invalid(field, format!("{} must not contain spaces", shown(s))));
+        return Err(invalid(
+            field,
+            format!("{} must not contain spaces", shown(s)),
+        ));
     }
     Ok(())
 }

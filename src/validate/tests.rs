@@ -6,8 +6,11 @@ use std::collections::HashMap;
 use super::{Invalid, Validate};
 use crate::cri::v1::*;
 
+/// A case: the field path the refusal must name, and how to break the request.
+type Case<'a, T> = (&'a str, Box<dyn Fn(&mut T)>);
+
 /// Runs every case on a fresh copy of `good`; returns how many ran.
-fn table<T: Validate + Clone>(good: T, cases: Vec<(&str, Box<dyn Fn(&mut T)>)>) -> usize {
+fn table<T: Validate + Clone>(good: T, cases: Vec<Case<T>>) -> usize {
     assert_eq!(good.validate(), Ok(()), "the base request must pass");
     for (field, break_it) in &cases {
         let mut request = good.clone();
@@ -100,7 +103,7 @@ fn config(r: &mut RunPodSandboxRequest) -> &mut PodSandboxConfig {
 fn run_pod_sandbox() {
     let n = table(
         run_pod(),
-        cases![RunPodSandboxRequest; 
+        cases![RunPodSandboxRequest;
             "config" => |r| r.config = None;
             "config.metadata" => |r| config(r).metadata = None;
             "config.metadata.name" => |r| meta(r).name.clear();
@@ -252,7 +255,7 @@ fn resources(r: &mut CreateContainerRequest) -> &mut LinuxContainerResources {
 fn create_container() {
     let n = table(
         create(),
-        cases![CreateContainerRequest; 
+        cases![CreateContainerRequest;
             "pod_sandbox_id" => |r| r.pod_sandbox_id.clear();
             "pod_sandbox_id" => |r| r.pod_sandbox_id = "../etc".into();
             "config" => |r| r.config = None;
@@ -317,24 +320,114 @@ fn ids_of_the_one_id_requests() {
     for bad in ["", "a\0", "../x", &"f".repeat(129)] {
         let bad = bad.to_owned();
         let checks: Vec<(&str, Result<(), Invalid>)> = vec![
-            ("pod_sandbox_id", StopPodSandboxRequest { pod_sandbox_id: bad.clone() }.validate()),
-            ("pod_sandbox_id", RemovePodSandboxRequest { pod_sandbox_id: bad.clone() }.validate()),
-            ("pod_sandbox_id", PodSandboxStatusRequest { pod_sandbox_id: bad.clone(), verbose: true }.validate()),
-            ("pod_sandbox_id", PodSandboxStatsRequest { pod_sandbox_id: bad.clone() }.validate()),
-            ("container_id", StartContainerRequest { container_id: bad.clone() }.validate()),
-            ("container_id", StopContainerRequest { container_id: bad.clone(), timeout: 0 }.validate()),
-            ("container_id", RemoveContainerRequest { container_id: bad.clone() }.validate()),
-            ("container_id", ContainerStatusRequest { container_id: bad.clone(), verbose: false }.validate()),
-            ("container_id", ReopenContainerLogRequest { container_id: bad.clone() }.validate()),
-            ("container_id", ContainerStatsRequest { container_id: bad.clone() }.validate()),
-            ("container_id", AttachRequest { container_id: bad.clone(), stdout: true, ..Default::default() }.validate()),
+            (
+                "pod_sandbox_id",
+                StopPodSandboxRequest {
+                    pod_sandbox_id: bad.clone(),
+                }
+                .validate(),
+            ),
+            (
+                "pod_sandbox_id",
+                RemovePodSandboxRequest {
+                    pod_sandbox_id: bad.clone(),
+                }
+                .validate(),
+            ),
+            (
+                "pod_sandbox_id",
+                PodSandboxStatusRequest {
+                    pod_sandbox_id: bad.clone(),
+                    verbose: true,
+                }
+                .validate(),
+            ),
+            (
+                "pod_sandbox_id",
+                PodSandboxStatsRequest {
+                    pod_sandbox_id: bad.clone(),
+                }
+                .validate(),
+            ),
+            (
+                "container_id",
+                StartContainerRequest {
+                    container_id: bad.clone(),
+                }
+                .validate(),
+            ),
+            (
+                "container_id",
+                StopContainerRequest {
+                    container_id: bad.clone(),
+                    timeout: 0,
+                }
+                .validate(),
+            ),
+            (
+                "container_id",
+                RemoveContainerRequest {
+                    container_id: bad.clone(),
+                }
+                .validate(),
+            ),
+            (
+                "container_id",
+                ContainerStatusRequest {
+                    container_id: bad.clone(),
+                    verbose: false,
+                }
+                .validate(),
+            ),
+            (
+                "container_id",
+                ReopenContainerLogRequest {
+                    container_id: bad.clone(),
+                }
+                .validate(),
+            ),
+            (
+                "container_id",
+                ContainerStatsRequest {
+                    container_id: bad.clone(),
+                }
+                .validate(),
+            ),
+            (
+                "container_id",
+                AttachRequest {
+                    container_id: bad.clone(),
+                    stdout: true,
+                    ..Default::default()
+                }
+                .validate(),
+            ),
         ];
         for (field, result) in checks {
-            assert_eq!(result.map_err(|e| e.field), Err(field.to_owned()), "{bad:?}");
+            assert_eq!(
+                result.map_err(|e| e.field),
+                Err(field.to_owned()),
+                "{bad:?}"
+            );
         }
     }
-    assert_eq!(RemoveContainerRequest { container_id: good.clone() }.validate(), Ok(()));
-    assert_eq!(StopContainerRequest { container_id: good, timeout: -1 }.validate().unwrap_err().field, "timeout");
+    assert_eq!(
+        RemoveContainerRequest {
+            container_id: good.clone()
+        }
+        .validate(),
+        Ok(())
+    );
+    assert_eq!(
+        StopContainerRequest {
+            container_id: good,
+            timeout: -1
+        }
+        .validate()
+        .unwrap_err()
+        .field,
+        "timeout"
+    );
 }
 
 #[test]
@@ -346,7 +439,7 @@ fn exec_port_forward_and_updates() {
     };
     let n = table(
         exec,
-        cases![ExecSyncRequest; 
+        cases![ExecSyncRequest;
             "container_id" => |r| r.container_id.clear();
             "cmd" => |r| r.cmd.clear();
             "cmd[1]" => |r| r.cmd[1] = "h\0i".into();
@@ -361,7 +454,7 @@ fn exec_port_forward_and_updates() {
     };
     let n = n + table(
         exec,
-        cases![ExecRequest; 
+        cases![ExecRequest;
             "container_id" => |r| r.container_id = "a b".into();
             "cmd" => |r| r.cmd.clear();
             "cmd[0]" => |r| r.cmd[0] = "\0".into();
@@ -373,7 +466,7 @@ fn exec_port_forward_and_updates() {
     };
     let n = n + table(
         forward,
-        cases![PortForwardRequest; 
+        cases![PortForwardRequest;
             "pod_sandbox_id" => |r| r.pod_sandbox_id.clear();
             "port[1]" => |r| r.port[1] = 65536;
             "port[0]" => |r| r.port[0] = 0;
@@ -389,7 +482,7 @@ fn exec_port_forward_and_updates() {
     };
     let n = n + table(
         update,
-        cases![UpdateContainerResourcesRequest; 
+        cases![UpdateContainerResourcesRequest;
             "container_id" => |r| r.container_id.clear();
             "linux.cpu_shares" => |r| r.linux.as_mut().unwrap().cpu_shares = 1;
             "annotations" => |r| { r.annotations.insert("$".into(), "v".into()); };
@@ -405,7 +498,7 @@ fn exec_port_forward_and_updates() {
     };
     let n = n + table(
         pod,
-        cases![UpdatePodSandboxResourcesRequest; 
+        cases![UpdatePodSandboxResourcesRequest;
             "pod_sandbox_id" => |r| r.pod_sandbox_id.clear();
             "overhead.cpu_shares" => |r| r.overhead.as_mut().unwrap().cpu_shares = -3;
             "resources.cpu_period" => |r| r.resources.as_mut().unwrap().cpu_period = 10;
@@ -418,12 +511,13 @@ fn exec_port_forward_and_updates() {
             }),
         }),
     };
-    let n = n + table(
-        runtime,
-        cases![UpdateRuntimeConfigRequest; 
-            "runtime_config.network_config.pod_cidr" => |r| r.runtime_config.as_mut().unwrap().network_config.as_mut().unwrap().pod_cidr = "10.88.0.0".into();
-        ],
-    );
+    let n = n
+        + table(
+            runtime,
+            cases![UpdateRuntimeConfigRequest;
+                "runtime_config.network_config.pod_cidr" => |r| r.runtime_config.as_mut().unwrap().network_config.as_mut().unwrap().pod_cidr = "10.88.0.0".into();
+            ],
+        );
     assert_eq!(n, 17);
 }
 
@@ -438,7 +532,7 @@ fn list_filters() {
     };
     table(
         pods,
-        cases![ListPodSandboxRequest; 
+        cases![ListPodSandboxRequest;
             "filter.id" => |r| r.filter.as_mut().unwrap().id = "a\0".into();
             "filter.state.state" => |r| r.filter.as_mut().unwrap().state = Some(PodSandboxStateValue { state: 2 });
             "filter.label_selector" => |r| { r.filter.as_mut().unwrap().label_selector.insert("a\nb".into(), "v".into()); };
@@ -453,7 +547,7 @@ fn list_filters() {
     };
     table(
         containers,
-        cases![ListContainersRequest; 
+        cases![ListContainersRequest;
             "filter.pod_sandbox_id" => |r| r.filter.as_mut().unwrap().pod_sandbox_id = "a/b".into();
             "filter.state.state" => |r| r.filter.as_mut().unwrap().state = Some(ContainerStateValue { state: 4 });
         ],
@@ -483,7 +577,7 @@ fn image_requests() {
     };
     let n = table(
         pull,
-        cases![PullImageRequest; 
+        cases![PullImageRequest;
             "image" => |r| r.image = None;
             "image.image" => |r| r.image.as_mut().unwrap().image.clear();
             "image.image" => |r| r.image.as_mut().unwrap().image = "busybox\nlatest".into();
@@ -501,14 +595,21 @@ fn image_requests() {
         }),
         verbose: true,
     };
-    let n = n + table(status, cases![ImageStatusRequest; "image" => |r| r.image = None;]);
+    let n = n + table(
+        status,
+        cases![ImageStatusRequest; "image" => |r| r.image = None;],
+    );
     let remove = RemoveImageRequest {
         image: Some(ImageSpec {
             image: "busybox".into(),
             ..Default::default()
         }),
     };
-    let n = n + table(remove, cases![RemoveImageRequest; "image.image" => |r| r.image.as_mut().unwrap().image = "\0".into();]);
+    let n = n
+        + table(
+            remove,
+            cases![RemoveImageRequest; "image.image" => |r| r.image.as_mut().unwrap().image = "\0".into();],
+        );
     let list = ListImagesRequest {
         filter: Some(ImageFilter {
             image: Some(ImageSpec {
@@ -517,7 +618,11 @@ fn image_requests() {
             }),
         }),
     };
-    let n = n + table(list, cases![ListImagesRequest; "filter.image.image" => |r| r.filter.as_mut().unwrap().image.as_mut().unwrap().image = "a\nb".into();]);
+    let n = n
+        + table(
+            list,
+            cases![ListImagesRequest; "filter.image.image" => |r| r.filter.as_mut().unwrap().image.as_mut().unwrap().image = "a\nb".into();],
+        );
     assert_eq!(n, 11);
 }
 
