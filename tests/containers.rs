@@ -473,12 +473,13 @@ async fn container_lifecycle_status_logs_and_exec() {
         .await
         .expect_err("status of a removed container");
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
-    // The log file it wrote went with it; the rotated copy is kubelet's to delete.
-    assert!(!log.exists(), "{} outlived its container", log.display());
+    // As with containerd and CRI-O the log file stays (kubelet and crictl delete it, with
+    // its rotations); one no client deleted goes with the pod.
+    assert!(log.exists(), "{} went with its container", log.display());
     assert!(rotated.exists(), "{} was removed", rotated.display());
     std::fs::remove_file(&rotated).unwrap();
 
-    // A container the caller never removes: its log goes with the pod.
+    // A container the caller never removes: its log goes with the pod too.
     let other = create(
         &env,
         &mut rt,
@@ -494,6 +495,7 @@ async fn container_lifecycle_status_logs_and_exec() {
         other_log.display()
     );
     remove_pod(&env, &mut rt, &pod_id).await;
+    assert!(!log.exists(), "{} outlived its pod", log.display());
     assert!(
         !other_log.exists(),
         "{} outlived its pod",

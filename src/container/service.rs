@@ -351,6 +351,11 @@ impl Containers {
             })?;
         // Exits of this pod's containers are seen as they happen from now on.
         self.watch_pod(&sandbox);
+        if !log_path.as_os_str().is_empty()
+            && let Err(e) = crate::sandbox::container_logs::remember(&sandbox.dir, &log_path)
+        {
+            tracing::warn!(container = %id, error = %e, "cannot note the container log for the pod's removal");
+        }
         let mut spec = built.spec;
         spec.id = id.clone();
         let pid_mode = match built.pid_mode {
@@ -504,11 +509,8 @@ impl Containers {
         let _ = self.records.delete(record.id.clone()).await;
     }
 
-    /// Deletes the CRI log file the container wrote (`log_directory` + `log_path`), which
-    /// lies outside ferrocri's folders. kubelet and crictl delete it themselves before
-    /// RemoveContainer (containerd and CRI-O leave it to them); a caller that does not
-    /// would otherwise keep it forever. Rotated copies (`<path>.<time>`) are kubelet's. A
-    /// file another container still logs to is left alone.
+    /// Deletes the CRI log file of a container whose creation failed: nobody got its ID,
+    /// so no client will. A file another container logs to is left alone.
     async fn remove_log(&self, record: &ContainerRecord) {
         if record.log_path.as_os_str().is_empty() {
             return;
@@ -519,14 +521,8 @@ impl Containers {
                 .any(|r| r.id != record.id && r.log_path == record.log_path),
             Err(_) => true,
         };
-        if shared {
-            return;
-        }
-        match std::fs::remove_file(&record.log_path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                tracing::warn!(container = %record.id, path = %record.log_path.display(), error = %e, "cannot remove the container log");
-            }
-            _ => {}
+        if !shared {
+            let _ = std::fs::remove_file(&record.log_path);
         }
     }
 
@@ -688,7 +684,7 @@ impl Containers {
             ));
         }
         self.remove_cgroup(&record.cgroup).await;
-        self.remove_log(&record).await;
+        // The log file stays for kubelet or crictl to delete (`sandbox::container_logs`).
         match std::fs::remove_dir_all(&record.dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 tracing::warn!(container = %record.id, error = %e, "cannot remove the container folder");

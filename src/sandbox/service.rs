@@ -454,6 +454,7 @@ impl Sandboxes {
             return Ok(());
         };
         self.teardown(&record).await;
+        super::container_logs::remove_all(&record.dir);
         match std::fs::remove_dir_all(&record.dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 tracing::warn!(pod = %record.id, error = %e, "cannot remove the pod folder");
