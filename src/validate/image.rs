@@ -1,7 +1,7 @@
 //! The ImageService's requests.
 
 use super::rules::{annotations, max_len, plain, shown};
-use super::runtime::pod_config;
+use super::runtime::{Use, pod_config};
 use super::{Invalid, Validate, invalid};
 use crate::cri::v1::*;
 
@@ -57,7 +57,7 @@ impl Validate for PullImageRequest {
             }
         }
         if let Some(pod) = &self.sandbox_config {
-            pod_config("sandbox_config", pod)?;
+            pod_config("sandbox_config", pod, Use::Copy)?;
         }
         Ok(())
     }

@@ -65,7 +65,7 @@ impl Validate for RunPodSandboxRequest {
             .config
             .as_ref()
             .ok_or_else(|| invalid("config", "is required"))?;
-        pod_config("config", config)?;
+        pod_config("config", config, Use::Create)?;
         if !self.runtime_handler.is_empty() {
             return Err(invalid(
                 "runtime_handler",
@@ -88,7 +88,7 @@ impl Validate for CreateContainerRequest {
             .ok_or_else(|| invalid("config", "is required"))?;
         container_config("config", config)?;
         if let Some(pod) = &self.sandbox_config {
-            pod_config("sandbox_config", pod)?;
+            pod_config("sandbox_config", pod, Use::Copy)?;
         }
         Ok(())
     }
@@ -292,19 +292,34 @@ fn command(field: &str, words: &[String]) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// What a PodSandboxConfig is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Use {
+    /// RunPodSandbox makes a pod from it: its metadata is required.
+    Create,
+    /// The copy CreateContainer and PullImage carry, for information only: critest sends an
+    /// empty one, so only what is there is checked.
+    Copy,
+}
+
 /// A PodSandboxConfig under `p` (`config` of RunPodSandbox, `sandbox_config` elsewhere).
-pub(super) fn pod_config(p: &str, c: &PodSandboxConfig) -> Result<(), Invalid> {
-    let meta = c
-        .metadata
-        .as_ref()
-        .ok_or_else(|| invalid(format!("{p}.metadata"), "is required"))?;
-    name(&format!("{p}.metadata.name"), &meta.name, MAX_NAME)?;
-    name(
-        &format!("{p}.metadata.namespace"),
-        &meta.namespace,
-        MAX_NAMESPACE,
-    )?;
-    name(&format!("{p}.metadata.uid"), &meta.uid, MAX_UID)?;
+pub(super) fn pod_config(p: &str, c: &PodSandboxConfig, usage: Use) -> Result<(), Invalid> {
+    match (&c.metadata, usage) {
+        (None, Use::Copy) => {}
+        (None, Use::Create) => return Err(invalid(format!("{p}.metadata"), "is required")),
+        (Some(meta), _) => {
+            let name = |field: &str, value: &str, max: usize| {
+                let field = format!("{p}.metadata.{field}");
+                if usage == Use::Copy && value.is_empty() {
+                    return Ok(());
+                }
+                name(&field, value, max)
+            };
+            name("name", &meta.name, MAX_NAME)?;
+            name("namespace", &meta.namespace, MAX_NAMESPACE)?;
+            name("uid", &meta.uid, MAX_UID)?;
+        }
+    }
     hostname(&format!("{p}.hostname"), &c.hostname)?;
     optional_absolute_path(&format!("{p}.log_directory"), &c.log_directory)?;
     if let Some(dns) = &c.dns_config {

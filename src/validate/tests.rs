@@ -308,7 +308,7 @@ fn create_container() {
             "config.linux.security_context.readonly_paths[0]" => |r| security(r).readonly_paths[0] = String::new();
             "config.linux.security_context.namespace_options.target_id" => |r| security(r).namespace_options = Some(NamespaceOption { pid: 3, target_id: "x y".into(), ..Default::default() });
             "config.linux.security_context.seccomp.localhost_ref" => |r| security(r).seccomp = Some(SecurityProfile { profile_type: 2, localhost_ref: "/p\0".into() });
-            "sandbox_config.metadata.name" => |r| r.sandbox_config.as_mut().unwrap().metadata.as_mut().unwrap().name.clear();
+            "sandbox_config.metadata.name" => |r| r.sandbox_config.as_mut().unwrap().metadata.as_mut().unwrap().name = "a\0".into();
         ],
     );
     assert!(n > 45);
@@ -575,6 +575,11 @@ fn image_requests() {
         }),
         sandbox_config: Some(pod_config()),
     };
+    let empty_copy = PullImageRequest {
+        sandbox_config: Some(PodSandboxConfig::default()),
+        ..pull.clone()
+    };
+    assert_eq!(empty_copy.validate(), Ok(()), "critest sends an empty sandbox_config");
     let n = table(
         pull,
         cases![PullImageRequest;
