@@ -36,8 +36,15 @@ pub(super) fn image_spec(p: &str, spec: &ImageSpec) -> Result<(), Invalid> {
     annotations(&format!("{p}.annotations"), &spec.annotations)
 }
 
-fn required_spec(p: &str, spec: Option<&ImageSpec>) -> Result<(), Invalid> {
-    image_spec(p, spec.ok_or_else(|| invalid(p, "is required"))?)
+/// An ImageSpec that must be there; a missing one is reported as its missing `image`.
+pub(super) fn required_spec(p: &str, spec: Option<&ImageSpec>) -> Result<(), Invalid> {
+    match spec {
+        Some(spec) => image_spec(p, spec),
+        None => Err(invalid(
+            format!("{p}.image"),
+            "an image reference or ID is required",
+        )),
+    }
 }
 
 impl Validate for PullImageRequest {

@@ -399,11 +399,7 @@ pub(super) fn container_config(p: &str, c: &ContainerConfig) -> Result<(), Inval
         .as_ref()
         .ok_or_else(|| invalid(format!("{p}.metadata"), "is required"))?;
     name(&format!("{p}.metadata.name"), &meta.name, MAX_NAME)?;
-    let image = c
-        .image
-        .as_ref()
-        .ok_or_else(|| invalid(format!("{p}.image"), "is required"))?;
-    super::image::image_spec(&format!("{p}.image"), image)?;
+    super::image::required_spec(&format!("{p}.image"), c.image.as_ref())?;
     for (i, w) in c.command.iter().enumerate() {
         no_nul(&format!("{p}.command[{i}]"), w)?;
     }

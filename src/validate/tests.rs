@@ -579,7 +579,11 @@ fn image_requests() {
         sandbox_config: Some(PodSandboxConfig::default()),
         ..pull.clone()
     };
-    assert_eq!(empty_copy.validate(), Ok(()), "critest sends an empty sandbox_config");
+    assert_eq!(
+        empty_copy.validate(),
+        Ok(()),
+        "critest sends an empty sandbox_config"
+    );
     let n = table(
         pull,
         cases![PullImageRequest;
