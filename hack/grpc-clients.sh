@@ -3,7 +3,8 @@
 # grpcio, i.e. gRPC C-core, with its default channel options, against a private ferrocri. It
 # calls the runtime-info, image, pod, container, exec and stats RPCs and bad requests, and
 # checks the answers (hack/grpc_python_client.py). Needs the local registry and test images
-# (hack/test.sh starts them). grpcio lives in a virtualenv made on first use.
+# (hack/test.sh starts them). grpcio lives in a virtualenv made on first use. Then 30 s of
+# hack/cri-fuzz.sh (FERROCRI_FUZZ_SECONDS; 0 skips it) against a fresh daemon.
 #   hack/grpc-clients.sh [path/to/ferrocri]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,3 +48,10 @@ for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
 
 "$venv/bin/python" hack/grpc_python_client.py "$work/stubs" "$sock" "$work"
 ok=1
+cleanup
+trap - EXIT
+
+fuzz_seconds=${FERROCRI_FUZZ_SECONDS:-30}
+if [ "$fuzz_seconds" != 0 ]; then
+	hack/cri-fuzz.sh "$fuzz_seconds" "$bin"
+fi

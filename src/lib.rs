@@ -21,3 +21,4 @@ pub mod store;
 pub mod streaming;
 pub mod telemetry;
 pub mod userns;
+pub mod validate;

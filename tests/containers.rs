@@ -473,8 +473,34 @@ async fn container_lifecycle_status_logs_and_exec() {
         .await
         .expect_err("status of a removed container");
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    // As with containerd and CRI-O the log file stays (kubelet and crictl delete it, with
+    // its rotations); one no client deleted goes with the pod.
+    assert!(log.exists(), "{} went with its container", log.display());
+    assert!(rotated.exists(), "{} was removed", rotated.display());
+    std::fs::remove_file(&rotated).unwrap();
 
+    // A container the caller never removes: its log goes with the pod too.
+    let other = create(
+        &env,
+        &mut rt,
+        &pod_id,
+        &pod,
+        busybox_config("other", &["true"], true),
+    )
+    .await;
+    let other_log = PathBuf::from(container_status(&mut rt, &other).await.0.log_path);
+    assert!(
+        eventually(Duration::from_secs(5), || other_log.exists()).await,
+        "{} was never made",
+        other_log.display()
+    );
     remove_pod(&env, &mut rt, &pod_id).await;
+    assert!(!log.exists(), "{} outlived its pod", log.display());
+    assert!(
+        !other_log.exists(),
+        "{} outlived its pod",
+        other_log.display()
+    );
     let ids = vec![pod_id.clone(), id.clone()];
     let mut found = env.leftovers(&ids).await;
     found.extend(container_leftovers(&env, std::slice::from_ref(&id), &[pid]));

@@ -64,7 +64,8 @@ async fn failed_rpcs_are_logged_in_plain_text() {
         .runtime()
         .await
         .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: "no such pod".into(),
+            // Well-formed but unknown: the answer has spaces and quotes to encode.
+            pod_sandbox_id: "0".repeat(64),
             verbose: false,
         })
         .await

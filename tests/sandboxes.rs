@@ -627,8 +627,10 @@ async fn bad_requests_are_invalid_arguments_naming_the_field_and_leave_nothing()
     for (what, request, field) in cases {
         let err = rt.run_pod_sandbox(request).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err}");
+        // `field: rule`, or `field["key"]: rule` for an entry of a map.
         assert!(
-            err.message().starts_with(&format!("{field}:")),
+            err.message().starts_with(&format!("{field}:"))
+                || err.message().starts_with(&format!("{field}[")),
             "{what}: the message does not name {field}: {err}"
         );
     }

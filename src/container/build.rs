@@ -442,9 +442,7 @@ fn mounts(
             list.push(bind(&sandbox.dir.join(file), dest, &["rbind", "rprivate"]));
         }
     }
-    for (i, m) in config.mounts.iter().enumerate() {
-        list.push(cri_mount(i, m)?);
-    }
+    list.extend(config.mounts.iter().map(cri_mount));
     Ok(list)
 }
 
@@ -453,36 +451,10 @@ fn bind(source: &Path, destination: &str, options: &[&str]) -> Mount {
 }
 
 /// A CRI volume: a recursive bind with its read-only flag and propagation.
-fn cri_mount(index: usize, m: &crate::cri::v1::Mount) -> Result<Mount, Invalid> {
-    let field = "config.mounts";
-    if !m.container_path.starts_with('/') {
-        return Err(invalid(
-            field,
-            format!(
-                "mount {index}: container_path {:?} is not absolute",
-                m.container_path
-            ),
-        ));
-    }
-    if m.host_path.is_empty() {
-        return Err(invalid(field, format!("mount {index}: host_path is empty")));
-    }
+fn cri_mount(m: &crate::cri::v1::Mount) -> Mount {
+    // Paths and flag combinations were checked at the door (`validate`).
     let propagation =
         MountPropagation::try_from(m.propagation).unwrap_or(MountPropagation::PropagationPrivate);
-    if m.recursive_read_only {
-        if !m.readonly {
-            return Err(invalid(
-                field,
-                format!("mount {index}: recursive_read_only needs readonly"),
-            ));
-        }
-        if propagation != MountPropagation::PropagationPrivate {
-            return Err(invalid(
-                field,
-                format!("mount {index}: recursive_read_only needs private propagation"),
-            ));
-        }
-    }
     let mut options = vec!["rbind".to_owned()];
     if m.recursive_read_only {
         options.push("rro".into());
@@ -498,12 +470,12 @@ fn cri_mount(index: usize, m: &crate::cri::v1::Mount) -> Result<Mount, Invalid> 
         .into(),
     );
     options.extend(m.mount_options.iter().cloned());
-    Ok(Mount {
+    Mount {
         source: m.host_path.clone(),
         destination: m.container_path.clone(),
         fstype: "bind".into(),
         options,
-    })
+    }
 }
 
 /// The CRI's devices: the nodes to create, and what the cgroup lets the container do with
@@ -772,7 +744,7 @@ mod tests {
     }
 
     #[test]
-    fn recursive_read_only_rules() {
+    fn recursive_read_only_options() {
         let m = |readonly, propagation| crate::cri::v1::Mount {
             container_path: "/data".into(),
             host_path: "/tmp".into(),
@@ -781,19 +753,12 @@ mod tests {
             propagation,
             ..Default::default()
         };
-        assert!(cri_mount(0, &m(false, 0)).is_err());
+        // The rules for the flags are `validate`'s; here only the options they become.
+        assert!(cri_mount(&m(true, 0)).options.contains(&"rro".to_owned()));
         assert!(
-            cri_mount(
-                0,
-                &m(true, MountPropagation::PropagationHostToContainer as i32)
-            )
-            .is_err()
-        );
-        assert!(
-            cri_mount(0, &m(true, 0))
-                .unwrap()
+            cri_mount(&m(false, 0))
                 .options
-                .contains(&"rro".to_owned())
+                .contains(&"rprivate".to_owned())
         );
     }
 }

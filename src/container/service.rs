@@ -211,30 +211,8 @@ impl Containers {
         config: ContainerConfig,
         _sandbox_config: Option<PodSandboxConfig>,
     ) -> Result<String, ContainerError> {
+        // The request was checked at the door (`validate`).
         let meta = config.metadata.clone().unwrap_or_default();
-        if meta.name.is_empty() {
-            return Err(ContainerError::Invalid {
-                field: "config.metadata.name",
-                message: "must not be empty".into(),
-            });
-        }
-        let image = config
-            .image
-            .as_ref()
-            .map(|i| i.image.clone())
-            .unwrap_or_default();
-        if image.is_empty() {
-            return Err(ContainerError::Invalid {
-                field: "config.image.image",
-                message: "an image is required".into(),
-            });
-        }
-        if config.stop_signal != 0 && super::signals::from_cri(config.stop_signal).is_none() {
-            return Err(ContainerError::Invalid {
-                field: "config.stop_signal",
-                message: format!("{} is not a CRI Signal value", config.stop_signal),
-            });
-        }
         let sandbox = self
             .sandboxes
             .find(sandbox_id)
@@ -376,6 +354,11 @@ impl Containers {
             })?;
         // Exits of this pod's containers are seen as they happen from now on.
         self.watch_pod(&sandbox);
+        if !log_path.as_os_str().is_empty()
+            && let Err(e) = crate::sandbox::container_logs::remember(&sandbox.dir, &log_path)
+        {
+            tracing::warn!(container = %id, error = %e, "cannot note the container log for the pod's removal");
+        }
         let mut spec = built.spec;
         spec.id = id.clone();
         let pid_mode = match built.pid_mode {
@@ -534,7 +517,25 @@ impl Containers {
         let _ = std::fs::remove_dir_all(&record.dir);
         let _ =
             std::fs::remove_dir_all(monitor_containers::container_dir(&sandbox.dir, &record.id));
+        self.remove_log(record).await;
         let _ = self.records.delete(record.id.clone()).await;
+    }
+
+    /// Deletes the CRI log file of a container whose creation failed: nobody got its ID,
+    /// so no client will. A file another container logs to is left alone.
+    async fn remove_log(&self, record: &ContainerRecord) {
+        if record.log_path.as_os_str().is_empty() {
+            return;
+        }
+        let shared = match self.all_records().await {
+            Ok(all) => all
+                .iter()
+                .any(|r| r.id != record.id && r.log_path == record.log_path),
+            Err(_) => true,
+        };
+        if !shared {
+            let _ = std::fs::remove_file(&record.log_path);
+        }
     }
 
     async fn remove_cgroup(&self, path: &str) {
@@ -695,6 +696,7 @@ impl Containers {
             ));
         }
         self.remove_cgroup(&record.cgroup).await;
+        // The log file stays for kubelet or crictl to delete (`sandbox::container_logs`).
         match std::fs::remove_dir_all(&record.dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 tracing::warn!(container = %record.id, error = %e, "cannot remove the container folder");

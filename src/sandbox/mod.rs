@@ -1,6 +1,7 @@
 //! Pod sandboxes: the namespaces, network, cgroup, /dev/shm and files a pod's containers
 //! share, held by the pod's monitor and its built-in pause process.
 
+pub mod container_logs;
 pub mod files;
 pub mod netns;
 pub mod record;

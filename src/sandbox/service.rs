@@ -105,8 +105,12 @@ impl Sandboxes {
         config: PodSandboxConfig,
         runtime_handler: String,
     ) -> Result<String, SandboxError> {
-        validate(&config, &runtime_handler)?;
-        let key = name_key(config.metadata.as_ref().expect("validated"));
+        // The request was checked at the door (`validate`); metadata is there.
+        let meta = config.metadata.as_ref().ok_or(SandboxError::Invalid {
+            field: "config.metadata",
+            message: "is required".into(),
+        })?;
+        let key = name_key(meta);
         let this = self.clone();
         let work_key = key.clone();
         self.creating
@@ -468,6 +472,7 @@ impl Sandboxes {
             return Ok(());
         };
         self.teardown(&record).await;
+        super::container_logs::remove_all(&record.dir);
         match std::fs::remove_dir_all(&record.dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 tracing::warn!(pod = %record.id, error = %e, "cannot remove the pod folder");
@@ -576,84 +581,6 @@ fn create_userns(
     crate::userns::pin(&helper.ns_path("net"), net_pin)?;
     drop(helper);
     netns::run_in(net_pin, || netns::set_link_up("lo"))?
-}
-
-fn validate(config: &PodSandboxConfig, runtime_handler: &str) -> Result<(), SandboxError> {
-    let invalid = |field, message: &str| SandboxError::Invalid {
-        field,
-        message: message.into(),
-    };
-    let meta = config
-        .metadata
-        .as_ref()
-        .ok_or_else(|| invalid("config.metadata", "is required"))?;
-    if meta.name.is_empty() {
-        return Err(invalid("config.metadata.name", "must not be empty"));
-    }
-    if meta.namespace.is_empty() {
-        return Err(invalid("config.metadata.namespace", "must not be empty"));
-    }
-    if meta.uid.is_empty() {
-        return Err(invalid("config.metadata.uid", "must not be empty"));
-    }
-    if !runtime_handler.is_empty() {
-        return Err(SandboxError::Invalid {
-            field: "runtime_handler",
-            message: format!(
-                "unknown runtime handler {runtime_handler:?} (ferrocri has only the default, \"\")"
-            ),
-        });
-    }
-    let linux = config.linux.as_ref();
-    let namespaces = linux
-        .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.namespace_options.as_ref());
-    let userns = crate::userns::mappings_of(namespaces.and_then(|n| n.userns_options.as_ref()))
-        .map_err(|(field, message)| SandboxError::Invalid {
-            field: match field {
-                "userns_options.uids" => {
-                    "config.linux.security_context.namespace_options.userns_options.uids"
-                }
-                "userns_options.gids" => {
-                    "config.linux.security_context.namespace_options.userns_options.gids"
-                }
-                "userns_options.mode" => {
-                    "config.linux.security_context.namespace_options.userns_options.mode"
-                }
-                _ => "config.linux.security_context.namespace_options.userns_options",
-            },
-            message,
-        })?;
-    if userns.is_some() && namespaces.is_some_and(|n| n.network == NamespaceMode::Node as i32) {
-        return Err(invalid(
-            "config.linux.security_context.namespace_options.userns_options",
-            "a user namespace with the host network is not supported (Status says user_namespaces_host_network: false)",
-        ));
-    }
-    let parent = linux.map(|l| l.cgroup_parent.as_str()).unwrap_or_default();
-    if !parent.is_empty() && (!parent.starts_with('/') || parent.split('/').any(|c| c == "..")) {
-        return Err(invalid(
-            "config.linux.cgroup_parent",
-            "must be an absolute cgroupfs path without \"..\"",
-        ));
-    }
-    for key in linux.map(|l| l.sysctls.keys()).into_iter().flatten() {
-        if crate::monitor::pause::sysctl_path(key).is_none() {
-            return Err(SandboxError::Invalid {
-                field: "config.linux.sysctls",
-                message: format!("invalid sysctl name {key:?}"),
-            });
-        }
-    }
-    for (i, p) in config.port_mappings.iter().enumerate() {
-        if !(0..=65535).contains(&p.host_port) || !(0..=65535).contains(&p.container_port) {
-            return Err(SandboxError::Invalid {
-                field: "config.port_mappings",
-                message: format!("entry {i}: ports must be between 0 and 65535"),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// A new sandbox or container ID: 64 random hex digits, like containerd's and CRI-O's.

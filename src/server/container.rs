@@ -20,9 +20,7 @@ impl CriServer {
         request: CreateContainerRequest,
     ) -> Result<CreateContainerResponse, Status> {
         record_ids("pod", &request.pod_sandbox_id);
-        let config = request
-            .config
-            .ok_or_else(|| super::errors::invalid_field("config", "is required"))?;
+        let config = request.config.unwrap_or_default();
         let id = self
             .containers()
             .create(&request.pod_sandbox_id, config, request.sandbox_config)

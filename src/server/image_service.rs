@@ -12,13 +12,11 @@ use crate::cri::v1::*;
 use crate::image::catalog::ImageRecord;
 use crate::image::registry::Credentials;
 use crate::telemetry::record_ids;
+use crate::validate::checked;
 
-/// The `image` string of a required ImageSpec, or InvalidArgument naming `field`.
-fn required_image<'a>(spec: &'a Option<ImageSpec>, field: &str) -> Result<&'a str, Status> {
-    match spec.as_ref().map(|s| s.image.as_str()) {
-        Some(image) if !image.trim().is_empty() => Ok(image),
-        _ => Err(invalid_field(field, "an image reference or ID is required")),
-    }
+/// The `image` string of an ImageSpec (`validate` made sure it is there).
+fn image_of(spec: &Option<ImageSpec>) -> &str {
+    spec.as_ref().map(|s| s.image.as_str()).unwrap_or_default()
 }
 
 impl CriServer {
@@ -67,8 +65,8 @@ cri_service! {
             &self,
             request: Request<PullImageRequest>,
         ) -> Result<Response<PullImageResponse>, Status> {
-            let request = request.into_inner();
-            let image = required_image(&request.image, "image.image")?;
+            let request = checked(request)?;
+            let image = image_of(&request.image);
             record_ids("image", image);
             let credentials = match &request.auth {
                 None => None,
@@ -90,8 +88,8 @@ cri_service! {
             &self,
             request: Request<ImageStatusRequest>,
         ) -> Result<Response<ImageStatusResponse>, Status> {
-            let request = request.into_inner();
-            let image = required_image(&request.image, "image.image")?;
+            let request = checked(request)?;
+            let image = image_of(&request.image);
             record_ids("image", image);
             let found = self.images().status(image).await?;
             let info = match (&found, request.verbose) {
@@ -108,8 +106,7 @@ cri_service! {
             &self,
             request: Request<ListImagesRequest>,
         ) -> Result<Response<ListImagesResponse>, Status> {
-            let filter = request
-                .into_inner()
+            let filter = checked(request)?
                 .filter
                 .and_then(|f| f.image)
                 .map(|s| s.image)
@@ -127,7 +124,7 @@ cri_service! {
             &self,
             request: Request<StreamImagesRequest>,
         ) -> Result<Response<Self::StreamImagesStream>, Status> {
-            let filter = request.into_inner().filter;
+            let filter = checked(request)?.filter;
             let request = Request::new(ListImagesRequest { filter });
             let images = ImageService::list_images(self, request).await?.into_inner().images;
             Ok(Response::new(self.pages(images, |images| StreamImagesResponse { images })))
@@ -137,8 +134,8 @@ cri_service! {
             &self,
             request: Request<RemoveImageRequest>,
         ) -> Result<Response<RemoveImageResponse>, Status> {
-            let request = request.into_inner();
-            let image = required_image(&request.image, "image.image")?;
+            let request = checked(request)?;
+            let image = image_of(&request.image);
             record_ids("image", image);
             self.images().remove(image).await?;
             Ok(Response::new(RemoveImageResponse {}))

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use tonic::Status;
 
 use super::CriServer;
-use super::errors::invalid_field;
 use crate::cni;
 use crate::cri::v1::{
     CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigResponse,
@@ -135,11 +134,7 @@ impl CriServer {
         if cidr.is_empty() {
             return Ok(());
         }
-        // kubelet may send a dual-stack pair separated by a comma.
-        for part in cidr.split(',') {
-            crate::config::parse_cidr(part.trim())
-                .map_err(|m| invalid_field("runtime_config.network_config.pod_cidr", m))?;
-        }
+        // `validate` parsed it (kubelet may send a dual-stack pair separated by a comma).
         self.store()
             .run(move |c| c.set_setting(POD_CIDR_SETTING, &cidr))
             .await?;

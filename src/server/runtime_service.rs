@@ -6,6 +6,7 @@ use super::CriServer;
 use super::list_streams::ServerStream;
 use crate::cri::v1::runtime_service_server::RuntimeService;
 use crate::cri::v1::*;
+use crate::validate::checked;
 
 const CHECKPOINT: &str = "checkpoint/restore is not supported";
 const METRICS: &str = "pod metrics are not supported; use ListPodSandboxStats";
@@ -23,7 +24,7 @@ cri_service! {
             &self,
             request: Request<StatusRequest>,
         ) -> Result<Response<StatusResponse>, Status> {
-            let verbose = request.into_inner().verbose;
+            let verbose = checked(request)?.verbose;
             CriServer::status(self, verbose).await.map(Response::new)
         }
 
@@ -38,14 +39,14 @@ cri_service! {
             &self,
             request: Request<RunPodSandboxRequest>,
         ) -> Result<Response<RunPodSandboxResponse>, Status> {
-            CriServer::run_pod_sandbox(self, request.into_inner()).await.map(Response::new)
+            CriServer::run_pod_sandbox(self, checked(request)?).await.map(Response::new)
         }
 
         async fn stop_pod_sandbox(
             &self,
             request: Request<StopPodSandboxRequest>,
         ) -> Result<Response<StopPodSandboxResponse>, Status> {
-            CriServer::stop_pod_sandbox(self, &request.into_inner().pod_sandbox_id).await?;
+            CriServer::stop_pod_sandbox(self, &checked(request)?.pod_sandbox_id).await?;
             Ok(Response::new(StopPodSandboxResponse {}))
         }
 
@@ -53,7 +54,7 @@ cri_service! {
             &self,
             request: Request<RemovePodSandboxRequest>,
         ) -> Result<Response<RemovePodSandboxResponse>, Status> {
-            CriServer::remove_pod_sandbox(self, &request.into_inner().pod_sandbox_id).await?;
+            CriServer::remove_pod_sandbox(self, &checked(request)?.pod_sandbox_id).await?;
             Ok(Response::new(RemovePodSandboxResponse {}))
         }
 
@@ -61,21 +62,21 @@ cri_service! {
             &self,
             request: Request<PodSandboxStatusRequest>,
         ) -> Result<Response<PodSandboxStatusResponse>, Status> {
-            CriServer::pod_sandbox_status(self, request.into_inner()).await.map(Response::new)
+            CriServer::pod_sandbox_status(self, checked(request)?).await.map(Response::new)
         }
 
         async fn list_pod_sandbox(
             &self,
             request: Request<ListPodSandboxRequest>,
         ) -> Result<Response<ListPodSandboxResponse>, Status> {
-            CriServer::list_pod_sandbox(self, request.into_inner().filter).await.map(Response::new)
+            CriServer::list_pod_sandbox(self, checked(request)?.filter).await.map(Response::new)
         }
 
         async fn pod_sandbox_stats(
             &self,
             request: Request<PodSandboxStatsRequest>,
         ) -> Result<Response<PodSandboxStatsResponse>, Status> {
-            let stats = CriServer::pod_sandbox_stats(self, &request.into_inner().pod_sandbox_id).await?;
+            let stats = CriServer::pod_sandbox_stats(self, &checked(request)?.pod_sandbox_id).await?;
             Ok(Response::new(PodSandboxStatsResponse { stats: Some(stats) }))
         }
 
@@ -83,7 +84,7 @@ cri_service! {
             &self,
             request: Request<ListPodSandboxStatsRequest>,
         ) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
-            let stats = CriServer::list_pod_sandbox_stats(self, request.into_inner().filter).await?;
+            let stats = CriServer::list_pod_sandbox_stats(self, checked(request)?.filter).await?;
             Ok(Response::new(ListPodSandboxStatsResponse { stats }))
         }
 
@@ -91,14 +92,14 @@ cri_service! {
             &self,
             request: Request<CreateContainerRequest>,
         ) -> Result<Response<CreateContainerResponse>, Status> {
-            CriServer::create_container(self, request.into_inner()).await.map(Response::new)
+            CriServer::create_container(self, checked(request)?).await.map(Response::new)
         }
 
         async fn start_container(
             &self,
             request: Request<StartContainerRequest>,
         ) -> Result<Response<StartContainerResponse>, Status> {
-            CriServer::start_container(self, &request.into_inner().container_id).await?;
+            CriServer::start_container(self, &checked(request)?.container_id).await?;
             Ok(Response::new(StartContainerResponse {}))
         }
 
@@ -106,7 +107,7 @@ cri_service! {
             &self,
             request: Request<StopContainerRequest>,
         ) -> Result<Response<StopContainerResponse>, Status> {
-            let request = request.into_inner();
+            let request = checked(request)?;
             CriServer::stop_container(self, &request.container_id, request.timeout).await?;
             Ok(Response::new(StopContainerResponse {}))
         }
@@ -115,7 +116,7 @@ cri_service! {
             &self,
             request: Request<RemoveContainerRequest>,
         ) -> Result<Response<RemoveContainerResponse>, Status> {
-            CriServer::remove_container(self, &request.into_inner().container_id).await?;
+            CriServer::remove_container(self, &checked(request)?.container_id).await?;
             Ok(Response::new(RemoveContainerResponse {}))
         }
 
@@ -123,21 +124,21 @@ cri_service! {
             &self,
             request: Request<ListContainersRequest>,
         ) -> Result<Response<ListContainersResponse>, Status> {
-            CriServer::list_containers(self, request.into_inner().filter).await.map(Response::new)
+            CriServer::list_containers(self, checked(request)?.filter).await.map(Response::new)
         }
 
         async fn container_status(
             &self,
             request: Request<ContainerStatusRequest>,
         ) -> Result<Response<ContainerStatusResponse>, Status> {
-            CriServer::container_status(self, request.into_inner()).await.map(Response::new)
+            CriServer::container_status(self, checked(request)?).await.map(Response::new)
         }
 
         async fn reopen_container_log(
             &self,
             request: Request<ReopenContainerLogRequest>,
         ) -> Result<Response<ReopenContainerLogResponse>, Status> {
-            CriServer::reopen_container_log(self, &request.into_inner().container_id).await?;
+            CriServer::reopen_container_log(self, &checked(request)?.container_id).await?;
             Ok(Response::new(ReopenContainerLogResponse {}))
         }
 
@@ -145,7 +146,7 @@ cri_service! {
             &self,
             request: Request<ContainerStatsRequest>,
         ) -> Result<Response<ContainerStatsResponse>, Status> {
-            let stats = CriServer::container_stats(self, &request.into_inner().container_id).await?;
+            let stats = CriServer::container_stats(self, &checked(request)?.container_id).await?;
             Ok(Response::new(ContainerStatsResponse { stats: Some(stats) }))
         }
 
@@ -153,7 +154,7 @@ cri_service! {
             &self,
             request: Request<ListContainerStatsRequest>,
         ) -> Result<Response<ListContainerStatsResponse>, Status> {
-            let stats = CriServer::list_container_stats(self, request.into_inner().filter).await?;
+            let stats = CriServer::list_container_stats(self, checked(request)?.filter).await?;
             Ok(Response::new(ListContainerStatsResponse { stats }))
         }
 
@@ -161,7 +162,7 @@ cri_service! {
             &self,
             request: Request<UpdateContainerResourcesRequest>,
         ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
-            let request = request.into_inner();
+            let request = checked(request)?;
             crate::telemetry::record_ids("container", &request.container_id);
             self.containers()
                 .update_resources(&request.container_id, request.linux)
@@ -173,32 +174,32 @@ cri_service! {
             &self,
             request: Request<ExecSyncRequest>,
         ) -> Result<Response<ExecSyncResponse>, Status> {
-            CriServer::exec_sync(self, request.into_inner()).await.map(Response::new)
+            CriServer::exec_sync(self, checked(request)?).await.map(Response::new)
         }
 
         async fn exec(&self, request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
-            CriServer::exec(self, request.into_inner()).await.map(Response::new)
+            CriServer::exec(self, checked(request)?).await.map(Response::new)
         }
 
         async fn attach(
             &self,
             request: Request<AttachRequest>,
         ) -> Result<Response<AttachResponse>, Status> {
-            CriServer::attach(self, request.into_inner()).await.map(Response::new)
+            CriServer::attach(self, checked(request)?).await.map(Response::new)
         }
 
         async fn port_forward(
             &self,
             request: Request<PortForwardRequest>,
         ) -> Result<Response<PortForwardResponse>, Status> {
-            CriServer::port_forward(self, request.into_inner()).await.map(Response::new)
+            CriServer::port_forward(self, checked(request)?).await.map(Response::new)
         }
 
         async fn update_pod_sandbox_resources(
             &self,
             request: Request<UpdatePodSandboxResourcesRequest>,
         ) -> Result<Response<UpdatePodSandboxResourcesResponse>, Status> {
-            CriServer::update_pod_sandbox_resources(self, request.into_inner()).await?;
+            CriServer::update_pod_sandbox_resources(self, checked(request)?).await?;
             Ok(Response::new(UpdatePodSandboxResourcesResponse {}))
         }
 
@@ -217,7 +218,7 @@ cri_service! {
             &self,
             request: Request<StreamPodSandboxesRequest>,
         ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
-            let filter = request.into_inner().filter;
+            let filter = checked(request)?.filter;
             let items = CriServer::list_pod_sandbox(self, filter).await?.items;
             let pages = self.pages(items, |pod_sandboxes| StreamPodSandboxesResponse {
                 pod_sandboxes,
@@ -231,7 +232,7 @@ cri_service! {
             &self,
             request: Request<StreamContainersRequest>,
         ) -> Result<Response<Self::StreamContainersStream>, Status> {
-            let filter = request.into_inner().filter;
+            let filter = checked(request)?.filter;
             let items = CriServer::list_containers(self, filter).await?.containers;
             let pages = self.pages(items, |containers| StreamContainersResponse { containers });
             Ok(Response::new(pages))
@@ -243,7 +244,7 @@ cri_service! {
             &self,
             request: Request<StreamContainerStatsRequest>,
         ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
-            let filter = request.into_inner().filter;
+            let filter = checked(request)?.filter;
             let items = CriServer::list_container_stats(self, filter).await?;
             let pages = self.pages(items, |container_stats| StreamContainerStatsResponse {
                 container_stats,
@@ -257,7 +258,7 @@ cri_service! {
             &self,
             request: Request<StreamPodSandboxStatsRequest>,
         ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
-            let filter = request.into_inner().filter;
+            let filter = checked(request)?.filter;
             let items = CriServer::list_pod_sandbox_stats(self, filter).await?;
             let pages = self.pages(items, |pod_sandbox_stats| StreamPodSandboxStatsResponse {
                 pod_sandbox_stats,
@@ -290,7 +291,7 @@ cri_service! {
             &self,
             request: Request<UpdateRuntimeConfigRequest>,
         ) -> Result<Response<UpdateRuntimeConfigResponse>, Status> {
-            CriServer::update_runtime_config(self, request.into_inner()).await?;
+            CriServer::update_runtime_config(self, checked(request)?).await?;
             Ok(Response::new(UpdateRuntimeConfigResponse {}))
         }
     }

@@ -17,9 +17,7 @@ impl CriServer {
         &self,
         request: RunPodSandboxRequest,
     ) -> Result<RunPodSandboxResponse, Status> {
-        let config = request
-            .config
-            .ok_or_else(|| super::errors::invalid_field("config", "is required"))?;
+        let config = request.config.unwrap_or_default();
         let id = self
             .sandboxes()
             .run(config, request.runtime_handler)
@@ -93,7 +91,6 @@ impl CriServer {
             resources,
         } = request;
         record_ids("pod", &id);
-        crate::sandbox::resources::validate_update(&id, overhead.as_ref(), resources.as_ref())?;
         let pod = self
             .sandboxes()
             .find(&id)

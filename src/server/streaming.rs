@@ -4,7 +4,6 @@
 use tonic::Status;
 
 use super::CriServer;
-use super::errors::invalid_field;
 use crate::cri::v1::{
     AttachRequest, AttachResponse, ExecRequest, ExecResponse, PortForwardRequest,
     PortForwardResponse,
@@ -73,9 +72,6 @@ impl CriServer {
         request: PortForwardRequest,
     ) -> Result<PortForwardResponse, Status> {
         record_ids("pod", &request.pod_sandbox_id);
-        if let Some(bad) = request.port.iter().find(|p| !(1..=65535).contains(*p)) {
-            return Err(invalid_field("port", format!("{bad} is not a TCP port")));
-        }
         let sandbox = self
             .sandboxes()
             .find(&request.pod_sandbox_id)

@@ -1,0 +1,592 @@
+//! The RuntimeService's requests.
+
+use super::resources;
+use super::rules::{
+    MAX_NAME, absolute_path, annotations, hostname, id, ip, known, labels, max_len, name, no_nul,
+    optional_absolute_path, optional_id, path_below, plain, port, required, selector, shown,
+    sysctl, unix_id,
+};
+use super::{Invalid, Validate, invalid};
+use crate::cri::v1::*;
+
+/// A Kubernetes namespace is a DNS-1123 label.
+const MAX_NAMESPACE: usize = 63;
+/// Pod UIDs are UUIDs; room for other callers' forms.
+const MAX_UID: usize = 128;
+
+/// Requests with no field to check.
+macro_rules! nothing_to_check {
+    ($($ty:ty),* $(,)?) => {$(
+        impl Validate for $ty {
+            fn validate(&self) -> Result<(), Invalid> {
+                Ok(())
+            }
+        }
+    )*};
+}
+
+nothing_to_check!(
+    VersionRequest,
+    StatusRequest,
+    RuntimeConfigRequest,
+    GetEventsRequest,
+    ListMetricDescriptorsRequest,
+    ListPodSandboxMetricsRequest,
+    StreamPodSandboxMetricsRequest,
+);
+
+/// Requests that name one pod or one container and nothing else worth checking.
+macro_rules! one_id {
+    ($($ty:ty => $field:ident),* $(,)?) => {$(
+        impl Validate for $ty {
+            fn validate(&self) -> Result<(), Invalid> {
+                id(stringify!($field), &self.$field)
+            }
+        }
+    )*};
+}
+
+one_id!(
+    StopPodSandboxRequest => pod_sandbox_id,
+    RemovePodSandboxRequest => pod_sandbox_id,
+    PodSandboxStatusRequest => pod_sandbox_id,
+    PodSandboxStatsRequest => pod_sandbox_id,
+    StartContainerRequest => container_id,
+    RemoveContainerRequest => container_id,
+    ContainerStatusRequest => container_id,
+    ReopenContainerLogRequest => container_id,
+    ContainerStatsRequest => container_id,
+    AttachRequest => container_id,
+);
+
+impl Validate for RunPodSandboxRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        let config = self
+            .config
+            .as_ref()
+            .ok_or_else(|| invalid("config", "is required"))?;
+        pod_config("config", config, Use::Create)?;
+        if !self.runtime_handler.is_empty() {
+            return Err(invalid(
+                "runtime_handler",
+                format!(
+                    "unknown runtime handler {} (ferrocri has only the default, \"\")",
+                    shown(&self.runtime_handler)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Validate for CreateContainerRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        id("pod_sandbox_id", &self.pod_sandbox_id)?;
+        let config = self
+            .config
+            .as_ref()
+            .ok_or_else(|| invalid("config", "is required"))?;
+        container_config("config", config)?;
+        if let Some(pod) = &self.sandbox_config {
+            pod_config("sandbox_config", pod, Use::Copy)?;
+        }
+        Ok(())
+    }
+}
+
+impl Validate for StopContainerRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        id("container_id", &self.container_id)?;
+        non_negative("timeout", self.timeout)
+    }
+}
+
+impl Validate for UpdateContainerResourcesRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        id("container_id", &self.container_id)?;
+        if let Some(linux) = &self.linux {
+            resources::linux("linux", linux)?;
+        }
+        annotations("annotations", &self.annotations)
+    }
+}
+
+impl Validate for UpdatePodSandboxResourcesRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        id("pod_sandbox_id", &self.pod_sandbox_id)?;
+        if let Some(overhead) = &self.overhead {
+            resources::linux("overhead", overhead)?;
+        }
+        if let Some(r) = &self.resources {
+            resources::linux("resources", r)?;
+        }
+        Ok(())
+    }
+}
+
+impl Validate for ExecSyncRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        id("container_id", &self.container_id)?;
+        command("cmd", &self.cmd)?;
+        non_negative("timeout", self.timeout)
+    }
+}
+
+impl Validate for ExecRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        id("container_id", &self.container_id)?;
+        command("cmd", &self.cmd)
+    }
+}
+
+impl Validate for PortForwardRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        id("pod_sandbox_id", &self.pod_sandbox_id)?;
+        for (i, p) in self.port.iter().enumerate() {
+            port(&format!("port[{i}]"), *p, 1)?;
+        }
+        Ok(())
+    }
+}
+
+impl Validate for UpdateRuntimeConfigRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        let field = "runtime_config.network_config.pod_cidr";
+        let cidr = self
+            .runtime_config
+            .as_ref()
+            .and_then(|c| c.network_config.as_ref())
+            .map(|n| n.pod_cidr.as_str())
+            .unwrap_or_default();
+        if cidr.is_empty() {
+            return Ok(());
+        }
+        for part in cidr.split(',') {
+            crate::config::parse_cidr(part.trim()).map_err(|m| invalid(field, m))?;
+        }
+        Ok(())
+    }
+}
+
+fn pod_filter(id: &str, state: Option<i32>, label_selector: &HashMap) -> Result<(), Invalid> {
+    optional_id("filter.id", id)?;
+    if let Some(state) = state {
+        known::<PodSandboxState>("filter.state.state", state)?;
+    }
+    selector("filter.label_selector", label_selector)
+}
+
+type HashMap = std::collections::HashMap<String, String>;
+
+impl Validate for ListPodSandboxRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        match &self.filter {
+            None => Ok(()),
+            Some(f) => pod_filter(&f.id, f.state.as_ref().map(|s| s.state), &f.label_selector),
+        }
+    }
+}
+
+impl Validate for StreamPodSandboxesRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        match &self.filter {
+            None => Ok(()),
+            Some(f) => pod_filter(&f.id, f.state.as_ref().map(|s| s.state), &f.label_selector),
+        }
+    }
+}
+
+impl Validate for ListPodSandboxStatsRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        match &self.filter {
+            None => Ok(()),
+            Some(f) => pod_filter(&f.id, None, &f.label_selector),
+        }
+    }
+}
+
+impl Validate for StreamPodSandboxStatsRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        match &self.filter {
+            None => Ok(()),
+            Some(f) => pod_filter(&f.id, None, &f.label_selector),
+        }
+    }
+}
+
+fn container_filter(
+    id: &str,
+    pod_sandbox_id: &str,
+    state: Option<i32>,
+    label_selector: &HashMap,
+) -> Result<(), Invalid> {
+    optional_id("filter.id", id)?;
+    optional_id("filter.pod_sandbox_id", pod_sandbox_id)?;
+    if let Some(state) = state {
+        known::<ContainerState>("filter.state.state", state)?;
+    }
+    selector("filter.label_selector", label_selector)
+}
+
+impl Validate for ListContainersRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        match &self.filter {
+            None => Ok(()),
+            Some(f) => container_filter(
+                &f.id,
+                &f.pod_sandbox_id,
+                f.state.as_ref().map(|s| s.state),
+                &f.label_selector,
+            ),
+        }
+    }
+}
+
+impl Validate for StreamContainersRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        match &self.filter {
+            None => Ok(()),
+            Some(f) => container_filter(
+                &f.id,
+                &f.pod_sandbox_id,
+                f.state.as_ref().map(|s| s.state),
+                &f.label_selector,
+            ),
+        }
+    }
+}
+
+impl Validate for ListContainerStatsRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        match &self.filter {
+            None => Ok(()),
+            Some(f) => container_filter(&f.id, &f.pod_sandbox_id, None, &f.label_selector),
+        }
+    }
+}
+
+impl Validate for StreamContainerStatsRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        match &self.filter {
+            None => Ok(()),
+            Some(f) => container_filter(&f.id, &f.pod_sandbox_id, None, &f.label_selector),
+        }
+    }
+}
+
+fn non_negative(field: &str, value: i64) -> Result<(), Invalid> {
+    if value < 0 {
+        return Err(invalid(field, format!("{value} is negative")));
+    }
+    Ok(())
+}
+
+/// A command line: at least one word, none with a NUL (execve takes C strings).
+fn command(field: &str, words: &[String]) -> Result<(), Invalid> {
+    if words.is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    for (i, w) in words.iter().enumerate() {
+        no_nul(&format!("{field}[{i}]"), w)?;
+    }
+    Ok(())
+}
+
+/// What a PodSandboxConfig is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Use {
+    /// RunPodSandbox makes a pod from it: its metadata is required.
+    Create,
+    /// The copy CreateContainer and PullImage carry, for information only: critest sends an
+    /// empty one, so only what is there is checked.
+    Copy,
+}
+
+/// A PodSandboxConfig under `p` (`config` of RunPodSandbox, `sandbox_config` elsewhere).
+pub(super) fn pod_config(p: &str, c: &PodSandboxConfig, usage: Use) -> Result<(), Invalid> {
+    match (&c.metadata, usage) {
+        (None, Use::Copy) => {}
+        (None, Use::Create) => return Err(invalid(format!("{p}.metadata"), "is required")),
+        (Some(meta), _) => {
+            let name = |field: &str, value: &str, max: usize| {
+                let field = format!("{p}.metadata.{field}");
+                if usage == Use::Copy && value.is_empty() {
+                    return Ok(());
+                }
+                name(&field, value, max)
+            };
+            name("name", &meta.name, MAX_NAME)?;
+            name("namespace", &meta.namespace, MAX_NAMESPACE)?;
+            name("uid", &meta.uid, MAX_UID)?;
+        }
+    }
+    hostname(&format!("{p}.hostname"), &c.hostname)?;
+    optional_absolute_path(&format!("{p}.log_directory"), &c.log_directory)?;
+    if let Some(dns) = &c.dns_config {
+        for (i, server) in dns.servers.iter().enumerate() {
+            ip(&format!("{p}.dns_config.servers[{i}]"), server)?;
+        }
+        for (i, search) in dns.searches.iter().enumerate() {
+            let field = format!("{p}.dns_config.searches[{i}]");
+            word(&field, search)?;
+            max_len(&field, search, MAX_NAME)?;
+        }
+        for (i, option) in dns.options.iter().enumerate() {
+            word(&format!("{p}.dns_config.options[{i}]"), option)?;
+        }
+    }
+    for (i, m) in c.port_mappings.iter().enumerate() {
+        let field = |name: &str| format!("{p}.port_mappings[{i}].{name}");
+        known::<Protocol>(&field("protocol"), m.protocol)?;
+        port(&field("container_port"), m.container_port, 0)?;
+        port(&field("host_port"), m.host_port, 0)?;
+        if !m.host_ip.is_empty() {
+            ip(&field("host_ip"), &m.host_ip)?;
+        }
+    }
+    labels(&format!("{p}.labels"), &c.labels)?;
+    annotations(&format!("{p}.annotations"), &c.annotations)?;
+    if let Some(linux) = &c.linux {
+        let field = format!("{p}.linux.cgroup_parent");
+        let parent = &linux.cgroup_parent;
+        plain(&field, parent)?;
+        max_len(&field, parent, 4096)?;
+        if !parent.is_empty() && (!parent.starts_with('/') || parent.split('/').any(|c| c == ".."))
+        {
+            return Err(invalid(
+                field,
+                "must be an absolute cgroupfs path without \"..\"",
+            ));
+        }
+        let security = linux.security_context.as_ref();
+        let host_network = security
+            .and_then(|s| s.namespace_options.as_ref())
+            .is_some_and(|n| n.network == NamespaceMode::Node as i32);
+        for (key, value) in &linux.sysctls {
+            sysctl(&format!("{p}.linux.sysctls"), key, value, host_network)?;
+        }
+        if let Some(r) = &linux.overhead {
+            resources::linux(&format!("{p}.linux.overhead"), r)?;
+        }
+        if let Some(r) = &linux.resources {
+            resources::linux(&format!("{p}.linux.resources"), r)?;
+        }
+        if let Some(s) = security {
+            let p = format!("{p}.linux.security_context");
+            namespace_options(&p, s.namespace_options.as_ref())?;
+            selinux(&p, s.selinux_options.as_ref())?;
+            ids(
+                &p,
+                s.run_as_user.as_ref(),
+                s.run_as_group.as_ref(),
+                &s.supplemental_groups,
+            )?;
+            known::<SupplementalGroupsPolicy>(
+                &format!("{p}.supplemental_groups_policy"),
+                s.supplemental_groups_policy,
+            )?;
+            profile(&format!("{p}.seccomp"), s.seccomp.as_ref())?;
+            profile(&format!("{p}.apparmor"), s.apparmor.as_ref())?;
+        }
+    }
+    Ok(())
+}
+
+/// A ContainerConfig under `p`.
+pub(super) fn container_config(p: &str, c: &ContainerConfig) -> Result<(), Invalid> {
+    let meta = c
+        .metadata
+        .as_ref()
+        .ok_or_else(|| invalid(format!("{p}.metadata"), "is required"))?;
+    name(&format!("{p}.metadata.name"), &meta.name, MAX_NAME)?;
+    super::image::required_spec(&format!("{p}.image"), c.image.as_ref())?;
+    for (i, w) in c.command.iter().enumerate() {
+        no_nul(&format!("{p}.command[{i}]"), w)?;
+    }
+    for (i, w) in c.args.iter().enumerate() {
+        no_nul(&format!("{p}.args[{i}]"), w)?;
+    }
+    optional_absolute_path(&format!("{p}.working_dir"), &c.working_dir)?;
+    for (i, kv) in c.envs.iter().enumerate() {
+        let field = format!("{p}.envs[{i}].key");
+        required(&field, &kv.key)?;
+        no_nul(&field, &kv.key)?;
+        if kv.key.contains('=') {
+            return Err(invalid(field, "must not contain '='"));
+        }
+        if kv.value.contains(&0) {
+            return Err(invalid(
+                format!("{p}.envs[{i}].value"),
+                "must not contain a NUL byte",
+            ));
+        }
+    }
+    for (i, m) in c.mounts.iter().enumerate() {
+        mount(&format!("{p}.mounts[{i}]"), m)?;
+    }
+    for (i, d) in c.devices.iter().enumerate() {
+        absolute_path(
+            &format!("{p}.devices[{i}].container_path"),
+            &d.container_path,
+        )?;
+        absolute_path(&format!("{p}.devices[{i}].host_path"), &d.host_path)?;
+    }
+    for (i, d) in c.cdi_devices.iter().enumerate() {
+        plain(&format!("{p}.CDI_devices[{i}].name"), &d.name)?;
+    }
+    labels(&format!("{p}.labels"), &c.labels)?;
+    annotations(&format!("{p}.annotations"), &c.annotations)?;
+    path_below(&format!("{p}.log_path"), &c.log_path)?;
+    known::<Signal>(&format!("{p}.stop_signal"), c.stop_signal)?;
+    if let Some(linux) = &c.linux {
+        if let Some(r) = &linux.resources {
+            resources::linux(&format!("{p}.linux.resources"), r)?;
+        }
+        if let Some(s) = &linux.security_context {
+            container_security(&format!("{p}.linux.security_context"), s)?;
+        }
+    }
+    Ok(())
+}
+
+fn mount(p: &str, m: &Mount) -> Result<(), Invalid> {
+    absolute_path(&format!("{p}.container_path"), &m.container_path)?;
+    absolute_path(&format!("{p}.host_path"), &m.host_path)?;
+    known::<MountPropagation>(&format!("{p}.propagation"), m.propagation)?;
+    if m.recursive_read_only {
+        if !m.readonly {
+            return Err(invalid(
+                format!("{p}.recursive_read_only"),
+                "needs readonly",
+            ));
+        }
+        if m.propagation != MountPropagation::PropagationPrivate as i32 {
+            return Err(invalid(
+                format!("{p}.recursive_read_only"),
+                "needs private propagation",
+            ));
+        }
+    }
+    for (i, o) in m.mount_options.iter().enumerate() {
+        word(&format!("{p}.mount_options[{i}]"), o)?;
+    }
+    path_below(&format!("{p}.image_sub_path"), &m.image_sub_path)
+}
+
+fn container_security(p: &str, s: &LinuxContainerSecurityContext) -> Result<(), Invalid> {
+    if let Some(caps) = &s.capabilities {
+        for (list, names) in [
+            ("add_capabilities", &caps.add_capabilities),
+            ("drop_capabilities", &caps.drop_capabilities),
+            ("add_ambient_capabilities", &caps.add_ambient_capabilities),
+        ] {
+            for (i, c) in names.iter().enumerate() {
+                word(&format!("{p}.capabilities.{list}[{i}]"), c)?;
+            }
+        }
+    }
+    namespace_options(p, s.namespace_options.as_ref())?;
+    selinux(p, s.selinux_options.as_ref())?;
+    ids(
+        p,
+        s.run_as_user.as_ref(),
+        s.run_as_group.as_ref(),
+        &s.supplemental_groups,
+    )?;
+    let field = format!("{p}.run_as_username");
+    plain(&field, &s.run_as_username)?;
+    max_len(&field, &s.run_as_username, 256)?;
+    known::<SupplementalGroupsPolicy>(
+        &format!("{p}.supplemental_groups_policy"),
+        s.supplemental_groups_policy,
+    )?;
+    for (list, paths) in [
+        ("masked_paths", &s.masked_paths),
+        ("readonly_paths", &s.readonly_paths),
+    ] {
+        for (i, path) in paths.iter().enumerate() {
+            absolute_path(&format!("{p}.{list}[{i}]"), path)?;
+        }
+    }
+    profile(&format!("{p}.seccomp"), s.seccomp.as_ref())?;
+    profile(&format!("{p}.apparmor"), s.apparmor.as_ref())?;
+    // Deprecated, but still on the wire from older kubelets.
+    #[allow(deprecated)]
+    let (apparmor, seccomp) = (&s.apparmor_profile, &s.seccomp_profile_path);
+    plain(&format!("{p}.apparmor_profile"), apparmor)?;
+    no_nul(&format!("{p}.seccomp_profile_path"), seccomp)
+}
+
+fn namespace_options(p: &str, n: Option<&NamespaceOption>) -> Result<(), Invalid> {
+    let Some(n) = n else { return Ok(()) };
+    let p = format!("{p}.namespace_options");
+    known::<NamespaceMode>(&format!("{p}.network"), n.network)?;
+    known::<NamespaceMode>(&format!("{p}.pid"), n.pid)?;
+    known::<NamespaceMode>(&format!("{p}.ipc"), n.ipc)?;
+    optional_id(&format!("{p}.target_id"), &n.target_id)?;
+    if let Some(u) = &n.userns_options {
+        known::<NamespaceMode>(&format!("{p}.userns_options.mode"), u.mode)?;
+        let mappings = crate::userns::mappings_of(Some(u))
+            .map_err(|(field, rule)| invalid(format!("{p}.{field}"), rule))?;
+        if mappings.is_some() && n.network == NamespaceMode::Node as i32 {
+            return Err(invalid(
+                format!("{p}.userns_options"),
+                "a user namespace with the host network is not supported (Status says user_namespaces_host_network: false)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn selinux(p: &str, s: Option<&SeLinuxOption>) -> Result<(), Invalid> {
+    let Some(s) = s else { return Ok(()) };
+    for (name, value) in [
+        ("user", &s.user),
+        ("role", &s.role),
+        ("type", &s.r#type),
+        ("level", &s.level),
+    ] {
+        plain(&format!("{p}.selinux_options.{name}"), value)?;
+    }
+    Ok(())
+}
+
+fn ids(
+    p: &str,
+    user: Option<&Int64Value>,
+    group: Option<&Int64Value>,
+    groups: &[i64],
+) -> Result<(), Invalid> {
+    if let Some(u) = user {
+        unix_id(&format!("{p}.run_as_user.value"), u.value)?;
+    }
+    if let Some(g) = group {
+        unix_id(&format!("{p}.run_as_group.value"), g.value)?;
+    }
+    for (i, g) in groups.iter().enumerate() {
+        unix_id(&format!("{p}.supplemental_groups[{i}]"), *g)?;
+    }
+    Ok(())
+}
+
+fn profile(p: &str, profile: Option<&SecurityProfile>) -> Result<(), Invalid> {
+    let Some(profile) = profile else {
+        return Ok(());
+    };
+    known::<security_profile::ProfileType>(&format!("{p}.profile_type"), profile.profile_type)?;
+    no_nul(&format!("{p}.localhost_ref"), &profile.localhost_ref)
+}
+
+/// One word: one-line text without spaces (DNS searches and options, capability names,
+/// mount options).
+fn word(field: &str, s: &str) -> Result<(), Invalid> {
+    required(field, s)?;
+    plain(field, s)?;
+    if s.contains(' ') {
+        return Err(invalid(
+            field,
+            format!("{} must not contain spaces", shown(s)),
+        ));
+    }
+    Ok(())
+}
