@@ -67,7 +67,7 @@ impl Notifier {
             return;
         };
         if let Err(e) = send_datagram(socket, message.as_bytes()) {
-            tracing::warn!(error = %e, socket = ?socket, "cannot notify systemd");
+            tracing::debug!(error = %e, socket = ?socket, "cannot notify systemd");
         }
     }
 }
@@ -87,6 +87,9 @@ fn send_datagram(socket: &std::ffi::OsStr, message: &[u8]) -> io::Result<()> {
         }
     };
     let datagram = UnixDatagram::unbound()?;
+    // A listener that stops reading must never block the daemon: a full queue drops the
+    // message (EAGAIN) instead.
+    datagram.set_nonblocking(true)?;
     datagram.send_to_addr(message, &address)?;
     Ok(())
 }

@@ -65,7 +65,6 @@ fn enter_pod(spec: &PodSpec) -> Result<(), String> {
     for (key, value) in &spec.sysctls {
         write_sysctl(key, value)?;
     }
-    let _ = nix::sys::prctl::set_name(c"pause");
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! Process names an operator can read: `ps` shows a monitor as
 //! `ferrocri-monitor <namespace>/<name> <pod id prefix>` and its pause as
-//! `ferrocri-pause <pod id prefix>`, instead of the path and flags they were started with.
+//! `ferrocri-pause <pod id prefix>` (short name `pause`), instead of the path and flags they were started with.
 //!
 //! The command line (`/proc/PID/cmdline`, what `ps -f` shows) is the memory the kernel placed
 //! the arguments in; it is rewritten in place, words separated by NULs like real arguments and
@@ -12,8 +12,9 @@ use std::sync::OnceLock;
 /// The short name of a monitor: its binary's name cut to the kernel's 15 bytes, as `exec`
 /// would give it.
 pub const MONITOR_COMM: &str = "ferrocri-monito";
-/// The short name of a pause.
-pub const PAUSE_COMM: &str = "ferrocri-pause";
+/// The short name of a pause: what the pause image's `/pause` shows, so tools that know
+/// Kubernetes pause processes by name recognise ours.
+pub const PAUSE_COMM: &str = "pause";
 /// How much of the pod ID the titles show (as `crictl pods` does).
 pub const ID_PREFIX_LEN: usize = 13;
 
@@ -75,14 +76,10 @@ fn layout(words: &[String], len: usize) -> Vec<u8> {
 }
 
 fn set_comm(comm: &str) {
-    let mut name = [0u8; 16];
-    let bytes = comm.as_bytes();
-    let n = bytes.len().min(15);
-    name[..n].copy_from_slice(&bytes[..n]);
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes from `name`,
-    // which lives across the call.
-    unsafe {
-        libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0);
+    // The kernel keeps 15 bytes and a NUL.
+    let short = &comm.as_bytes()[..comm.len().min(15)];
+    if let Ok(name) = std::ffi::CString::new(short) {
+        let _ = nix::sys::prctl::set_name(&name);
     }
 }
 
