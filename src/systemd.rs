@@ -38,9 +38,7 @@ impl Notifier {
         }
         Notifier {
             socket,
-            watchdog: usec
-                .filter(|u| *u > 0 && for_us)
-                .map(Duration::from_micros),
+            watchdog: usec.filter(|u| *u > 0 && for_us).map(Duration::from_micros),
         }
     }
 
@@ -51,7 +49,10 @@ impl Notifier {
     }
 
     pub fn ready(&self, status: &str) {
-        self.send(&format!("READY=1\nSTATUS={status}\nMAINPID={}\n", std::process::id()));
+        self.send(&format!(
+            "READY=1\nSTATUS={status}\nMAINPID={}\n",
+            std::process::id()
+        ));
     }
 
     pub fn stopping(&self) {

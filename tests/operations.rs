@@ -146,8 +146,14 @@ async fn metrics_move_with_the_work_done() {
     for s in &before {
         assert!(s.family.starts_with("ferrocri_"), "{s:?}");
         match s.kind.as_str() {
-            "counter" => assert!(s.name.ends_with("_total") || s.name.ends_with("_created"), "{s:?}"),
-            "histogram" => assert!(s.family.ends_with("_seconds") && s.unit == "seconds", "{s:?}"),
+            "counter" => assert!(
+                s.name.ends_with("_total") || s.name.ends_with("_created"),
+                "{s:?}"
+            ),
+            "histogram" => assert!(
+                s.family.ends_with("_seconds") && s.unit == "seconds",
+                "{s:?}"
+            ),
             "gauge" => {}
             other => panic!("unexpected type {other}: {s:?}"),
         }
@@ -217,7 +223,10 @@ async fn metrics_move_with_the_work_done() {
         value(&during, name, labels) - value(&before, name, labels)
     };
     assert_eq!(
-        delta("ferrocri_grpc_requests_total", &[("rpc", "Version"), ("code", "OK")]),
+        delta(
+            "ferrocri_grpc_requests_total",
+            &[("rpc", "Version"), ("code", "OK")]
+        ),
         3.0
     );
     assert_eq!(
@@ -234,11 +243,19 @@ async fn metrics_move_with_the_work_done() {
         ),
         3.0
     );
-    assert!(delta("ferrocri_grpc_request_duration_seconds_sum", &[("rpc", "RunPodSandbox")]) > 0.0);
+    assert!(
+        delta(
+            "ferrocri_grpc_request_duration_seconds_sum",
+            &[("rpc", "RunPodSandbox")]
+        ) > 0.0
+    );
     assert_eq!(delta("ferrocri_image_pulls_total", &[]), 2.0);
     // The reason depends on how the mirror and the (unreachable) upstream fail together.
     assert_eq!(delta("ferrocri_image_pull_failures_total", &[]), 1.0);
-    assert_eq!(delta("ferrocri_image_pull_duration_seconds_count", &[]), 2.0);
+    assert_eq!(
+        delta("ferrocri_image_pull_duration_seconds_count", &[]),
+        2.0
+    );
     // busybox is one layer of ~750 KB compressed (unless an earlier test pulled it: the
     // daemon is new, so its content store is empty).
     assert!(delta("ferrocri_image_pull_bytes_total", &[]) > 500_000.0);
@@ -253,10 +270,16 @@ async fn metrics_move_with_the_work_done() {
     );
     assert!(delta("ferrocri_store_transaction_duration_seconds_count", &[]) >= 5.0);
     assert_eq!(value(&during, "ferrocri_pods", &[("state", "ready")]), 1.0);
-    assert_eq!(value(&during, "ferrocri_containers", &[("state", "running")]), 1.0);
+    assert_eq!(
+        value(&during, "ferrocri_containers", &[("state", "running")]),
+        1.0
+    );
     assert_eq!(value(&during, "ferrocri_monitors", &[]), 1.0);
     let rss = value(&during, "ferrocri_monitor_resident_memory_bytes", &[]);
-    assert!(rss > 512.0 * 1024.0 && rss < 256.0 * 1024.0 * 1024.0, "{rss}");
+    assert!(
+        rss > 512.0 * 1024.0 && rss < 256.0 * 1024.0 * 1024.0,
+        "{rss}"
+    );
     assert_eq!(value(&during, "ferrocri_streaming_sessions", &[]), 1.0);
 
     drop(session);
@@ -269,7 +292,10 @@ async fn metrics_move_with_the_work_done() {
     .await;
     assert!(settled, "the exec session is still counted");
     assert_eq!(value(&after, "ferrocri_pods", &[("state", "ready")]), 0.0);
-    assert_eq!(value(&after, "ferrocri_containers", &[("state", "running")]), 0.0);
+    assert_eq!(
+        value(&after, "ferrocri_containers", &[("state", "running")]),
+        0.0
+    );
     assert_eq!(value(&after, "ferrocri_monitors", &[]), 0.0);
     assert_eq!(
         value(
@@ -449,7 +475,10 @@ fn check_passes_on_this_host_and_fails_naming_a_broken_cni_dir() {
     ] {
         let line = out
             .lines()
-            .find(|l| l.split_once(": ").is_some_and(|(head, _)| head.ends_with(requirement)))
+            .find(|l| {
+                l.split_once(": ")
+                    .is_some_and(|(head, _)| head.ends_with(requirement))
+            })
             .unwrap_or_else(|| panic!("no line for {requirement}:\n{out}"));
         assert!(
             line.starts_with("ok ") || line.starts_with("warn "),
@@ -459,7 +488,11 @@ fn check_passes_on_this_host_and_fails_naming_a_broken_cni_dir() {
     assert!(out.contains("checknet"), "{out}");
 
     // A plugin nobody installed: the check fails and names it, the file and the folders.
-    std::fs::write(conf_dir.join("10-check.conflist"), conflist("no-such-plugin")).unwrap();
+    std::fs::write(
+        conf_dir.join("10-check.conflist"),
+        conflist("no-such-plugin"),
+    )
+    .unwrap();
     let (code, out, _) = run_cli(&["--config", &config, "check"]);
     assert_eq!(code, 1, "{out}");
     let line = out.lines().find(|l| l.starts_with("fail CNI")).expect(&out);
@@ -480,7 +513,11 @@ fn check_passes_on_this_host_and_fails_naming_a_broken_cni_dir() {
     assert!(line.contains("10-check.conflist"), "{line}");
 
     // The daemon says the same when it starts.
-    std::fs::write(conf_dir.join("10-check.conflist"), conflist("no-such-plugin")).unwrap();
+    std::fs::write(
+        conf_dir.join("10-check.conflist"),
+        conflist("no-such-plugin"),
+    )
+    .unwrap();
     let daemon = Daemon::start(&cni);
     let log = daemon.log();
     assert!(

@@ -128,7 +128,10 @@ async fn lifecycle_run_inspect_list_stats_stop_remove() {
     assert_eq!(comm(info.pid), "pause");
     assert_eq!(cmdline_words(info.pid), ["ferrocri-pause", short_id]);
     for (pid, title) in [
-        (info.monitor_pid, format!("ferrocri-monitor fcpt-ns/web-0 {short_id}")),
+        (
+            info.monitor_pid,
+            format!("ferrocri-monitor fcpt-ns/web-0 {short_id}"),
+        ),
         (info.pid, format!("ferrocri-pause {short_id}")),
     ] {
         let pid = pid.to_string();
@@ -682,10 +685,7 @@ async fn failed_run_is_undone_completely() {
         mounts_under(env.daemon.dir.path())
     );
     assert!(env.leased_ips().is_empty(), "{:?}", env.leased_ips());
-    assert!(
-        env.pod_processes(&ids).is_empty(),
-        "a monitor is left"
-    );
+    assert!(env.pod_processes(&ids).is_empty(), "a monitor is left");
     for id in &ids {
         assert!(cgroup_dirs(&format!("/ferrocri/{id}")).is_empty());
     }

@@ -382,9 +382,7 @@ impl Cni {
         validate_network(&list)?;
         let env = self.env(&effective, &netns_arg(&effective.netns));
         let started = std::time::Instant::now();
-        let deleted = self
-            .del_list(&list, &effective, &env, prev.as_ref())
-            .await;
+        let deleted = self.del_list(&list, &effective, &env, prev.as_ref()).await;
         crate::prometheus::metrics().record_cni("DEL", &list.name, started.elapsed());
         deleted?;
         remove_entry(&path).await

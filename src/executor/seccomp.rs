@@ -425,11 +425,12 @@ fn applies(
             return Ok(false);
         }
         if let Some(min) = inc.min_kernel.as_deref().filter(|m| !m.is_empty()) {
-            let wanted =
-                crate::preflight::probes::parse_kernel_version(min).ok_or_else(|| SeccompError::BadKernelVersion {
+            let wanted = crate::preflight::probes::parse_kernel_version(min).ok_or_else(|| {
+                SeccompError::BadKernelVersion {
                     version: min.to_string(),
                     rule: label.to_string(),
-                })?;
+                }
+            })?;
             // An unknown kernel version counts as too old: the stricter choice.
             if target.kernel.is_none_or(|k| k < wanted) {
                 return Ok(false);

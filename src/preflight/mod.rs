@@ -115,9 +115,15 @@ pub fn failed(findings: &[Finding]) -> bool {
 pub fn log(findings: &[Finding]) {
     for f in findings {
         match f.level {
-            Level::Ok => tracing::debug!(requirement = f.requirement, detail = %f.detail, "preflight ok"),
-            Level::Warn => tracing::warn!(requirement = f.requirement, detail = %f.detail, fix = %f.fix, "preflight warning"),
-            Level::Fail => tracing::error!(requirement = f.requirement, detail = %f.detail, fix = %f.fix, "preflight failure"),
+            Level::Ok => {
+                tracing::debug!(requirement = f.requirement, detail = %f.detail, "preflight ok")
+            }
+            Level::Warn => {
+                tracing::warn!(requirement = f.requirement, detail = %f.detail, fix = %f.fix, "preflight warning")
+            }
+            Level::Fail => {
+                tracing::error!(requirement = f.requirement, detail = %f.detail, fix = %f.fix, "preflight failure")
+            }
         }
     }
 }
@@ -142,14 +148,20 @@ fn check_kernel(kernel: Option<(u32, u32, u32)>) -> Finding {
             Level::Fail,
             NAME,
             format!("{text} is older than {}.{}", MIN_KERNEL.0, MIN_KERNEL.1),
-            format!("boot a kernel ≥ {}.{}", MOUNT_SETATTR_KERNEL.0, MOUNT_SETATTR_KERNEL.1),
+            format!(
+                "boot a kernel ≥ {}.{}",
+                MOUNT_SETATTR_KERNEL.0, MOUNT_SETATTR_KERNEL.1
+            ),
         )
     } else if !at_least(v, MOUNT_SETATTR_KERNEL) {
         not_ok(
             Level::Warn,
             NAME,
             format!("{text}: recursive read-only and idmapped mounts unavailable"),
-            format!("boot a kernel ≥ {}.{}", MOUNT_SETATTR_KERNEL.0, MOUNT_SETATTR_KERNEL.1),
+            format!(
+                "boot a kernel ≥ {}.{}",
+                MOUNT_SETATTR_KERNEL.0, MOUNT_SETATTR_KERNEL.1
+            ),
         )
     } else {
         ok(NAME, text)
@@ -220,14 +232,22 @@ fn check_cgroups() -> Vec<Finding> {
         not_ok(
             Level::Fail,
             CONTROLLERS,
-            format!("missing {}; have {}", required.join(", "), available.join(" ")),
+            format!(
+                "missing {}; have {}",
+                required.join(", "),
+                available.join(" ")
+            ),
             "enable them (kernel config, or cgroup_enable=… on the kernel command line)",
         )
     } else if !wanted.is_empty() {
         not_ok(
             Level::Warn,
             CONTROLLERS,
-            format!("missing {}; have {}", wanted.join(", "), available.join(" ")),
+            format!(
+                "missing {}; have {}",
+                wanted.join(", "),
+                available.join(" ")
+            ),
             "enable them for their limits and stats",
         )
     } else {
@@ -323,7 +343,10 @@ fn check_cni(config: &Config) -> Finding {
             Level::Fail,
             NAME,
             format!("{missing}"),
-            format!("install the plugin into one of {dirs}, or fix the configuration in {}", dir.display()),
+            format!(
+                "install the plugin into one of {dirs}, or fix the configuration in {}",
+                dir.display()
+            ),
         ),
         Err(cni::NotReady::NoConfig(_)) => {
             // The daemon writes its default bridge network into an empty folder at start.
@@ -398,7 +421,10 @@ fn check_registry_config(config_dir: &Path) -> Finding {
     let Ok(entries) = std::fs::read_dir(config_dir) else {
         return ok(
             NAME,
-            format!("{} absent: registries are used as named", config_dir.display()),
+            format!(
+                "{} absent: registries are used as named",
+                config_dir.display()
+            ),
         );
     };
     let mut hosts: Vec<String> = entries
@@ -422,14 +448,21 @@ fn check_registry_config(config_dir: &Path) -> Finding {
     }
     ok(
         NAME,
-        format!("{} host(s) configured in {}", hosts.len(), config_dir.display()),
+        format!(
+            "{} host(s) configured in {}",
+            hosts.len(),
+            config_dir.display()
+        ),
     )
 }
 
 /// A directory the daemon writes: writable where it is, or creatable in its nearest existing
 /// ancestor. Checked with access(2), so nothing is created.
 fn check_writable(key: &'static str, dir: &Path) -> Finding {
-    let existing = dir.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
+    let existing = dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
     if !existing.is_dir() {
         return not_ok(
             Level::Fail,
@@ -442,7 +475,11 @@ fn check_writable(key: &'static str, dir: &Path) -> Finding {
         Ok(()) if existing == dir => ok(key, format!("{} writable", dir.display())),
         Ok(()) => ok(
             key,
-            format!("{} will be created in {}", dir.display(), existing.display()),
+            format!(
+                "{} will be created in {}",
+                dir.display(),
+                existing.display()
+            ),
         ),
         Err(e) => not_ok(
             Level::Fail,
@@ -496,10 +533,16 @@ mod tests {
         assert_eq!(check_writable("root_dir", dir.path()).level, Level::Ok);
         let nested = dir.path().join("a/b");
         let f = check_writable("root_dir", &nested);
-        assert!(f.level == Level::Ok && f.detail.contains("will be created"), "{f}");
+        assert!(
+            f.level == Level::Ok && f.detail.contains("will be created"),
+            "{f}"
+        );
         let file = dir.path().join("file");
         std::fs::write(&file, "").unwrap();
-        assert_eq!(check_writable("root_dir", &file.join("x")).level, Level::Fail);
+        assert_eq!(
+            check_writable("root_dir", &file.join("x")).level,
+            Level::Fail
+        );
 
         let sock = dir.path().join("s.sock");
         assert_eq!(check_socket(&sock).level, Level::Ok);

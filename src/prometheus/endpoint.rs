@@ -71,9 +71,10 @@ async fn answer<B>(request: Request<B>, sources: &Sources) -> Response<String> {
     }
     refresh(sources).await;
     let mut response = reply(StatusCode::OK, &metrics().encode());
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(CONTENT_TYPE));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(CONTENT_TYPE),
+    );
     response
 }
 

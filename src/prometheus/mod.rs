@@ -91,9 +91,8 @@ impl Metrics {
             rpc_requests.clone(),
         );
         // 0.5 ms … 16 s.
-        let rpc_duration = histogram_family::<RpcLabels>(|| {
-            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-        });
+        let rpc_duration =
+            histogram_family::<RpcLabels>(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16)));
         registry.register_with_unit(
             "grpc_request_duration",
             "Time from a CRI RPC's arrival to its response headers",
@@ -103,11 +102,7 @@ impl Metrics {
         let pods = Family::<StateLabels, Gauge>::default();
         registry.register("pods", "Pod sandboxes by CRI state", pods.clone());
         let containers = Family::<StateLabels, Gauge>::default();
-        registry.register(
-            "containers",
-            "Containers by CRI state",
-            containers.clone(),
-        );
+        registry.register("containers", "Containers by CRI state", containers.clone());
         let image_pulls = Counter::default();
         registry.register(
             "image_pulls",
@@ -144,9 +139,8 @@ impl Metrics {
             layer_unpack_duration.clone(),
         );
         // 5 ms … 10 s.
-        let cni_duration = histogram_family::<CniLabels>(|| {
-            Histogram::new(exponential_buckets(0.005, 2.0, 12))
-        });
+        let cni_duration =
+            histogram_family::<CniLabels>(|| Histogram::new(exponential_buckets(0.005, 2.0, 12)));
         registry.register_with_unit(
             "cni_operation_duration",
             "Duration of CNI ADD and DEL of a network's plugin chain",
@@ -247,8 +241,7 @@ impl<'a> Timer<'a> {
 
 impl Drop for Timer<'_> {
     fn drop(&mut self) {
-        self.histogram
-            .observe(self.started.elapsed().as_secs_f64());
+        self.histogram.observe(self.started.elapsed().as_secs_f64());
     }
 }
 

@@ -246,7 +246,12 @@ impl PodEnv {
         for mount in mounts_under(dir) {
             found.push(format!("mount left: {mount}"));
         }
-        for (pid, cmd) in self.pod_processes(ids) {
+        // Pod processes by cgroup, and anything else started from the test folder (CNI
+        // plugins).
+        let exclude = self.daemon.child.as_ref().map(|c| c.id() as i32);
+        let mut procs: BTreeMap<i32, String> = self.pod_processes(ids).into_iter().collect();
+        procs.extend(processes_mentioning(&dir.to_string_lossy(), exclude));
+        for (pid, cmd) in procs {
             found.push(format!("process left: {pid} {cmd}"));
         }
         for dir in self.pod_dirs() {
@@ -274,8 +279,8 @@ impl PodEnv {
 
     /// Live processes of this daemon's pods: those in the cgroup of any pod it made (`ids`,
     /// the pods noted, in the pod folder or named in the log), plus any whose command line
-    /// names the test folder (CNI plugins; a monitor before it joins its cgroup). Monitors
-    /// and pauses rename themselves, so the cgroup is what finds them.
+    /// names the state folder (a monitor before it joins its cgroup and renames itself).
+    /// Monitors and pauses rename themselves, so the cgroup is what finds them.
     pub fn pod_processes(&self, ids: &[String]) -> Vec<(i32, String)> {
         let mut all: BTreeSet<String> = self.ids.lock().unwrap().clone();
         all.extend(ids.iter().cloned());
@@ -287,10 +292,13 @@ impl PodEnv {
             found.extend(processes_in_cgroup(&format!("/ferrocri/{id}")));
         }
         found.extend(processes_mentioning(
-            &self.daemon.dir.path().to_string_lossy(),
+            &self.state_dir().to_string_lossy(),
             exclude,
         ));
-        found.into_iter().filter(|(pid, _)| Some(*pid) != exclude).collect()
+        found
+            .into_iter()
+            .filter(|(pid, _)| Some(*pid) != exclude)
+            .collect()
     }
 
     /// Asserts [`PodEnv::leftovers`] finds nothing.
