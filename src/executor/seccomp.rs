@@ -28,6 +28,7 @@ use libseccomp::{
 use serde::Deserialize;
 
 use super::spec::{SeccompArg, SeccompProfile, SeccompRule};
+use crate::preflight::probes::{kernel_version, parse_kernel_version};
 
 /// ferrocri's RuntimeDefault profile, in the Docker/OCI JSON format.
 const DEFAULT_PROFILE: &str = include_str!("seccomp_default.json");
@@ -235,7 +236,7 @@ impl Target {
         Target {
             scmp_arch,
             aliases,
-            kernel: crate::preflight::probes::kernel_version(),
+            kernel: kernel_version(),
         }
     }
 
@@ -425,12 +426,11 @@ fn applies(
             return Ok(false);
         }
         if let Some(min) = inc.min_kernel.as_deref().filter(|m| !m.is_empty()) {
-            let wanted = crate::preflight::probes::parse_kernel_version(min).ok_or_else(|| {
-                SeccompError::BadKernelVersion {
+            let wanted =
+                parse_kernel_version(min).ok_or_else(|| SeccompError::BadKernelVersion {
                     version: min.to_string(),
                     rule: label.to_string(),
-                }
-            })?;
+                })?;
             // An unknown kernel version counts as too old: the stricter choice.
             if target.kernel.is_none_or(|k| k < wanted) {
                 return Ok(false);
