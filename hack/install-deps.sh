@@ -40,8 +40,9 @@ if [ "$RUNTIME_ONLY" = 0 ]; then
 	# Tests: docker-registry as the offline image source, curl/jq/python3 for the
 	# scripts (python3-venv for hack/grpc-clients.sh's grpcio), script(1) to give crictl
 	# a terminal, openssl for test certificates (gcc/libc6-dev above also build the
-	# static test-image helpers).
-	PKGS+=(docker-registry curl jq python3 python3-venv bsdutils openssl)
+	# static test-image helpers), python3-prometheus-client to read the metrics endpoint
+	# with a parser that is not ours.
+	PKGS+=(docker-registry curl jq python3 python3-venv bsdutils openssl python3-prometheus-client)
 fi
 
 missing=()

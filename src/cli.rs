@@ -42,6 +42,9 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Check that this host can run pods: prints one line per requirement (ok, warn or fail,
+    /// with the fix) and exits with 1 when something fails.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]

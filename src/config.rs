@@ -64,6 +64,11 @@ stream_page_size = 500
 # Container events (GetContainerEvents) a subscriber may fall behind by. One that falls
 # further behind is dropped: its stream ends with RESOURCE_EXHAUSTED (kubelet then relists).
 event_buffer = 1024
+
+[metrics]
+# Address of the Prometheus endpoint (http://<address>/metrics), e.g. "127.0.0.1:9090";
+# empty serves no metrics. Plain HTTP without authentication: keep it on a trusted address.
+address = ""
 "#;
 
 /// The whole configuration. Field names are the TOML keys.
@@ -81,6 +86,7 @@ pub struct Config {
     pub cni: CniConfig,
     pub registry: RegistryConfig,
     pub cri: CriConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +145,20 @@ pub struct CriConfig {
     pub event_buffer: usize,
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `host:port`, or empty for no endpoint.
+    pub address: String,
+}
+
+impl MetricsConfig {
+    /// The endpoint's address; None when metrics are off. Valid after [`Config::validate`].
+    pub fn socket_address(&self) -> Option<SocketAddr> {
+        self.address.trim().parse().ok()
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -152,6 +172,7 @@ impl Default for Config {
             cni: CniConfig::default(),
             registry: RegistryConfig::default(),
             cri: CriConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -301,6 +322,13 @@ impl Config {
         if self.cri.stream_page_size == 0 {
             return Err(invalid("cri.stream_page_size", "must be at least 1".into()));
         }
+        let metrics = self.metrics.address.trim();
+        if !metrics.is_empty() && metrics.parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                "metrics.address",
+                format!("{metrics:?} is not an address like 127.0.0.1:9090"),
+            ));
+        }
         if self.cri.event_buffer == 0 {
             return Err(invalid("cri.event_buffer", "must be at least 1".into()));
         }
@@ -384,6 +412,15 @@ mod tests {
                 .contains("`cni.pod_subnet`")
         );
         c.cni.pod_subnet = "10.0.0.0/8".into();
+        c.metrics.address = "localhost:9090".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("`metrics.address`")
+        );
+        c.metrics.address = "127.0.0.1:9090".into();
+        c.validate().unwrap();
         c.streaming.tls_cert = "/cert.pem".into();
         assert!(
             c.validate()

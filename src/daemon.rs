@@ -15,9 +15,13 @@ use crate::server::CriServer;
 use crate::socket::{self, LockFile};
 use crate::store::Store;
 use crate::streaming::Streaming;
+use crate::systemd::Notifier;
 
-/// Runs the daemon until a shutdown signal; returns when it may exit with 0.
-pub async fn run(config: Config) -> Result<()> {
+/// Runs the daemon until a shutdown signal; returns when it may exit with 0. `notifier` tells
+/// systemd when the socket serves and when shutdown begins.
+pub async fn run(config: Config, notifier: Notifier) -> Result<()> {
+    // What `ferrocri check` would say, so a host problem is in the log before a pod fails.
+    crate::preflight::log(&crate::preflight::run(&config));
     // Every pod needs the monitor binary: without it, refuse to start rather than fail pods.
     let monitor =
         crate::monitor::client::program().context("cannot find the daemon's executable")?;
@@ -67,6 +71,18 @@ pub async fn run(config: Config) -> Result<()> {
     let streaming = Streaming::start(&config.streaming, containers.clone(), sandboxes.clone())
         .await
         .context("cannot start the streaming server")?;
+    let metrics = match config.metrics.socket_address() {
+        Some(address) => {
+            let sources = crate::prometheus::endpoint::Sources {
+                sandboxes: sandboxes.clone(),
+                containers: containers.clone(),
+            };
+            let bound = crate::prometheus::endpoint::start(address, sources).await?;
+            tracing::info!(address = %bound, "serving Prometheus metrics at /metrics");
+            Some(bound)
+        }
+        None => None,
+    };
     let listener = socket::bind(&config.socket)?;
     let socket_path = config.socket.clone();
     let shutdown_timeout = config.shutdown_timeout;
@@ -75,6 +91,7 @@ pub async fn run(config: Config) -> Result<()> {
         root = %config.root_dir.display(),
         state = %config.state_dir.display(),
         version = env!("CARGO_PKG_VERSION"),
+        metrics = ?metrics,
         "ferrocri serving"
     );
 
@@ -89,7 +106,20 @@ pub async fn run(config: Config) -> Result<()> {
         ),
     );
 
+    // The socket listens and the server accepts on it: clients started after us may connect.
+    notifier.ready(&format!("serving on {}", socket_path.display()));
+    if let Some(every) = notifier.watchdog_interval() {
+        let notifier = notifier.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                notifier.watchdog();
+            }
+        });
+    }
     let signal_name = wait_for_shutdown_signal().await?;
+    notifier.stopping();
     tracing::info!(
         signal = signal_name,
         "shutting down: no new RPCs, finishing in-flight ones"

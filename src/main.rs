@@ -5,6 +5,8 @@ use ferrocri::cli::{Cli, Command, ConfigAction};
 use ferrocri::config::DEFAULT_CONFIG_TOML;
 
 fn main() -> ExitCode {
+    // SAFETY: no other thread exists yet (the async runtime starts below).
+    let notifier = unsafe { ferrocri::systemd::Notifier::from_env() };
     let cli = Cli::parse();
     if let Some(Command::Config {
         action: ConfigAction::Default,
@@ -27,6 +29,17 @@ fn main() -> ExitCode {
         print!("{}", toml::to_string(&config).unwrap_or_default());
         return ExitCode::SUCCESS;
     }
+    if let Some(Command::Check) = &cli.command {
+        let findings = ferrocri::preflight::run(&config);
+        for finding in &findings {
+            println!("{finding}");
+        }
+        return if ferrocri::preflight::failed(&findings) {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
     ferrocri::telemetry::init(config.log.level, config.log.format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -39,7 +52,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(ferrocri::daemon::run(config)) {
+    match runtime.block_on(ferrocri::daemon::run(config, notifier)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -1,4 +1,5 @@
-//! Logging: the tracing subscriber, and one span per RPC that ends with its duration and code.
+//! Logging: the tracing subscriber, and one span per RPC that ends with its duration and code;
+//! the same layer counts and times each RPC for the Prometheus metrics.
 
 use std::io::IsTerminal;
 use std::task::{Context, Poll};
@@ -43,7 +44,8 @@ pub fn record_ids(kind: &'static str, id: &str) {
     };
 }
 
-/// A tower layer that wraps each gRPC call in an `rpc` span and logs its outcome.
+/// A tower layer that wraps each gRPC call in an `rpc` span, logs its outcome and records it
+/// in the metrics.
 #[derive(Clone, Copy, Default)]
 pub struct RpcSpanLayer;
 
@@ -88,8 +90,9 @@ where
         Box::pin(
             async move {
                 let result = future.await;
-                let ms = started.elapsed().as_secs_f64() * 1000.0;
-                match &result {
+                let elapsed = started.elapsed();
+                let ms = elapsed.as_secs_f64() * 1000.0;
+                let code = match &result {
                     Ok(resp) => {
                         // Unary errors travel as a trailers-only response: the status is in the
                         // headers, its message percent-encoded for the wire; log it decoded.
@@ -97,15 +100,45 @@ where
                             Some(status) if status.code() != tonic::Code::Ok => {
                                 let code = format!("{:?}", status.code());
                                 tracing::info!(ms, code, message = status.message(), "rpc failed");
+                                status
                             }
-                            _ => tracing::debug!(ms, "rpc done"),
+                            _ => {
+                                tracing::debug!(ms, "rpc done");
+                                tonic::Status::ok("")
+                            }
                         }
                     }
-                    Err(e) => tracing::warn!(ms, error = %e, "rpc transport error"),
-                }
+                    Err(e) => {
+                        tracing::warn!(ms, error = %e, "rpc transport error");
+                        tonic::Status::unknown("")
+                    }
+                };
+                crate::prometheus::metrics().record_rpc(
+                    metric_rpc_name(&rpc, &code),
+                    &code_name(code.code()),
+                    elapsed,
+                );
                 result
             }
             .instrument(span),
         )
+    }
+}
+
+/// The RPC's name as a metric label. A path that names no RPC gets tonic's bare Unimplemented
+/// (ours always say which RPC); those share one label, so clients cannot grow the label set.
+fn metric_rpc_name<'a>(rpc: &'a str, status: &tonic::Status) -> &'a str {
+    if status.code() == tonic::Code::Unimplemented && status.message().is_empty() {
+        "unknown"
+    } else {
+        rpc
+    }
+}
+
+/// A gRPC code as Prometheus exporters of gRPC name it: "OK", "InvalidArgument", ….
+fn code_name(code: tonic::Code) -> String {
+    match code {
+        tonic::Code::Ok => "OK".to_owned(),
+        other => format!("{other:?}"),
     }
 }

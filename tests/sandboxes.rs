@@ -118,8 +118,31 @@ async fn lifecycle_run_inspect_list_stats_stop_remove() {
     let daemon_dir = std::path::Path::new(common::BIN).parent().unwrap();
     assert_eq!(monitor_exe, daemon_dir.join("ferrocri-monitor"));
 
-    // The pause: its name, its network namespace, its UTS and IPC namespaces.
+    // What ps shows: the monitor names its pod, the pause its pod ID; never the pod dir.
+    let short_id = &id[..13];
+    assert_eq!(comm(info.monitor_pid), "ferrocri-monito");
+    assert_eq!(
+        cmdline_words(info.monitor_pid),
+        ["ferrocri-monitor", "fcpt-ns/web-0", short_id]
+    );
     assert_eq!(comm(info.pid), "pause");
+    assert_eq!(cmdline_words(info.pid), ["ferrocri-pause", short_id]);
+    for (pid, title) in [
+        (
+            info.monitor_pid,
+            format!("ferrocri-monitor fcpt-ns/web-0 {short_id}"),
+        ),
+        (info.pid, format!("ferrocri-pause {short_id}")),
+    ] {
+        let pid = pid.to_string();
+        assert_eq!(run_ok("ps", &["-o", "args=", "-p", &pid]).trim(), title);
+        assert_eq!(
+            run_ok("ps", &["-o", "comm=", "-p", &pid]).trim(),
+            comm(pid.parse().unwrap())
+        );
+    }
+
+    // The pause: its network namespace, its UTS and IPC namespaces.
     assert_eq!(ns_id(format!("/proc/{}/ns/net", info.pid)), ns_id(&pin));
     assert_ne!(ns_id(&pin), ns_id("/proc/self/ns/net"));
     assert!(mounts_under(&pin).contains(&pin.display().to_string()));
@@ -186,7 +209,7 @@ async fn lifecycle_run_inspect_list_stats_stop_remove() {
     assert!(!cgroup_dirs(&info.cgroup).is_empty());
     assert!(env.lease_dir().join(&ip).exists(), "no lease file for {ip}");
     // What the checks after Stop look for is really there now.
-    let pod_procs: Vec<i32> = processes_mentioning(&info.dir.to_string_lossy(), None)
+    let pod_procs: Vec<i32> = processes_in_cgroup(&info.cgroup)
         .into_iter()
         .map(|(p, _)| p)
         .collect();
@@ -664,10 +687,7 @@ async fn failed_run_is_undone_completely() {
         mounts_under(env.daemon.dir.path())
     );
     assert!(env.leased_ips().is_empty(), "{:?}", env.leased_ips());
-    assert!(
-        processes_mentioning(&env.state_dir().to_string_lossy(), None).is_empty(),
-        "a monitor is left"
-    );
+    assert!(env.pod_processes(&ids).is_empty(), "a monitor is left");
     for id in &ids {
         assert!(cgroup_dirs(&format!("/ferrocri/{id}")).is_empty());
     }
@@ -844,7 +864,7 @@ async fn sigkill_between_cni_add_and_the_end_of_run_is_undone_at_restart() {
     assert!(env.leased_ips().is_empty(), "{:?}", env.leased_ips());
     assert!(mounts_under(&env.state_dir()).is_empty());
     assert!(
-        processes_mentioning(&env.state_dir().to_string_lossy(), None).is_empty(),
+        env.pod_processes(std::slice::from_ref(&id)).is_empty(),
         "a monitor is left"
     );
     assert!(env.pod_dirs().is_empty(), "{:?}", env.pod_dirs());

@@ -115,6 +115,26 @@ impl Cgroups {
         self.layout
     }
 
+    /// Controllers pods can use: those of the v1 hierarchies, and those the cgroup2 root
+    /// offers. Sorted, without duplicates.
+    pub fn available_controllers(&self) -> Vec<String> {
+        let mut found: Vec<String> = self
+            .v1
+            .iter()
+            .flat_map(|h| h.controllers.iter())
+            .filter(|c| !c.starts_with("name="))
+            .cloned()
+            .collect();
+        if let Some(root) = &self.unified
+            && let Ok(text) = std::fs::read_to_string(root.join("cgroup.controllers"))
+        {
+            found.extend(text.split_whitespace().map(str::to_owned));
+        }
+        found.sort();
+        found.dedup();
+        found
+    }
+
     /// Creates the cgroup (and missing ancestors) in every hierarchy. On v2, `cpu`, `cpuset`,
     /// `io`, `memory`, `pids` and `hugetlb` are enabled, where the kernel offers them, in every
     /// ancestor's `cgroup.subtree_control`. On v1 a new cpuset cgroup inherits its parent's

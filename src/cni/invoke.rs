@@ -287,6 +287,7 @@ impl Cni {
         // ADD gets the path as given: a plugin names it when it is not a namespace.
         let env = self.env(att, &att.netns.to_string_lossy());
         let caps = capability_args(att);
+        let started = std::time::Instant::now();
         let outcome = async {
             let mut prev: Option<Value> = None;
             for (plugin, binary) in net.plugins.iter().zip(&binaries) {
@@ -304,6 +305,7 @@ impl Cni {
             Ok(AddResult { ips, raw: result })
         }
         .await;
+        crate::prometheus::metrics().record_cni("ADD", &net.name, started.elapsed());
 
         let added = match outcome {
             Ok(added) => added,
@@ -379,8 +381,10 @@ impl Cni {
         };
         validate_network(&list)?;
         let env = self.env(&effective, &netns_arg(&effective.netns));
-        self.del_list(&list, &effective, &env, prev.as_ref())
-            .await?;
+        let started = std::time::Instant::now();
+        let deleted = self.del_list(&list, &effective, &env, prev.as_ref()).await;
+        crate::prometheus::metrics().record_cni("DEL", &list.name, started.elapsed());
+        deleted?;
         remove_entry(&path).await
     }
 

@@ -28,6 +28,7 @@ use libseccomp::{
 use serde::Deserialize;
 
 use super::spec::{SeccompArg, SeccompProfile, SeccompRule};
+use crate::preflight::probes::{kernel_version, parse_kernel_version};
 
 /// ferrocri's RuntimeDefault profile, in the Docker/OCI JSON format.
 const DEFAULT_PROFILE: &str = include_str!("seccomp_default.json");
@@ -235,7 +236,7 @@ impl Target {
         Target {
             scmp_arch,
             aliases,
-            kernel: running_kernel(),
+            kernel: kernel_version(),
         }
     }
 
@@ -243,29 +244,6 @@ impl Target {
         arch.eq_ignore_ascii_case(self.scmp_arch)
             || self.aliases.iter().any(|a| arch.eq_ignore_ascii_case(a))
     }
-}
-
-fn running_kernel() -> Option<(u32, u32, u32)> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
-    parse_kernel_version(release.trim())
-}
-
-/// `6.18.44-fc-v769` → (6, 18, 44); `4.8` → (4, 8, 0).
-fn parse_kernel_version(text: &str) -> Option<(u32, u32, u32)> {
-    let mut parts = [0u32; 3];
-    let mut count = 0;
-    for (i, piece) in text.split('.').take(3).enumerate() {
-        let digits: String = piece.chars().take_while(char::is_ascii_digit).collect();
-        if digits.is_empty() {
-            break;
-        }
-        parts[i] = digits.parse().ok()?;
-        count = i + 1;
-        if digits.len() != piece.len() {
-            break;
-        }
-    }
-    (count >= 2).then_some((parts[0], parts[1], parts[2]))
 }
 
 /// A container's capabilities, normalised to `CAP_*` upper case.
@@ -1153,16 +1131,6 @@ mod tests {
             from_json(b"{\"syscalls\": []}", &[]),
             Err(SeccompError::Json(_))
         ));
-    }
-
-    #[test]
-    fn kernel_versions_parse() {
-        assert_eq!(parse_kernel_version("6.18.44-fc-v769"), Some((6, 18, 44)));
-        assert_eq!(parse_kernel_version("4.8"), Some((4, 8, 0)));
-        assert_eq!(parse_kernel_version("5.10.0-28-amd64"), Some((5, 10, 0)));
-        assert_eq!(parse_kernel_version("6.1-rc3"), Some((6, 1, 0)));
-        assert_eq!(parse_kernel_version("6"), None);
-        assert_eq!(parse_kernel_version("x"), None);
     }
 
     /// What busybox's sh, ls, echo, top, sleep, ping, httpd, nc and a glibc-dynamic program

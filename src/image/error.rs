@@ -77,6 +77,32 @@ impl ImageError {
         }
     }
 
+    /// A short, fixed word for what went wrong: the `reason` label of failed-pull metrics.
+    pub fn reason(&self) -> &'static str {
+        use super::registry::Failure;
+        match self.root() {
+            ImageError::Reference(_) => "bad_reference",
+            ImageError::Registry(r) => match r.failure() {
+                Failure::NotFound => "not_found",
+                Failure::Unauthorized => "unauthorized",
+                Failure::Unavailable => "registry_unavailable",
+                Failure::Invalid => "registry_invalid",
+            },
+            ImageError::Manifest {
+                source: super::manifest::ManifestError::NoPlatform { .. },
+                ..
+            } => "no_platform",
+            ImageError::Manifest { .. } => "bad_manifest",
+            ImageError::ManifestDigest { .. } | ImageError::DiffId { .. } => "digest_mismatch",
+            ImageError::Content { .. } => "content_store",
+            ImageError::Stalled { .. } => "stalled",
+            ImageError::Transfer { .. } => "transfer",
+            ImageError::Unpack(_) => "unpack",
+            ImageError::Store(_) => "metadata_store",
+            ImageError::Io { .. } | ImageError::Shared(_) => "io",
+        }
+    }
+
     /// The error itself, looking through a shared one.
     pub fn root(&self) -> &ImageError {
         match self {

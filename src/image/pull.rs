@@ -391,7 +391,12 @@ async fn download(
                     message: describe(&e),
                 });
             }
-            Ok(Some(Ok(chunk))) => writer.write(&chunk).map_err(content_error)?,
+            Ok(Some(Ok(chunk))) => {
+                crate::prometheus::metrics()
+                    .image_pull_bytes
+                    .inc_by(chunk.len() as u64);
+                writer.write(&chunk).map_err(content_error)?
+            }
         }
     }
     tokio::task::spawn_blocking(move || writer.commit())
@@ -412,6 +417,8 @@ fn unpack(
     chain_id: &Digest,
     image: &str,
 ) -> Result<LayerUsage, ImageError> {
+    let _timer =
+        crate::prometheus::Timer::start(&crate::prometheus::metrics().layer_unpack_duration);
     let io = |what: &str| {
         let what = format!("{image}: layer {}: {what}", desc.digest);
         move |e| ImageError::io(what, e)

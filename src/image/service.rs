@@ -86,7 +86,17 @@ impl Images {
         credentials: Option<Credentials>,
     ) -> Result<ImageRecord, ImageError> {
         let reference = Reference::parse(image)?;
-        super::pull::pull(self, reference, credentials).await
+        let m = crate::prometheus::metrics();
+        let timer = crate::prometheus::Timer::start(&m.image_pull_duration);
+        let pulled = super::pull::pull(self, reference, credentials).await;
+        drop(timer);
+        m.image_pulls.inc();
+        if let Err(e) = &pulled {
+            m.image_pull_failures
+                .get_or_create(&crate::prometheus::ReasonLabels { reason: e.reason() })
+                .inc();
+        }
+        pulled
     }
 
     /// The image `image` (an ID, a tag or a digest reference) names, if pulled.

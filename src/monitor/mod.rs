@@ -18,6 +18,7 @@ pub mod protocol;
 pub mod session;
 mod stdin;
 mod streams;
+pub mod title;
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -94,6 +95,11 @@ fn prepare(dir: &Path) -> Result<(PodSpec, Pid, std::os::unix::net::UnixListener
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
         .map_err(|e| format!("cannot read {}: {e}", spec_path.display()))?;
     join_cgroup(&spec)?;
+    // Named before the fork, so the pause never shows the monitor's arguments.
+    title::set(
+        title::MONITOR_COMM,
+        &title::monitor_words(&spec.pod_namespace, &spec.pod_name, &spec.sandbox_id),
+    );
     let pause = start_pause(&spec)?;
     if let Err(e) = pin_namespaces(dir, pause, &spec) {
         let _ = kill(pause, Signal::SIGKILL);

@@ -13,6 +13,10 @@ use super::protocol::PodSpec;
 
 /// Runs in the forked child. Reports "ok" or an error through `report`, then never returns.
 pub fn run(spec: &PodSpec, report: OwnedFd) -> ! {
+    super::title::set(
+        super::title::PAUSE_COMM,
+        &super::title::pause_words(&spec.sandbox_id),
+    );
     // stdout is the monitor's ready pipe to the daemon: the pause must not hold it open.
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
@@ -68,7 +72,6 @@ fn enter_pod(spec: &PodSpec) -> Result<(), String> {
     for (key, value) in &spec.sysctls {
         write_sysctl(key, value)?;
     }
-    let _ = nix::sys::prctl::set_name(c"pause");
     Ok(())
 }
 

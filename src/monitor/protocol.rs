@@ -17,6 +17,11 @@ const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PodSpec {
     pub sandbox_id: String,
+    /// The pod's Kubernetes namespace and name, for the monitor's process title.
+    #[serde(default)]
+    pub pod_namespace: String,
+    #[serde(default)]
+    pub pod_name: String,
     /// Pinned network namespace to join; None for host-network pods.
     pub netns: Option<PathBuf>,
     pub hostname: String,

@@ -293,6 +293,8 @@ impl Sandboxes {
         }
         let spec = PodSpec {
             sandbox_id: record.id.clone(),
+            pod_namespace: record.metadata().namespace,
+            pod_name: record.metadata().name,
             netns: record.netns.clone(),
             hostname: config.hostname.clone(),
             private_ipc: record.ipc_mode() != NamespaceMode::Node,

@@ -57,7 +57,8 @@ impl CriServer {
             runtime_handlers: vec![RuntimeHandler {
                 name: String::new(),
                 features: Some(RuntimeHandlerFeatures {
-                    recursive_read_only_mounts: recursive_read_only_supported(),
+                    // Recursive read-only bind mounts need mount_setattr (Linux 5.12).
+                    recursive_read_only_mounts: crate::preflight::probes::mount_setattr_supported(),
                     user_namespaces: self.user_namespaces_supported().await,
                 }),
             }],
@@ -140,26 +141,6 @@ impl CriServer {
             .await?;
         Ok(())
     }
-}
-
-/// Recursive read-only bind mounts need mount_setattr (Linux 5.12); probe the syscall once.
-fn recursive_read_only_supported() -> bool {
-    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SUPPORTED.get_or_init(|| {
-        // An invalid call: ENOSYS means the kernel lacks it, anything else means it exists.
-        // SAFETY: mount_setattr with a null attr and size 0 touches no memory.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_mount_setattr,
-                -1,
-                c"".as_ptr(),
-                0,
-                std::ptr::null::<u8>(),
-                0,
-            )
-        };
-        !(r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS))
-    })
 }
 
 fn condition(kind: &str, state: Result<(), (&str, String)>) -> RuntimeCondition {

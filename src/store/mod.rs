@@ -117,6 +117,10 @@ impl Store {
         // rolls back on drop), so a poisoned lock is safe to keep using.
         let mut guard: MutexGuard<'_, Connection> =
             self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        // Measured from BEGIN to COMMIT: the wait for the lock is not the database's time.
+        let _timer = crate::prometheus::Timer::start(
+            &crate::prometheus::metrics().store_transaction_duration,
+        );
         let tx = guard.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let result = f(&Conn(&tx))?;
         tx.commit()?;

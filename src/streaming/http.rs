@@ -167,6 +167,7 @@ fn route(mut request: Request<Body>, streaming: Arc<Streaming>) -> Reply {
     tokio::spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
+                let _open = crate::prometheus::SessionGauge::open();
                 run(
                     TokioIo::new(upgraded),
                     transport,

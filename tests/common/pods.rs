@@ -246,8 +246,12 @@ impl PodEnv {
         for mount in mounts_under(dir) {
             found.push(format!("mount left: {mount}"));
         }
+        // Pod processes by cgroup, and anything else started from the test folder (CNI
+        // plugins).
         let exclude = self.daemon.child.as_ref().map(|c| c.id() as i32);
-        for (pid, cmd) in processes_mentioning(&dir.to_string_lossy(), exclude) {
+        let mut procs: BTreeMap<i32, String> = self.pod_processes(ids).into_iter().collect();
+        procs.extend(processes_mentioning(&dir.to_string_lossy(), exclude));
+        for (pid, cmd) in procs {
             found.push(format!("process left: {pid} {cmd}"));
         }
         for dir in self.pod_dirs() {
@@ -271,6 +275,30 @@ impl PodEnv {
             found.push(format!("veth left on {}: {veth}", self.bridge));
         }
         found
+    }
+
+    /// Live processes of this daemon's pods: those in the cgroup of any pod it made (`ids`,
+    /// the pods noted, in the pod folder or named in the log), plus any whose command line
+    /// names the state folder (a monitor before it joins its cgroup and renames itself).
+    /// Monitors and pauses rename themselves, so the cgroup is what finds them.
+    pub fn pod_processes(&self, ids: &[String]) -> Vec<(i32, String)> {
+        let mut all: BTreeSet<String> = self.ids.lock().unwrap().clone();
+        all.extend(ids.iter().cloned());
+        all.extend(self.pod_dirs().into_iter().filter(|d| is_id(d)));
+        all.extend(ids_in(&self.daemon.log()));
+        let exclude = self.daemon.child.as_ref().map(|c| c.id() as i32);
+        let mut found: BTreeMap<i32, String> = BTreeMap::new();
+        for id in &all {
+            found.extend(processes_in_cgroup(&format!("/ferrocri/{id}")));
+        }
+        found.extend(processes_mentioning(
+            &self.state_dir().to_string_lossy(),
+            exclude,
+        ));
+        found
+            .into_iter()
+            .filter(|(pid, _)| Some(*pid) != exclude)
+            .collect()
     }
 
     /// Asserts [`PodEnv::leftovers`] finds nothing.
@@ -573,6 +601,41 @@ pub fn processes_mentioning(needle: &str, exclude: Option<i32>) -> Vec<(i32, Str
     found
 }
 
+/// Live processes (not zombies, not this one) in the cgroup `cgroup` (e.g. `/ferrocri/<id>`)
+/// or below it, in any hierarchy, with their command lines.
+pub fn processes_in_cgroup(cgroup: &str) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let below = format!("{}/", cgroup.trim_end_matches('/'));
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cgroups) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+            continue;
+        };
+        // Lines are `hierarchy:controllers:path`.
+        let inside = cgroups.lines().any(|line| {
+            line.splitn(3, ':')
+                .nth(2)
+                .is_some_and(|path| path == cgroup || path.starts_with(&below))
+        });
+        if inside && pid != me && !process_gone(pid) {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            found.push((pid, cmd.trim().to_owned()));
+        }
+    }
+    found
+}
+
 /// Whether `pid` has exited: no /proc entry, or a zombie waiting for its parent.
 pub fn process_gone(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -616,6 +679,16 @@ pub fn zombie_children(parent: i32) -> Vec<(i32, String)> {
         }
     }
     found
+}
+
+/// The arguments in /proc/PID/cmdline (NUL-separated; empty ones, the padding of a
+/// rewritten command line, left out).
+pub fn cmdline_words(pid: i32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    raw.split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect()
 }
 
 pub fn comm(pid: i32) -> String {
@@ -914,7 +987,9 @@ pub async fn stopped_pod_leftovers(env: &PodEnv, id: &str, info: &PodInfo) -> Ve
             }
         }
     }
-    for (pid, cmd) in processes_mentioning(&info.dir.to_string_lossy(), None) {
+    let mut procs: BTreeMap<i32, String> = processes_in_cgroup(&info.cgroup).into_iter().collect();
+    procs.extend(processes_mentioning(&info.dir.to_string_lossy(), None));
+    for (pid, cmd) in procs {
         found.push(format!("process of the pod left: {pid} {cmd}"));
     }
     for dir in cgroup_dirs(&info.cgroup) {
