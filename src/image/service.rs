@@ -12,6 +12,7 @@ use super::digest::Digest;
 use super::error::ImageError;
 use super::reference::Reference;
 use super::registry::{Credentials, Registry};
+use super::source::Source;
 use crate::config::Config;
 use crate::inflight::Inflight;
 use crate::rootfs::layers::LayerStore;
@@ -87,6 +88,21 @@ impl Images {
     ) -> Result<ImageRecord, ImageError> {
         let reference = Reference::parse(image)?;
         super::pull::pull(self, reference, credentials).await
+    }
+
+    /// Stores the image `reference` names in `source` and records it under that name: a pull
+    /// from somewhere other than a registry (`ferrocri import`).
+    pub async fn store_from<S: Source>(
+        self: &Arc<Self>,
+        reference: Reference,
+        source: Arc<S>,
+    ) -> Result<ImageRecord, ImageError> {
+        super::pull::fetch(self, reference, source).await
+    }
+
+    /// What is on disk: every stored blob with its size, and every unpacked layer's chain ID.
+    pub fn inventory(&self) -> std::io::Result<(Vec<(Digest, u64)>, Vec<Digest>)> {
+        Ok((self.content.list()?, self.layers.list()?))
     }
 
     /// The image `image` (an ID, a tag or a digest reference) names, if pulled.
