@@ -44,6 +44,13 @@ pub struct FsUsage {
     pub inodes: u64,
 }
 
+/// The blobs (with their sizes) and unpacked layers (by chain ID) on disk.
+#[derive(Debug, Default, Clone)]
+pub struct Inventory {
+    pub blobs: Vec<(Digest, u64)>,
+    pub layers: Vec<Digest>,
+}
+
 /// What a garbage collection removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GcStats {
@@ -100,9 +107,12 @@ impl Images {
         super::pull::fetch(self, reference, source).await
     }
 
-    /// What is on disk: every stored blob with its size, and every unpacked layer's chain ID.
-    pub fn inventory(&self) -> std::io::Result<(Vec<(Digest, u64)>, Vec<Digest>)> {
-        Ok((self.content.list()?, self.layers.list()?))
+    /// What is on disk: every stored blob and every unpacked layer.
+    pub fn inventory(&self) -> std::io::Result<Inventory> {
+        Ok(Inventory {
+            blobs: self.content.list()?,
+            layers: self.layers.list()?,
+        })
     }
 
     /// The image `image` (an ID, a tag or a digest reference) names, if pulled.

@@ -122,15 +122,16 @@ async fn copy(
         }
     }
     let after = images.inventory().context("cannot list the image store")?;
-    for (digest, size) in &after.0 {
-        if !before.0.iter().any(|(d, _)| d == digest) {
+    let blobs_before: HashSet<&Digest> = before.blobs.iter().map(|(d, _)| d).collect();
+    for (digest, size) in &after.blobs {
+        if !blobs_before.contains(digest) {
             summary.blobs_copied += 1;
             summary.bytes_copied += size;
         }
     }
-    let layers_before: HashSet<&Digest> = before.1.iter().collect();
+    let layers_before: HashSet<&Digest> = before.layers.iter().collect();
     summary.layers_unpacked = after
-        .1
+        .layers
         .iter()
         .filter(|l| !layers_before.contains(l))
         .count();
@@ -233,7 +234,10 @@ mod tests {
             ["127.0.0.1:5000/pause:3.10"]
         );
         // An ID brings every name of that content (the ID name itself is skipped later).
-        assert_eq!(names(choose(&listed, &[id.clone()]).unwrap()).len(), 3);
+        assert_eq!(
+            names(choose(&listed, std::slice::from_ref(&id)).unwrap()).len(),
+            3
+        );
         assert_eq!(names(choose(&listed, &["a".repeat(64)]).unwrap()).len(), 3);
         assert_eq!(
             choose(
