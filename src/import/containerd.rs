@@ -79,7 +79,15 @@ impl Containerd {
         };
         let expires = humantime::format_rfc3339_seconds(SystemTime::now() + LEASE_EXPIRY);
         let request = CreateRequest {
-            id: format!("ferrocri-import-{}", std::process::id()),
+            // Unique even when a crashed import with the same pid left its lease.
+            id: format!(
+                "ferrocri-import-{}-{}",
+                std::process::id(),
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis()
+            ),
             labels: HashMap::from([("containerd.io/gc.expire".into(), expires.to_string())]),
         };
         let lease = LeasesClient::new(this.channel.clone())
