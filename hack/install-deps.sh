@@ -33,16 +33,19 @@ log() { echo "[install-deps] $*"; }
 
 # Daemon runtime: CNI plugins (Debian puts them in /usr/lib/cni), iptables for
 # portmap/masquerade, ip for netns setup, nsenter/mount from util-linux, ps/pgrep.
-# Building ferrocri links libseccomp (libseccomp-dev brings the library and its link).
+# Building ferrocri links libseccomp (libseccomp-dev brings the library and its link);
+# protobuf-compiler is protoc, which the containerd-client crate's build script runs on
+# containerd's API (for `ferrocri import containerd`).
 PKGS=(containernetworking-plugins iptables iproute2 util-linux procps ca-certificates
-	libseccomp-dev pkg-config gcc libc6-dev)
+	libseccomp-dev pkg-config gcc libc6-dev protobuf-compiler)
 if [ "$RUNTIME_ONLY" = 0 ]; then
 	# Tests: docker-registry as the offline image source, curl/jq/python3 for the
 	# scripts (python3-venv for hack/grpc-clients.sh's grpcio), script(1) to give crictl
 	# a terminal, openssl for test certificates (gcc/libc6-dev above also build the
 	# static test-image helpers), python3-prometheus-client to read the metrics endpoint
-	# with a parser that is not ours.
-	PKGS+=(docker-registry curl jq python3 python3-venv bsdutils openssl python3-prometheus-client)
+	# with a parser that is not ours; containerd (Debian's 1.6, with ctr) is the source
+	# tests/import.rs imports from.
+	PKGS+=(docker-registry curl jq python3 python3-venv bsdutils openssl python3-prometheus-client containerd)
 fi
 
 missing=()

@@ -45,6 +45,27 @@ pub enum Command {
     /// Check that this host can run pods: prints one line per requirement (ok, warn or fail,
     /// with the fix) and exits with 1 when something fails.
     Check,
+    /// Copy the images another runtime holds into ferrocri's store (the daemon must be stopped).
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportFrom {
+    /// Copy images (index, manifest, config, layers, names) from a running containerd.
+    Containerd {
+        /// containerd's socket.
+        #[arg(long, default_value = "/run/containerd/containerd.sock")]
+        address: PathBuf,
+        /// containerd namespace; `k8s.io` is where its CRI plugin keeps kubelet's images.
+        #[arg(long, short = 'n', default_value = "k8s.io")]
+        namespace: String,
+        /// Images to copy, by name (`busybox:1.36`, `registry.k8s.io/pause:3.10`) or ID; all
+        /// images of the namespace when none is given.
+        images: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

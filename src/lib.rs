@@ -9,6 +9,7 @@ pub mod cri;
 pub mod daemon;
 pub mod executor;
 pub mod image;
+pub mod import;
 pub mod inflight;
 pub mod keyed_lock;
 pub mod monitor;

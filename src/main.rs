@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ferrocri::cli::{Cli, Command, ConfigAction};
+use ferrocri::cli::{Cli, Command, ConfigAction, ImportFrom};
 use ferrocri::config::DEFAULT_CONFIG_TOML;
 
 fn main() -> ExitCode {
@@ -52,6 +52,28 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::Import {
+        from:
+            ImportFrom::Containerd {
+                address,
+                namespace,
+                images,
+            },
+    }) = cli.command
+    {
+        let request = ferrocri::import::ContainerdRequest {
+            address,
+            namespace,
+            images,
+        };
+        return match runtime.block_on(ferrocri::import::from_containerd(&config, &request)) {
+            Ok(summary) => report_import(&summary),
+            Err(e) => {
+                eprintln!("ferrocri: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(ferrocri::daemon::run(config, notifier)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -59,5 +81,31 @@ fn main() -> ExitCode {
             eprintln!("ferrocri: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// One line per image, then the totals; failure when any image failed.
+fn report_import(summary: &ferrocri::import::Summary) -> ExitCode {
+    for (name, id) in &summary.imported {
+        println!("imported {name} ({id})");
+    }
+    for name in &summary.skipped {
+        println!("skipped {name} (an image ID, not a name)");
+    }
+    for (name, why) in &summary.failed {
+        eprintln!("ferrocri: cannot import {name}: {why}");
+    }
+    println!(
+        "{} imported, {} failed; {} blobs copied ({} bytes), {} layers unpacked",
+        summary.imported.len(),
+        summary.failed.len(),
+        summary.blobs_copied,
+        summary.bytes_copied,
+        summary.layers_unpacked
+    );
+    if summary.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

@@ -11,5 +11,6 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod service;
+pub mod source;
 pub mod sparse;
 pub mod unpack;

@@ -2,6 +2,9 @@
 //! then download and unpack every layer — layers download in parallel (bounded) and each one
 //! unpacks as soon as its blob is verified, while later ones are still downloading. The image
 //! is recorded only once everything it needs is on disk.
+//!
+//! The pipeline reads from a [`Source`]: a registry session for a pull, another runtime's
+//! content store for `ferrocri import`. Both write through the same verifying content store.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -11,7 +14,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 
 use super::catalog::{self, ImageRecord, LayerRecord};
-use super::content::ContentStore;
+use super::content::{ContentError, ContentStore};
 use super::digest::{Digest, HashingReader, chain_ids};
 use super::error::ImageError;
 use super::manifest::{
@@ -19,8 +22,9 @@ use super::manifest::{
     Platform,
 };
 use super::reference::Reference;
-use super::registry::{Credentials, Session, describe};
+use super::registry::Credentials;
 use super::service::{Images, LayerUsage};
+use super::source::Source;
 use super::unpack::{LayerContext, unpack_layer};
 use crate::rootfs::layers::LayerStore;
 
@@ -41,9 +45,22 @@ pub(super) async fn pull(
     credentials: Option<Credentials>,
 ) -> Result<ImageRecord, ImageError> {
     let name = reference.to_string();
-    let _no_gc = images.gc_lock.read().await;
     let session = Arc::new(images.registry.session(&reference, credentials)?);
-    let resolved = resolve(&session, &reference, &name).await?;
+    let record = fetch(images, reference, session).await?;
+    tracing::info!(image = %name, id = %record.id, "image pulled");
+    Ok(record)
+}
+
+/// Stores the image `reference` names in `source` (for this platform) and records it under
+/// that name.
+pub(super) async fn fetch<S: Source>(
+    images: &Arc<Images>,
+    reference: Reference,
+    source: Arc<S>,
+) -> Result<ImageRecord, ImageError> {
+    let name = reference.to_string();
+    let _no_gc = images.gc_lock.read().await;
+    let resolved = resolve(&*source, &reference, &name).await?;
     resolved
         .manifest
         .check_is_image()
@@ -53,7 +70,7 @@ pub(super) async fn pull(
         })?;
 
     let config_desc = resolved.manifest.config.clone();
-    let config_bytes = fetch_small_blob(&session, &config_desc, resolved.endpoint, &name).await?;
+    let config_bytes = fetch_small_blob(&*source, &config_desc, resolved.endpoint, &name).await?;
     let config = ImageConfig::parse(&config_bytes).map_err(|source| ImageError::Manifest {
         image: name.clone(),
         source,
@@ -80,7 +97,7 @@ pub(super) async fn pull(
         .map(|((desc, diff_id), chain_id)| {
             fetch_layer(
                 images,
-                &session,
+                &source,
                 LayerJob {
                     desc: desc.clone(),
                     diff_id: diff_id.clone(),
@@ -137,23 +154,21 @@ pub(super) async fn pull(
         None => reference.tagged(),
     };
     let digest_ref = reference.digested(resolved.top_digest.as_str());
-    let record = images
+    Ok(images
         .store
         .run(move |c| catalog::record_pull(c, record, tag.as_deref(), &digest_ref))
-        .await?;
-    tracing::info!(image = %name, id = %record.id, "image pulled");
-    Ok(record)
+        .await?)
 }
 
 /// Fetches the top-level document and, for an index, the manifest for this platform.
-async fn resolve(
-    session: &Session,
+async fn resolve<S: Source>(
+    source: &S,
     reference: &Reference,
     name: &str,
 ) -> Result<Resolved, ImageError> {
     let by_digest = reference.digest.is_some();
-    let top = session
-        .fetch_manifest(reference.api_reference(), by_digest)
+    let top = source
+        .document(reference.api_reference(), by_digest)
         .await?;
     let top_digest = Digest::of(&top.bytes);
     if let Some(expected) = reference
@@ -183,7 +198,7 @@ async fn resolve(
         }),
         Document::Index(index) => {
             let chosen = manifest::select(&index, &Platform::host()).map_err(manifest_error)?;
-            let fetched = session.fetch_manifest(chosen.digest.as_str(), true).await?;
+            let fetched = source.document(chosen.digest.as_str(), true).await?;
             let actual = Digest::of(&fetched.bytes);
             if actual != chosen.digest {
                 return Err(ImageError::ManifestDigest {
@@ -230,8 +245,8 @@ fn media_type_of(bytes: &[u8], content_type: &str) -> String {
 }
 
 /// Fetches a config blob into memory and verifies it.
-async fn fetch_small_blob(
-    session: &Session,
+async fn fetch_small_blob<S: Source>(
+    source: &S,
     desc: &Descriptor,
     endpoint: usize,
     image: &str,
@@ -245,32 +260,57 @@ async fn fetch_small_blob(
             message: format!("config of {} bytes is larger than 16 MiB", desc.size),
         });
     }
-    let (response, url) = session.open_blob(desc.digest.as_str(), endpoint).await?;
-    let bytes = tokio::time::timeout(session.progress_timeout(), response.bytes())
-        .await
-        .map_err(|_| ImageError::Stalled {
-            image: image.to_owned(),
-            blob: desc.digest.clone(),
-            url: url.clone(),
-            timeout: session.progress_timeout(),
-        })?
-        .map_err(|e| ImageError::Transfer {
-            image: image.to_owned(),
-            blob: desc.digest.clone(),
-            url: url.clone(),
-            message: describe(&e),
-        })?;
+    let opened = source.blob(&desc.digest, endpoint).await?;
+    let (mut chunks, url) = (opened.chunks, opened.location);
+    let timeout = source.progress_timeout();
+    let mut bytes = Vec::new();
+    loop {
+        match tokio::time::timeout(timeout, chunks.next()).await {
+            Err(_) => {
+                return Err(ImageError::Stalled {
+                    image: image.to_owned(),
+                    blob: desc.digest.clone(),
+                    url,
+                    timeout,
+                });
+            }
+            Ok(None) => break,
+            Ok(Some(Err(message))) => {
+                return Err(ImageError::Transfer {
+                    image: image.to_owned(),
+                    blob: desc.digest.clone(),
+                    url,
+                    message,
+                });
+            }
+            Ok(Some(Ok(chunk))) => {
+                // Never hold more than the descriptor promised.
+                let actual = (bytes.len() + chunk.len()) as u64;
+                if actual > desc.size {
+                    return Err(ImageError::Content {
+                        image: image.to_owned(),
+                        source: ContentError::SizeMismatch {
+                            digest: desc.digest.clone(),
+                            expected: desc.size,
+                            actual,
+                        },
+                    });
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+        }
+    }
     let actual = Digest::of(&bytes);
     if actual != desc.digest || bytes.len() as u64 != desc.size {
         return Err(ImageError::Content {
             image: image.to_owned(),
-            source: super::content::ContentError::DigestMismatch {
+            source: ContentError::DigestMismatch {
                 expected: desc.digest.clone(),
                 actual,
             },
         });
     }
-    Ok(bytes)
+    Ok(bytes.into())
 }
 
 struct LayerJob {
@@ -282,9 +322,9 @@ struct LayerJob {
 }
 
 /// Makes sure one layer's blob is stored and its directory unpacked.
-async fn fetch_layer(
+async fn fetch_layer<S: Source>(
     images: &Arc<Images>,
-    session: &Arc<Session>,
+    source: &Arc<S>,
     job: LayerJob,
     limit: Arc<Semaphore>,
     known: &HashMap<Digest, LayerUsage>,
@@ -298,8 +338,8 @@ async fn fetch_layer(
             .acquire()
             .await
             .map_err(|e| ImageError::io("download limit", std::io::Error::other(e)))?;
-        let (session, content, desc, endpoint, image) = (
-            session.clone(),
+        let (source, content, desc, endpoint, image) = (
+            source.clone(),
             images.content.clone(),
             job.desc.clone(),
             job.endpoint,
@@ -308,7 +348,7 @@ async fn fetch_layer(
         images
             .downloads
             .run(job.desc.digest.clone(), move || {
-                download(session, content, desc, endpoint, image).boxed()
+                download(source, content, desc, endpoint, image).boxed()
             })
             .await?;
     }
@@ -351,8 +391,8 @@ async fn fetch_layer(
 }
 
 /// Streams one blob into the content store, verifying it; aborts when the registry stalls.
-async fn download(
-    session: Arc<Session>,
+async fn download<S: Source>(
+    source: Arc<S>,
     content: ContentStore,
     desc: Descriptor,
     endpoint: usize,
@@ -362,7 +402,8 @@ async fn download(
     if content.size(&desc.digest) == Some(desc.size) {
         return Ok(());
     }
-    let (response, url) = session.open_blob(desc.digest.as_str(), endpoint).await?;
+    let opened = source.blob(&desc.digest, endpoint).await?;
+    let (mut body, url) = (opened.chunks, opened.location);
     let content_error = |source| ImageError::Content {
         image: image.clone(),
         source,
@@ -370,8 +411,7 @@ async fn download(
     let mut writer = content
         .writer(desc.digest.clone(), Some(desc.size))
         .map_err(content_error)?;
-    let timeout = session.progress_timeout();
-    let mut body = response.bytes_stream();
+    let timeout = source.progress_timeout();
     loop {
         match tokio::time::timeout(timeout, body.next()).await {
             Err(_) => {
@@ -383,12 +423,12 @@ async fn download(
                 });
             }
             Ok(None) => break,
-            Ok(Some(Err(e))) => {
+            Ok(Some(Err(message))) => {
                 return Err(ImageError::Transfer {
                     image,
                     blob: desc.digest,
                     url,
-                    message: describe(&e),
+                    message,
                 });
             }
             Ok(Some(Ok(chunk))) => {

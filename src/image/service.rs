@@ -12,6 +12,7 @@ use super::digest::Digest;
 use super::error::ImageError;
 use super::reference::Reference;
 use super::registry::{Credentials, Registry};
+use super::source::Source;
 use crate::config::Config;
 use crate::inflight::Inflight;
 use crate::rootfs::layers::LayerStore;
@@ -41,6 +42,13 @@ pub struct FsUsage {
     pub mountpoint: PathBuf,
     pub bytes: u64,
     pub inodes: u64,
+}
+
+/// The blobs (with their sizes) and unpacked layers (by chain ID) on disk.
+#[derive(Debug, Default, Clone)]
+pub struct Inventory {
+    pub blobs: Vec<(Digest, u64)>,
+    pub layers: Vec<Digest>,
 }
 
 /// What a garbage collection removed.
@@ -97,6 +105,24 @@ impl Images {
                 .inc();
         }
         pulled
+    }
+
+    /// Stores the image `reference` names in `source` and records it under that name: a pull
+    /// from somewhere other than a registry (`ferrocri import`).
+    pub async fn store_from<S: Source>(
+        self: &Arc<Self>,
+        reference: Reference,
+        source: Arc<S>,
+    ) -> Result<ImageRecord, ImageError> {
+        super::pull::fetch(self, reference, source).await
+    }
+
+    /// What is on disk: every stored blob and every unpacked layer.
+    pub fn inventory(&self) -> std::io::Result<Inventory> {
+        Ok(Inventory {
+            blobs: self.content.list()?,
+            layers: self.layers.list()?,
+        })
     }
 
     /// The image `image` (an ID, a tag or a digest reference) names, if pulled.
