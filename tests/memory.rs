@@ -15,8 +15,10 @@ use ctr::*;
 use ferrocri::cri::v1::*;
 use tonic::Code;
 
-/// How far above its idle RSS the daemon may stay once everything is removed.
-const SLACK_MIB: f64 = 8.0;
+/// How far above its idle RSS the daemon may stay once everything is removed (the issue's
+/// bound; what remains is SQLite's page cache and the stacks of idle blocking-pool threads,
+/// which tokio ends after 10 s).
+const SLACK_MIB: f64 = 10.0;
 
 /// Anonymous resident memory: the heap and stacks, not the pages of the binary, which grow
 /// as code runs for the first time and are shared with every other process that maps it.
@@ -122,17 +124,19 @@ async fn rss_returns_to_idle_after_large_requests() {
         .items;
     assert!(left.is_empty(), "pods left: {left:?}");
 
-    // jemalloc purges freed pages after about a second; give it a few.
-    let deadline = Instant::now() + Duration::from_secs(15);
+    // jemalloc purges freed pages after about a second; idle blocking threads end after 10 s.
+    let removed = Instant::now();
+    let deadline = removed + Duration::from_secs(30);
     let mut after = rss_mib(pid);
     while after > idle + SLACK_MIB && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
         after = rss_mib(pid);
     }
     eprintln!(
-        "daemon anonymous RSS: idle {idle:.1} MiB, peak {peak:.1} MiB, after removal {after:.1} MiB \
-         (load {:.0?})",
-        started.elapsed()
+        "daemon anonymous RSS: idle {idle:.1} MiB, peak {peak:.1} MiB, {after:.1} MiB {:.0?} \
+         after the removal (load {:.0?})",
+        removed.elapsed(),
+        started.elapsed() - removed.elapsed()
     );
     assert!(
         after <= idle + SLACK_MIB,
