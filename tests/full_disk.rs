@@ -249,6 +249,11 @@ async fn pulls_on_a_full_disk_fail_cleanly_and_work_again() {
         .await
         .expect_err("the disk is full");
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains(&*tmpfs.0.to_string_lossy()),
+        "the message names no path: {}",
+        err.message()
+    );
     assert_no_half_image(&s.daemon.root(), 1);
     let listed = client
         .list_images(ListImagesRequest::default())
@@ -289,6 +294,12 @@ async fn pods_and_containers_on_a_full_disk() {
         .await
         .expect_err("no room for a pod");
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains("metadata.db")
+            || err.message().contains(&*root_fs.0.to_string_lossy()),
+        "RunPodSandbox: the message names no path: {}",
+        err.message()
+    );
     let pods = rt
         .list_pod_sandbox(ListPodSandboxRequest::default())
         .await
@@ -311,6 +322,12 @@ async fn pods_and_containers_on_a_full_disk() {
         .await
         .expect_err("no room for a container");
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains("metadata.db")
+            || err.message().contains(&*root_fs.0.to_string_lossy()),
+        "CreateContainer: the message names no path: {}",
+        err.message()
+    );
     let containers = rt
         .list_containers(ListContainersRequest::default())
         .await
