@@ -274,6 +274,7 @@ async fn pods_and_containers_on_a_full_disk() {
     // Declared first, dropped last: the pods are swept before the file systems go.
     let root_fs: Tmpfs;
     let state_fs: Tmpfs;
+    let log_fs: Tmpfs;
     let mut env = start_env(3);
     pull_busybox(&env).await;
     // Stop, put root and state on small file systems (the store starts afresh), start again.
@@ -286,6 +287,7 @@ async fn pods_and_containers_on_a_full_disk() {
     let mut rt = env.daemon.runtime().await;
 
     let pod_a = pod_with_logs(&env, "full-a", "full-a");
+    log_fs = Tmpfs::mount(&log_dir(&env, "full-a"), 1);
     let a = run_pod(&env, &mut rt, pod_a.clone()).await;
 
     let fillers = [root_fs.fill(), state_fs.fill()];
@@ -345,16 +347,60 @@ async fn pods_and_containers_on_a_full_disk() {
         &mut rt,
         &a,
         &pod_a,
-        busybox_config("c", &["sh", "-c", "echo hello; sleep 3600"], true),
+        busybox_config(
+            "c",
+            &[
+                "sh",
+                "-c",
+                "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.01; done",
+            ],
+            true,
+        ),
     )
     .await;
     start(&env, &mut rt, &c).await;
+
+    // The log's disk fills up: the monitor drops records, the container goes on, and once
+    // space is back the log says how many records were lost, then goes on too.
+    let log = log_fs.0.join("c.log");
+    let numbers = |text: &str| -> Vec<u64> {
+        parse_cri_log(text)
+            .iter()
+            .filter_map(|r| r.message.strip_prefix("line ")?.parse().ok())
+            .collect()
+    };
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        eventually(Duration::from_secs(10), || numbers(&read()).len() >= 5).await,
+        "no log lines: {}",
+        read()
+    );
+    let filler = log_fs.fill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let last_before = *numbers(&read()).last().unwrap();
+    std::fs::remove_file(filler).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || numbers(&read())
+            .last()
+            .is_some_and(|n| *n > last_before + 50))
+        .await,
+        "the container's output did not go on after the disk was full:\n{}",
+        read()
+    );
+    let text = read();
+    let marker = parse_cri_log(&text)
+        .into_iter()
+        .find(|r| r.message.starts_with("[ferrocri] ") && r.message.contains("dropped"))
+        .unwrap_or_else(|| panic!("no marker of the dropped records:\n{text}"));
+    assert_eq!(marker.stream, "stderr", "{marker:?}");
+    assert!(marker.message.contains("No space left"), "{marker:?}");
     stop_and_remove_pod(&mut rt, &a).await;
     stop_and_remove_pod(&mut rt, &b).await;
-    // Our own two tmpfs mounts are the only mounts left.
+    // Our own tmpfs mounts are the only mounts left.
     let ours = [
         root_fs.0.display().to_string(),
         state_fs.0.display().to_string(),
+        log_fs.0.display().to_string(),
     ];
     let left: Vec<String> = env
         .leftovers(&[a, b])
