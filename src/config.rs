@@ -57,6 +57,12 @@ max_concurrent_downloads = 3
 # A pull is aborted when a blob delivers no bytes for this long.
 progress_timeout = "1m"
 
+[image]
+# Caps on one layer's unpacked content, checked while it is unpacked: a layer over either
+# (a decompression bomb, say) is refused with RESOURCE_EXHAUSTED before it fills the disk.
+max_layer_bytes = 68719476736
+max_layer_files = 2000000
+
 [cri]
 # Items per message of the Stream* list RPCs (StreamContainers, …); a message also stays
 # under 1 MiB, so thousands of containers never reach a client's message size limit.
@@ -85,6 +91,7 @@ pub struct Config {
     pub streaming: StreamingConfig,
     pub cni: CniConfig,
     pub registry: RegistryConfig,
+    pub image: ImageConfig,
     pub cri: CriConfig,
     pub metrics: MetricsConfig,
 }
@@ -140,6 +147,15 @@ pub struct RegistryConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct ImageConfig {
+    /// Bytes of file data one layer may unpack to (64 GiB by default).
+    pub max_layer_bytes: u64,
+    /// Entries (files, directories, links, whiteouts) one layer may hold.
+    pub max_layer_files: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct CriConfig {
     pub stream_page_size: usize,
     pub event_buffer: usize,
@@ -171,6 +187,7 @@ impl Default for Config {
             streaming: StreamingConfig::default(),
             cni: CniConfig::default(),
             registry: RegistryConfig::default(),
+            image: ImageConfig::default(),
             cri: CriConfig::default(),
             metrics: MetricsConfig::default(),
         }
@@ -212,6 +229,15 @@ impl Default for RegistryConfig {
             config_dir: "/etc/ferrocri/certs.d".into(),
             max_concurrent_downloads: 3,
             progress_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        ImageConfig {
+            max_layer_bytes: 64 << 30,
+            max_layer_files: 2_000_000,
         }
     }
 }
@@ -305,6 +331,18 @@ impl Config {
             return Err(invalid(
                 "streaming.tls_cert",
                 "tls_cert and tls_key must be set together".into(),
+            ));
+        }
+        if self.image.max_layer_bytes == 0 {
+            return Err(invalid(
+                "image.max_layer_bytes",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.image.max_layer_files == 0 {
+            return Err(invalid(
+                "image.max_layer_files",
+                "must be at least 1".into(),
             ));
         }
         if self.registry.max_concurrent_downloads == 0 {

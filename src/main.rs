@@ -1,5 +1,20 @@
 use std::process::ExitCode;
 
+/// jemalloc, not glibc's malloc, for the daemon (built unprefixed, so SQLite's C allocations use
+/// it too): under large requests (multi-MiB CreateContainer bodies on many threads) glibc kept
+/// hundreds of MiB of freed memory in its per-thread arenas; jemalloc hands freed pages back
+/// from a background thread after a short decay (see ARCHITECTURE.md, "Memory").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read once at its start: purge freed pages from a background thread,
+/// dirty pages after 1 s, without a second (muzzy) stage.
+// SAFETY: jemalloc reads this NUL-terminated string at initialisation and never writes it;
+// `malloc_conf` is the symbol an unprefixed jemalloc looks up.
+#[unsafe(export_name = "malloc_conf")]
+pub static JEMALLOC_CONF: &[u8; 60] =
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 use clap::Parser;
 use ferrocri::cli::{Cli, Command, ConfigAction, ImportFrom};
 use ferrocri::config::DEFAULT_CONFIG_TOML;

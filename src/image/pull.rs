@@ -25,7 +25,7 @@ use super::reference::Reference;
 use super::registry::Credentials;
 use super::service::{Images, LayerUsage};
 use super::source::Source;
-use super::unpack::{LayerContext, unpack_layer};
+use super::unpack::{LayerContext, LayerLimits, unpack_layer};
 use crate::rootfs::layers::LayerStore;
 
 /// The manifest chosen for this host, with what is needed to record it.
@@ -359,6 +359,7 @@ async fn fetch_layer<S: Source>(
         }
     } else {
         let (content, layers) = (images.content.clone(), images.layers.clone());
+        let limits = images.layer_limits;
         let (desc, diff_id, chain_id, image) = (
             job.desc.clone(),
             job.diff_id.clone(),
@@ -370,7 +371,9 @@ async fn fetch_layer<S: Source>(
             .run(job.chain_id.clone(), move || {
                 async move {
                     tokio::task::spawn_blocking(move || {
-                        unpack(&content, &layers, &desc, &diff_id, &chain_id, &image)
+                        unpack(
+                            &content, &layers, &desc, &diff_id, &chain_id, &image, limits,
+                        )
                     })
                     .await
                     .map_err(|e| ImageError::io("unpacking", std::io::Error::other(e)))?
@@ -456,6 +459,7 @@ fn unpack(
     diff_id: &Digest,
     chain_id: &Digest,
     image: &str,
+    limits: LayerLimits,
 ) -> Result<LayerUsage, ImageError> {
     let _timer =
         crate::prometheus::Timer::start(&crate::prometheus::metrics().layer_unpack_duration);
@@ -481,7 +485,7 @@ fn unpack(
         image: image.to_owned(),
         layer: desc.digest.to_string(),
     };
-    let stats = unpack_layer(&mut hashing, scratch.path(), &ctx)?;
+    let stats = unpack_layer(&mut hashing, scratch.path(), &ctx, limits)?;
     let actual = hashing.finish().map_err(io("cannot decompress"))?;
     if &actual != diff_id {
         return Err(ImageError::DiffId {

@@ -27,6 +27,7 @@ pub struct Images {
     pub(super) layers: LayerStore,
     pub(super) registry: Arc<Registry>,
     pub(super) max_concurrent_downloads: usize,
+    pub(super) layer_limits: super::unpack::LayerLimits,
     /// Pulls hold it shared, garbage collection exclusively: GC never deletes a blob or
     /// layer a pull has fetched but not yet recorded.
     pub(super) gc_lock: RwLock<()>,
@@ -79,6 +80,10 @@ impl Images {
                 config.registry.progress_timeout,
             )),
             max_concurrent_downloads: config.registry.max_concurrent_downloads,
+            layer_limits: super::unpack::LayerLimits {
+                max_bytes: config.image.max_layer_bytes,
+                max_files: config.image.max_layer_files,
+            },
             gc_lock: RwLock::new(()),
             downloads: Inflight::default(),
             unpacks: Inflight::default(),

@@ -74,6 +74,25 @@ pub struct LayerContext {
     pub layer: String,
 }
 
+/// Caps on one layer's unpacked content (`[image]` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerLimits {
+    /// Bytes of regular-file data.
+    pub max_bytes: u64,
+    /// Tar entries applied.
+    pub max_files: u64,
+}
+
+impl Default for LayerLimits {
+    fn default() -> Self {
+        let config = crate::config::ImageConfig::default();
+        LayerLimits {
+            max_bytes: config.max_layer_bytes,
+            max_files: config.max_layer_files,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UnpackStats {
     /// Tar entries applied, whiteouts included.
@@ -124,6 +143,10 @@ pub enum UnpackReason {
     Invalid(&'static str),
     #[error("corrupt tar stream: {0}")]
     Corrupt(io::Error),
+    #[error("the layer unpacks to more than {0} bytes of file data (image.max_layer_bytes)")]
+    TooManyBytes(u64),
+    #[error("the layer holds more than {0} entries (image.max_layer_files)")]
+    TooManyFiles(u64),
     #[error("the target directory is not empty")]
     TargetNotEmpty,
     #[error("the kernel lacks openat2 (Linux 5.6 or later is required)")]
@@ -153,6 +176,7 @@ pub fn unpack_layer<R: Read>(
     reader: R,
     target: &Path,
     ctx: &LayerContext,
+    limits: LayerLimits,
 ) -> Result<UnpackStats, UnpackError> {
     let _span =
         tracing::debug_span!("unpack_layer", image = %ctx.image, layer = %ctx.layer).entered();
@@ -168,6 +192,7 @@ pub fn unpack_layer<R: Read>(
         dir_times: BTreeMap::new(),
         stats: UnpackStats::default(),
         buf: vec![0; COPY_BUFFER],
+        limits,
     };
     let end = StreamEnd::default();
     let mut archive = tar::Archive::new(PaddedReader {
@@ -508,6 +533,7 @@ struct Unpacker {
     dir_times: BTreeMap<Vec<u8>, Timestamps>,
     stats: UnpackStats,
     buf: Vec<u8>,
+    limits: LayerLimits,
 }
 
 impl Unpacker {
@@ -525,6 +551,9 @@ impl Unpacker {
         let parts = clean_path(raw_path)?;
         let meta = Meta::read(entry)?;
         self.stats.entries = self.stats.entries.saturating_add(1);
+        if self.stats.entries > self.limits.max_files {
+            return Err(UnpackReason::TooManyFiles(self.limits.max_files));
+        }
 
         // Pre-POSIX archives mark directories with a trailing slash on a regular entry.
         let is_dir = kind.is_dir() || (kind.is_file() && raw_path.ends_with(b"/"));
@@ -731,9 +760,13 @@ impl Unpacker {
                 .buf
                 .get(..n)
                 .ok_or(UnpackReason::Invalid("reader returned more than asked"))?;
+            // Checked before the write: a bomb stops at the cap, not after filling the disk.
+            self.stats.bytes = self.stats.bytes.saturating_add(n as u64);
+            if self.stats.bytes > self.limits.max_bytes {
+                return Err(UnpackReason::TooManyBytes(self.limits.max_bytes));
+            }
             file.write_all(chunk)
                 .map_err(io_err("cannot write file data"))?;
-            self.stats.bytes = self.stats.bytes.saturating_add(n as u64);
         }
     }
 
@@ -1194,7 +1227,7 @@ mod tests {
     }
 
     fn unpack(layer: &[u8], dir: &Path) -> Result<UnpackStats, UnpackError> {
-        unpack_layer(layer, dir, &ctx())
+        unpack_layer(layer, dir, &ctx(), LayerLimits::default())
     }
 
     /// Unpacks the layer `build` makes into a fresh sandbox, expecting a refusal for which
@@ -1214,6 +1247,45 @@ mod tests {
             "changed outside the layer: {err}"
         );
         err
+    }
+
+    #[test]
+    fn refuses_a_layer_over_its_caps_before_writing_past_them() {
+        let limits = LayerLimits {
+            max_bytes: 1 << 20,
+            max_files: 3,
+        };
+        let sandbox = Sandbox::new();
+        let dir = sandbox.layer_dir("layer");
+        let mut l = Layer::new();
+        l.file("small", 0o644, b"ok")
+            .file("zeros", 0o644, &vec![0u8; 8 << 20]);
+        let err = unpack_layer(&l.build()[..], &dir, &ctx(), limits).expect_err("over max_bytes");
+        assert!(
+            matches!(err.reason, UnpackReason::TooManyBytes(n) if n == 1 << 20),
+            "{err}"
+        );
+        assert!(err.to_string().contains("image.max_layer_bytes"), "{err}");
+        // Stopped at the cap: at most one copy buffer past it reached the file.
+        assert!(
+            meta(&dir.join("zeros")).len() <= 1 << 20,
+            "wrote past the cap"
+        );
+
+        let dir = sandbox.layer_dir("layer2");
+        let mut l = Layer::new();
+        for i in 0..4 {
+            l.file(&format!("f{i}"), 0o644, b"x");
+        }
+        let err = unpack_layer(&l.build()[..], &dir, &ctx(), limits).expect_err("over max_files");
+        assert!(matches!(err.reason, UnpackReason::TooManyFiles(3)), "{err}");
+        assert!(err.to_string().contains("image.max_layer_files"), "{err}");
+        // At the caps exactly: accepted.
+        let dir = sandbox.layer_dir("layer3");
+        let mut l = Layer::new();
+        l.file("a", 0o644, b"x")
+            .file("b", 0o644, &vec![1u8; (1 << 20) - 1]);
+        unpack_layer(&l.build()[..], &dir, &ctx(), limits).expect("at the caps");
     }
 
     fn meta(path: &Path) -> std::fs::Metadata {

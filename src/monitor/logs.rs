@@ -17,7 +17,8 @@
 //!
 //! A write that fails (disk full, EIO) drops that call's records, counts them, cuts the
 //! file back to its last whole record and returns the error; the writer keeps working, so
-//! the next write succeeds once space is back.
+//! the next write succeeds once space is back, and starts with one `stderr` record saying
+//! how many records were lost (`[ferrocri] 3 log record(s) dropped: …`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -80,6 +81,9 @@ pub struct LogWriter {
     batch: Vec<u8>,
     batch_records: u64,
     dropped: u64,
+    /// Records dropped since the file last said so, and why.
+    unreported: u64,
+    last_error: String,
 }
 
 impl std::fmt::Debug for LogWriter {
@@ -111,6 +115,8 @@ impl LogWriter {
             batch: Vec::new(),
             batch_records: 0,
             dropped: 0,
+            unreported: 0,
+            last_error: String::new(),
         })
     }
 
@@ -242,6 +248,17 @@ impl LogWriter {
             return Ok(());
         }
         let records = std::mem::take(&mut self.batch_records);
+        if self.unreported > 0 {
+            // The gap is marked where it happened, ahead of the records that follow it.
+            let body = std::mem::take(&mut self.batch);
+            let note = format!(
+                "[ferrocri] {} log record(s) dropped: {}",
+                self.unreported, self.last_error
+            );
+            let stream = self.stream(Stream::Stderr);
+            self.record(&timestamp(SystemTime::now()), stream, b'F', note.as_bytes());
+            self.batch.extend_from_slice(&body);
+        }
         if self.torn {
             self.batch.insert(0, b'\n');
         }
@@ -250,6 +267,7 @@ impl LogWriter {
         self.batch.clear();
         match result {
             Ok(()) => {
+                self.unreported = 0;
                 if self.torn {
                     // Where the torn record ended is unknown: ask the file.
                     self.torn = false;
@@ -267,6 +285,8 @@ impl LogWriter {
                     self.torn = true;
                 }
                 self.dropped += records;
+                self.unreported += records;
+                self.last_error = source.to_string();
                 Err(LogError {
                     path: self.path.clone(),
                     dropped: records,
@@ -710,7 +730,12 @@ mod tests {
         log.close_stream(Stream::Stderr).unwrap();
         assert_eq!(
             summary(&path),
-            ["stdout F before", "stdout F after", "stderr F later"]
+            [
+                "stdout F before",
+                "stderr F [ferrocri] 3 log record(s) dropped: No space left on device (os error 28)",
+                "stdout F after",
+                "stderr F later"
+            ]
         );
         assert_eq!(log.dropped(), 3);
     }

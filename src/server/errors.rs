@@ -18,11 +18,45 @@ pub fn invalid_field(field: &str, message: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {message}"))
 }
 
+/// What would be `Internal`, unless the cause is a full file system (ENOSPC, a quota,
+/// SQLite's "database or disk is full"): that is no fault of ferrocri, and the caller can
+/// retry once space is back, so ResourceExhausted. Errors that crossed a process boundary
+/// (the pod monitor's) arrive as text, so the text is looked at too.
+fn internal_or_full(e: &(dyn std::error::Error + 'static), message: String) -> Status {
+    if is_out_of_space(e) {
+        Status::resource_exhausted(message)
+    } else {
+        Status::internal(message)
+    }
+}
+
+fn is_out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        {
+            return true;
+        }
+        if let Some(rusqlite::Error::SqliteFailure(f, _)) = err.downcast_ref::<rusqlite::Error>()
+            && f.code == rusqlite::ErrorCode::DiskFull
+        {
+            return true;
+        }
+        let text = err.to_string();
+        if text.contains("(os error 28)") || text.contains("(os error 122)") {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Status {
         match e {
             StoreError::NameInUse { .. } => Status::already_exists(e.to_string()),
-            _ => Status::internal(e.to_string()),
+            _ => internal_or_full(&e, e.to_string()),
         }
     }
 }
@@ -30,6 +64,10 @@ impl From<StoreError> for Status {
 impl From<ImageError> for Status {
     fn from(e: ImageError) -> Status {
         let message = e.to_string();
+        // A blob or layer that could not be written for want of space, whatever the step.
+        if is_out_of_space(e.root()) {
+            return Status::resource_exhausted(message);
+        }
         match e.root() {
             ImageError::Reference(_) => Status::invalid_argument(message),
             ImageError::Registry(r) => match r.failure() {
@@ -51,6 +89,13 @@ impl From<ImageError> for Status {
             | ImageError::ManifestDigest { .. }
             | ImageError::DiffId { .. }
             | ImageError::Content { .. } => Status::data_loss(message),
+            // Over a configured cap: the layer may be fine, this node will not hold it.
+            ImageError::Unpack(crate::image::unpack::UnpackError {
+                reason:
+                    crate::image::unpack::UnpackReason::TooManyBytes(_)
+                    | crate::image::unpack::UnpackReason::TooManyFiles(_),
+                ..
+            }) => Status::resource_exhausted(message),
             ImageError::Unpack(_) => Status::failed_precondition(message),
             ImageError::Stalled { .. } | ImageError::Transfer { .. } => {
                 Status::unavailable(message)
@@ -73,7 +118,7 @@ impl From<SandboxError> for Status {
             SandboxError::Step { .. }
             | SandboxError::Failed { .. }
             | SandboxError::Store(_)
-            | SandboxError::Shared(_) => Status::internal(message),
+            | SandboxError::Shared(_) => internal_or_full(e.root(), message),
         }
     }
 }
@@ -89,7 +134,7 @@ impl From<ContainerError> for Status {
             ContainerError::Timeout(_) => Status::deadline_exceeded(message),
             ContainerError::Failed { .. }
             | ContainerError::Store(_)
-            | ContainerError::Shared(_) => Status::internal(message),
+            | ContainerError::Shared(_) => internal_or_full(e.root(), message),
         }
     }
 }

@@ -20,6 +20,11 @@ pub use migrations::SCHEMA_VERSION;
 pub enum StoreError {
     #[error("metadata database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("metadata database {path}: {source}")]
+    Full {
+        path: String,
+        source: rusqlite::Error,
+    },
     #[error("metadata record {table}/{id} is not valid JSON: {source}")]
     Corrupt {
         table: &'static str,
@@ -81,6 +86,8 @@ pub struct Row {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// The database file, named in "disk full" errors.
+    path: Arc<Path>,
 }
 
 impl Store {
@@ -96,6 +103,7 @@ impl Store {
         migrations::migrate(&mut conn, path)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
+            path: path.into(),
         })
     }
 
@@ -113,6 +121,20 @@ impl Store {
 
     /// Runs `f` as one transaction on the calling thread.
     pub fn blocking<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T>) -> Result<T> {
+        self.transaction(f).map_err(|e| match e {
+            StoreError::Sqlite(source)
+                if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) =>
+            {
+                StoreError::Full {
+                    path: self.path.display().to_string(),
+                    source,
+                }
+            }
+            other => other,
+        })
+    }
+
+    fn transaction<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T>) -> Result<T> {
         // A panic while holding the lock cannot leave SQLite inconsistent (the transaction
         // rolls back on drop), so a poisoned lock is safe to keep using.
         let mut guard: MutexGuard<'_, Connection> =

@@ -226,6 +226,18 @@ impl ImageBuilder {
         self
     }
 
+    /// A layer whose blob someone else made (gzip'd or plain tar bytes), with the sha256 of
+    /// its uncompressed tar as the diff ID.
+    pub fn raw_layer(mut self, blob: Vec<u8>, diff_id: &str) -> Self {
+        let blob = Bytes::from(blob);
+        self.layers.push(Layer {
+            digest: sha256(&blob),
+            diff_id: diff_id.to_owned(),
+            blob,
+        });
+        self
+    }
+
     /// A layer holding one file of `size` bytes that do not compress (for slower downloads).
     pub fn random_layer(self, name: &str, size: usize, seed: u64) -> Self {
         let mut state = seed
