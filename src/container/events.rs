@@ -137,6 +137,11 @@ impl Containers {
         sandbox_id: &str,
         pod: Option<&SandboxRecord>,
     ) {
+        // The time is taken before the statuses are read: kubelet keeps the newest status by
+        // this time, so a status must never claim a time later than what it has seen (a
+        // container created in between would be missing from kubelet's view until the next
+        // event, and kubelet would create its attempt again: AlreadyExists).
+        let created_at = now_nanos();
         let records = match self.all_records().await {
             Ok(records) => records,
             Err(e) => {
@@ -157,7 +162,7 @@ impl Containers {
         self.events().publish(ContainerEventResponse {
             container_id: id.to_owned(),
             container_event_type: kind as i32,
-            created_at: now_nanos(),
+            created_at,
             pod_sandbox_status,
             containers_statuses,
         });
