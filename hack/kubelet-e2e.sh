@@ -611,6 +611,29 @@ summary_cri_details() { # container names and pod network, as ListPodSandboxStat
 	echo "${v:-absent}"
 	[[ "$v" =~ ^nginx,side\ rx=[1-9][0-9]*$ ]]
 }
+rpc_count() { # rpc_count <rpc> <done|failed>: calls of <rpc> in ferrocri's log
+	grep -c "rpc{rpc=$1[ }].*rpc $2" "$work/ferrocri.log" || true
+}
+cri_stats_called() {
+	local out="" n failed=0 rpc
+	for rpc in ListMetricDescriptors ListPodSandboxMetrics ListPodSandboxStats; do
+		n=$(rpc_count "$rpc" done)
+		out+="$rpc=$n "
+		[ "$n" -gt 0 ] || failed=1
+		n=$(rpc_count "$rpc" failed)
+		[ "$n" = 0 ] || failed=1
+	done
+	echo "$out"
+	[ "$failed" = 0 ]
+}
+# With the evented PLEG kubelet reads container statuses from PodSandboxStatus without sorting
+# them; in the wrong order it re-creates an attempt that exists.
+create_already_exists() {
+	local n
+	n=$(grep -c 'rpc{rpc=CreateContainer.*code="AlreadyExists"' "$work/ferrocri.log" || true)
+	echo "$n"
+	[ "$n" = 0 ]
+}
 same_container() { # same_container <pod> <container> <ID before>: same ID, no restart
 	local id restarts
 	id=$(ctr_id "$1" "$2")
@@ -775,6 +798,7 @@ run_pass() { # run_pass <name> <feature gates YAML>
 		check "/metrics/cadvisor: nginx memory limit" "64Mi" 30 cadvisor_value container_spec_memory_limit_bytes 'container="nginx"' 6.7108864e+07
 		check "/metrics/cadvisor: web eth0 received bytes" "> 0" 30 cadvisor_positive container_network_receive_bytes_total 'interface="eth0"'
 		check "/stats/summary from the CRI: web containers, network" "nginx,side rx>0" 30 summary_cri_details
+		check "kubelet called the CRI stats and metrics RPCs" "all > 0, 0 failed" 10 cri_stats_called
 	fi
 
 	# Graceful termination: removing the manifest runs preStop, then SIGTERM (the trap writes
@@ -795,6 +819,7 @@ run_pass() { # run_pass <name> <feature gates YAML>
 	check "after restart: one sandbox per pod" "all 1" 0 one_sandbox_each
 	check "after restart: same sandboxes and containers" "same IDs" 0 same_ids
 
+	check "no CreateContainer AlreadyExists (attempt names)" 0 0 create_already_exists
 	# Removing every manifest stops and removes every pod; the kubelet's container GC removes
 	# sandboxes of deleted pods once a minute.
 	rm -f "$work"/manifests/*.yaml

@@ -140,7 +140,7 @@ impl Containers {
         // The time is taken before the statuses are read: kubelet keeps the newest status by
         // this time, so a status must never claim a time later than what it has seen (a
         // container created in between would be missing from kubelet's view until the next
-        // event, and kubelet would create its attempt again: AlreadyExists).
+        // event).
         let created_at = now_nanos();
         let records = match self.all_records().await {
             Ok(records) => records,
@@ -149,11 +149,12 @@ impl Containers {
                 Vec::new()
             }
         };
-        let containers_statuses = records
-            .iter()
-            .filter(|r| r.sandbox_id == sandbox_id && r.state != State::Creating)
-            .map(|r| status::status_message(r))
-            .collect();
+        let containers_statuses = status::pod_statuses(
+            records
+                .iter()
+                .filter(|r| r.sandbox_id == sandbox_id && r.state != State::Creating)
+                .map(|r| r.as_ref()),
+        );
         let deleted = kind == ContainerEventType::ContainerDeletedEvent && id == sandbox_id;
         let pod_sandbox_status = pod.map(|p| {
             let ready = !deleted && pod_ready(p);

@@ -124,13 +124,9 @@ impl CriServer {
             HashMap::new()
         };
         // With the evented PLEG, kubelet takes the pod's container statuses from here.
-        let containers_statuses = self
-            .containers()
-            .of_pod(&record)
-            .await?
-            .iter()
-            .map(|c| crate::container::status::status_message(c))
-            .collect();
+        let containers = self.containers().of_pod(&record).await?;
+        let containers_statuses =
+            crate::container::status::pod_statuses(containers.iter().map(|c| c.as_ref()));
         Ok(PodSandboxStatusResponse {
             status: Some(status_message(&record, ready)),
             info,
