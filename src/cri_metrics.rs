@@ -64,7 +64,7 @@ families! {
     MEMORY_FAILCNT = "container_memory_failcnt", Counter, None, "Times memory usage reached the limit (cgroup v1 only).";
     MEMORY_ACTIVE_FILE = "container_memory_total_active_file_bytes", Gauge, None, "Active file cache of the container, in bytes.";
     MEMORY_INACTIVE_FILE = "container_memory_total_inactive_file_bytes", Gauge, None, "Inactive file cache of the container, in bytes.";
-    MEMORY_FAILURES = "container_memory_failures_total", Counter, Failure, "Page faults of the container and its descendants, by type.";
+    MEMORY_FAILURES = "container_memory_failures_total", Counter, Failure, "Page faults in the container, by type.";
     OOM_EVENTS = "container_oom_events_total", Counter, None, "Processes of the container killed by the kernel's OOM killer.";
     NET_RX_BYTES = "container_network_receive_bytes_total", Counter, Interface, "Bytes received.";
     NET_RX_PACKETS = "container_network_receive_packets_total", Counter, Interface, "Packets received.";
@@ -238,11 +238,12 @@ fn container_metrics(pod: &PodIdentity, c: &ContainerSample, timestamp: i64) -> 
     sink.push(&MEMORY_FAILCNT, &[], s.memory_failcnt);
     sink.push(&MEMORY_ACTIVE_FILE, &[], s.memory_active_file_bytes);
     sink.push(&MEMORY_INACTIVE_FILE, &[], s.memory_inactive_file_bytes);
-    // Our counters are hierarchical (v1 total_*, v2 memory.stat), hence the scope.
-    sink.push(&MEMORY_FAILURES, &["pgfault", "hierarchy"], s.page_faults);
+    // The counters are hierarchical (v1 total_*, v2 memory.stat), but a container's cgroup
+    // has no child cgroups, so they are its own: scope "container", as containerd labels them.
+    sink.push(&MEMORY_FAILURES, &["pgfault", "container"], s.page_faults);
     sink.push(
         &MEMORY_FAILURES,
-        &["pgmajfault", "hierarchy"],
+        &["pgmajfault", "container"],
         s.major_page_faults,
     );
     sink.push(&OOM_EVENTS, &[], c.oom_kills);
@@ -407,7 +408,7 @@ mod tests {
             .filter(|x| x.name == "container_memory_failures_total")
             .map(|x| x.label_values[5..].join(","))
             .collect();
-        assert_eq!(faults, ["pgfault,hierarchy", "pgmajfault,hierarchy"]);
+        assert_eq!(faults, ["pgfault,container", "pgmajfault,container"]);
     }
 
     #[test]
