@@ -79,6 +79,9 @@ families! {
     FS_INODES = "container_fs_inodes_total", Gauge, Device, "Inodes held by the container's writable layer.";
     FS_INODES_FREE = "container_fs_inodes_free", Gauge, Device, "Free inodes on the file system holding the writable layer.";
     THREADS = "container_threads", Gauge, None, "Tasks (threads) in the container's cgroup.";
+    PROCESSES = "container_processes", Gauge, None, "Processes in the container's cgroup.";
+    FILE_DESCRIPTORS = "container_file_descriptors", Gauge, None, "Open file descriptors of the container's processes.";
+    SOCKETS = "container_sockets", Gauge, None, "Open sockets of the container's processes.";
     THREADS_MAX = "container_threads_max", Gauge, None, "The container's task limit (pids.max), 0 when unlimited.";
     LAST_SEEN = "container_last_seen", Gauge, None, "When these metrics were read, in seconds since the epoch.";
     START_TIME = "container_start_time_seconds", Gauge, None, "When the container started, in seconds since the epoch.";
@@ -151,6 +154,37 @@ pub struct ContainerSample<'a> {
     pub writable_layer: (u64, u64),
     /// The file system under the writable layer: (size in bytes, free inodes).
     pub filesystem: Option<(u64, u64)>,
+    pub processes: ProcessCounts,
+}
+
+/// Processes of a container and what they hold open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessCounts {
+    pub processes: u64,
+    pub file_descriptors: u64,
+    pub sockets: u64,
+}
+
+/// Counts the open descriptors and sockets of `pids` from /proc (a process that is gone or
+/// unreadable counts as holding none).
+pub fn count_processes(pids: &[i32]) -> ProcessCounts {
+    let mut counts = ProcessCounts {
+        processes: pids.len() as u64,
+        ..Default::default()
+    };
+    for pid in pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            counts.file_descriptors += 1;
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            if target.to_string_lossy().starts_with("socket:") {
+                counts.sockets += 1;
+            }
+        }
+    }
+    counts
 }
 
 /// Collects the metrics of one pod or container, which share their base labels.
@@ -258,6 +292,9 @@ fn container_metrics(pod: &PodIdentity, c: &ContainerSample, timestamp: i64) -> 
 
     sink.push(&THREADS, &[], s.pids);
     sink.push(&THREADS_MAX, &[], s.limits.pids);
+    sink.push(&PROCESSES, &[], c.processes.processes);
+    sink.push(&FILE_DESCRIPTORS, &[], c.processes.file_descriptors);
+    sink.push(&SOCKETS, &[], c.processes.sockets);
     sink.push(&LAST_SEEN, &[], (timestamp.max(0) as u64) / NS_PER_SECOND);
     sink.push(
         &START_TIME,
@@ -295,6 +332,7 @@ mod tests {
             oom_kills: 2,
             writable_layer: (4096, 3),
             filesystem: Some((1 << 30, 1000)),
+            processes: ProcessCounts::default(),
         }
     }
 
@@ -409,6 +447,23 @@ mod tests {
             .map(|x| x.label_values[5..].join(","))
             .collect();
         assert_eq!(faults, ["pgfault,container", "pgmajfault,container"]);
+    }
+
+    #[test]
+    fn counts_this_process_fds_and_sockets() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        let after = count_processes(&[std::process::id() as i32]);
+        assert_eq!(after.processes, 1);
+        // Other tests of this binary open and close files meanwhile: at least ours are there.
+        assert!(after.sockets >= 1, "{after:?}");
+        assert!(after.file_descriptors >= 2, "{after:?}");
+        drop((listener, file));
+        assert_eq!(
+            count_processes(&[i32::MAX]).file_descriptors,
+            0,
+            "no such process"
+        );
     }
 
     #[test]

@@ -186,6 +186,9 @@ async fn metrics_and_pod_stats_follow_a_busy_container() {
     let fs_usage = ctr_after[&("container_fs_usage_bytes".to_owned(), vec!["/".to_owned()])];
     assert!(fs_usage >= 9, "/done in the writable layer: {fs_usage}");
     assert!(get(&ctr_after, "container_threads") >= 2);
+    // sh and its sleep; each holds stdin, stdout and stderr.
+    assert!(get(&ctr_after, "container_processes") >= 2);
+    assert!(get(&ctr_after, "container_file_descriptors") >= 6);
     let rx_after = eth0(
         "container_network_receive_packets_total",
         &values(&after.metrics),

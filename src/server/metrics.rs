@@ -84,6 +84,13 @@ impl CriServer {
                     .unwrap_or(0),
                 writable_layer: crate::rootfs::usage::disk_usage(&c.dir.join("upper")),
                 filesystem: filesystem_of(&c.dir),
+                processes: cri_metrics::count_processes(
+                    &self
+                        .sandboxes()
+                        .cgroups()
+                        .and_then(|cg| cg.processes(&c.cgroup).ok())
+                        .unwrap_or_default(),
+                ),
             })
             .collect();
         cri_metrics::pod_metrics(&identity, &interfaces, &samples, now_nanos())
