@@ -166,6 +166,17 @@ def main():
     check("ListContainerStats", ctr in {s.attributes.id for s in all_stats.stats}, all_stats)
     pstats = rt.PodSandboxStats(cri.PodSandboxStatsRequest(pod_sandbox_id=pod), **t)
     check("PodSandboxStats", pstats.stats.attributes.id == pod, pstats)
+    in_pod = {c.attributes.id for c in pstats.stats.linux.containers}
+    check("PodSandboxStats: its running container", ctr in in_pod, pstats)
+    descs = rt.ListMetricDescriptors(cri.ListMetricDescriptorsRequest(), **t)
+    keys = {d.name: len(d.label_keys) for d in descs.descriptors}
+    check("ListMetricDescriptors", "container_cpu_usage_seconds_total" in keys, descs)
+    metrics = rt.ListPodSandboxMetrics(cri.ListPodSandboxMetricsRequest(), **t)
+    mine = [p for p in metrics.pod_metrics if p.pod_sandbox_id == pod]
+    served = [m for p in mine for c in p.container_metrics if c.container_id == ctr for m in c.metrics]
+    # Every metric named by a descriptor, with as many label values as it has keys.
+    fits = all(keys.get(m.name) == len(m.label_values) for m in served)
+    check("ListPodSandboxMetrics", len(mine) == 1 and served and fits, metrics)
     rt.UpdateContainerResources(
         cri.UpdateContainerResourcesRequest(
             container_id=ctr, linux=cri.LinuxContainerResources(memory_limit_in_bytes=64 << 20)

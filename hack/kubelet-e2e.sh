@@ -358,6 +358,29 @@ $2
 EOF
 }
 LOOP='trap "exit 0" TERM; while true; do sleep 1; done'
+# A pod whose resources can change in place: a static pod's UID is a hash of its manifest
+# unless the manifest names one, so this one does; the kubelet then sees a changed manifest
+# as an update of the same pod, and resizes it (resizePolicy NotRequired: no restart).
+resize_manifest() { # resize_manifest <cpu limit> <memory limit>
+	cat >"$work/resize.yaml.tmp" <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: resize
+  namespace: default
+  uid: 6d1f0c2e-5a1b-4c3d-9e8f-0a1b2c3d4e5f
+  labels: {e2e: resize}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: $BUSYBOX
+    command: [sh, -c, '$LOOP']
+    resources: {requests: {cpu: 100m, memory: 32Mi}, limits: {cpu: $1, memory: $2}}
+    resizePolicy: [{resourceName: cpu, restartPolicy: NotRequired}, {resourceName: memory, restartPolicy: NotRequired}]
+EOF
+	mv "$work/resize.yaml.tmp" "$work/manifests/resize.yaml"
+}
 
 write_manifests() {
 	# nginx stand-in with a tcpSocket startup probe and httpGet readiness and liveness,
@@ -376,6 +399,16 @@ write_manifests() {
     command: [sh, -c, 'echo hello from side; touch /tmp/ready; $LOOP']
     readinessProbe: {exec: {command: [cat, /tmp/ready]}, periodSeconds: 2}
     livenessProbe: {tcpSocket: {port: 80}, periodSeconds: 2}"
+	# A gRPC liveness probe on a port where nothing answers: the kubelet dials the pod IP
+	# itself (the runtime only restarts the container), so failing is what can be checked
+	# without a gRPC health server in the test images.
+	manifest grpcprobe "  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: $BUSYBOX
+    command: [sh, -c, '$LOOP']
+    livenessProbe: {grpc: {port: 9555}, periodSeconds: 1, failureThreshold: 1}"
+	resize_manifest 200m 64Mi
 	# busybox httpd whose health file disappears after 6 s: the httpGet liveness probe fails
 	# and the kubelet restarts the container.
 	manifest liveness "  terminationGracePeriodSeconds: 2
@@ -573,6 +606,60 @@ metrics_cadvisor() {
 	echo "${v:-absent}"
 	[ -n "$v" ]
 }
+cadvisor_line() { # cadvisor_line <metric> <label=value>: the web pod's first such line
+	curl -sf --max-time 10 "$RO/metrics/cadvisor" |
+		grep -E "^$1\{" | grep -F "pod=\"web-$NODE\"" | grep -F "$2" | sed -n 1p
+}
+cadvisor_value() { # cadvisor_value <metric> <label=value> <wanted value>
+	local line
+	line=$(cadvisor_line "$1" "$2")
+	echo "${line:-absent}" | sed 's/.*} //'
+	[ "$(awk '{print $2}' <<<"$line")" = "$3" ]
+}
+cadvisor_positive() { # cadvisor_positive <metric> <label=value>
+	local line
+	line=$(cadvisor_line "$1" "$2")
+	echo "${line:-absent}" | sed 's/.*} //'
+	awk '{exit !($2 > 0)}' <<<"${line:-x 0}"
+}
+summary_cri_details() { # container names and pod network, as ListPodSandboxStats gave them
+	local v
+	v=$(curl -sf --max-time 10 "$RO/stats/summary" | jq -r --arg n "web-$NODE" \
+		'.pods[] | select(.podRef.name == $n) |
+		 "\([.containers[].name] | sort | join(",")) rx=\(.network.rxBytes // 0)"')
+	echo "${v:-absent}"
+	[[ "$v" =~ ^nginx,side\ rx=[1-9][0-9]*$ ]]
+}
+rpc_count() { # rpc_count <rpc> <done|failed>: calls of <rpc> in ferrocri's log
+	grep -c "rpc{rpc=$1[ }].*rpc $2" "$work/ferrocri.log" || true
+}
+cri_stats_called() {
+	local out="" n failed=0 rpc
+	for rpc in ListMetricDescriptors ListPodSandboxMetrics ListPodSandboxStats; do
+		n=$(rpc_count "$rpc" done)
+		out+="$rpc=$n "
+		[ "$n" -gt 0 ] || failed=1
+		n=$(rpc_count "$rpc" failed)
+		[ "$n" = 0 ] || failed=1
+	done
+	echo "$out"
+	[ "$failed" = 0 ]
+}
+# With the evented PLEG kubelet reads container statuses from PodSandboxStatus without sorting
+# them; in the wrong order it re-creates an attempt that exists.
+create_already_exists() {
+	local n
+	n=$(grep -c 'rpc{rpc=CreateContainer.*code="AlreadyExists"' "$work/ferrocri.log" || true)
+	echo "$n"
+	[ "$n" = 0 ]
+}
+same_container() { # same_container <pod> <container> <ID before>: same ID, no restart
+	local id restarts
+	id=$(ctr_id "$1" "$2")
+	restarts=$(pod_field "$1" '.status.containerStatuses[0].restartCount')
+	if [ "$id" = "$3" ]; then echo "same $restarts"; else echo "new ID $id, restarts $restarts"; fi
+	[ "$id" = "$3" ] && [ "$restarts" = 0 ]
+}
 kubelet_metric() { # kubelet_metric <name>: its value on /metrics, 0 when absent
 	local v
 	v=$(curl -sf --max-time 10 "$RO/metrics" | awk -v m="$1" '$1 == m {print $2}')
@@ -716,10 +803,23 @@ run_pass() { # run_pass <name> <feature gates YAML>
 	check "downward API file (metadata.name)" "misc-$NODE" 10 exec_is misc main "misc-$NODE" cat /info/name
 	check "subPath mount of a hostPath" subpath 10 exec_is misc main subpath cat /sub/file
 	check "hostPort $HOST_PORT -> 8080 (host address)" hostport 30 host_port_answers
+	check "grpc liveness (nothing listening) restarts" ">= 1 restart" 90 pod_ge grpcprobe '.status.containerStatuses[0].restartCount' 1
+	check "resize: Running" "Running true" 90 all_ready resize
+	check "resize: cpu.cfs_quota_us (200m)" 20000 10 cgroup_is resize main cpu cpu.cfs_quota_us 20000
+	local resize_id
+	resize_id=$(ctr_id resize main)
+	resize_manifest 300m 96Mi
+	check "in-place resize: cpu.cfs_quota_us (300m)" 30000 60 cgroup_is resize main cpu cpu.cfs_quota_us 30000
+	check "in-place resize: memory.limit_in_bytes (96Mi)" 100663296 30 cgroup_is resize main memory memory.limit_in_bytes 100663296
+	check "in-place resize: same container, no restart" "same 0" 10 same_container resize main "$resize_id"
 	check "/stats/summary: nginx cpu and memory" "cpu=<n> mem=<n>" 90 summary_stats
 	check "/metrics/resource: nginx working set" "container_memory_working_set_bytes{...}" 60 metrics_resource
 	if [ "$1" = evented ]; then
 		check "/metrics/cadvisor from the CRI (web pod)" "container_cpu_usage_seconds_total{...}" 60 metrics_cadvisor
+		check "/metrics/cadvisor: nginx memory limit" "64Mi" 30 cadvisor_value container_spec_memory_limit_bytes 'container="nginx"' 6.7108864e+07
+		check "/metrics/cadvisor: web eth0 received bytes" "> 0" 30 cadvisor_positive container_network_receive_bytes_total 'interface="eth0"'
+		check "/stats/summary from the CRI: web containers, network" "nginx,side rx>0" 30 summary_cri_details
+		check "kubelet called the CRI stats and metrics RPCs" "all > 0, 0 failed" 10 cri_stats_called
 	fi
 
 	# Graceful termination: removing the manifest runs preStop, then SIGTERM (the trap writes
@@ -740,6 +840,7 @@ run_pass() { # run_pass <name> <feature gates YAML>
 	check "after restart: one sandbox per pod" "all 1" 0 one_sandbox_each
 	check "after restart: same sandboxes and containers" "same IDs" 0 same_ids
 
+	check "no CreateContainer AlreadyExists (attempt names)" 0 0 create_already_exists
 	# Removing every manifest stops and removes every pod; the kubelet's container GC removes
 	# sandboxes of deleted pods once a minute.
 	rm -f "$work"/manifests/*.yaml

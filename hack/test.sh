@@ -33,11 +33,11 @@ hack/critest.sh
 # The transport flags change only the Streaming specs.
 step "critest (streaming over WebSocket)"
 hack/critest.sh -ginkgo.focus Streaming -websocket-exec -websocket-attach -websocket-portforward
-# A real kubelet v1.36 (standalone, static pods) on a private ferrocri. Default feature gates
-# only: the EventedPLEG + PodAndContainerStatsFromCRI pass (`--gates both`) needs container
-# events and CRI metrics, which ferrocri does not serve yet.
-step "kubelet e2e (kubelet v1.36.3, static pods, default feature gates)"
-hack/kubelet-e2e.sh --gates default
+# A real kubelet v1.36 (standalone, static pods) on a private ferrocri: one pass with the
+# default feature gates, one with EventedPLEG + PodAndContainerStatsFromCRI (container events,
+# CRI stats and metrics).
+step "kubelet e2e (kubelet v1.36.3, static pods, default and evented/CRI-stats gates)"
+hack/kubelet-e2e.sh --gates both
 step "image builder matrix (Docker, buildah, podman, umoci, crane, ko, skopeo; trees checked against containerd)"
 hack/image-matrix.sh
 # The same critest image set written by a second tool: the image, container and

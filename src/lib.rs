@@ -6,6 +6,7 @@ pub mod cni;
 pub mod config;
 pub mod container;
 pub mod cri;
+pub mod cri_metrics;
 pub mod daemon;
 pub mod executor;
 pub mod image;

@@ -218,7 +218,7 @@ async fn update_runtime_config_keeps_the_pod_cidr_and_refuses_garbage() {
 }
 
 #[tokio::test]
-async fn rpcs_not_served_yet_answer_unimplemented_with_their_name() {
+async fn checkpoint_rpcs_answer_unimplemented_and_the_rest_serve() {
     let daemon = Daemon::start("");
     let mut runtime = daemon.runtime().await;
     let err = runtime
@@ -243,17 +243,34 @@ async fn rpcs_not_served_yet_answer_unimplemented_with_their_name() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
     assert!(err.message().contains("RestorePod"), "{}", err.message());
-    // Pages of ListPodSandboxMetrics, which is not served.
-    let err = runtime
+    // Served now: the metrics RPCs (no pods: no pod metrics, descriptors all the same).
+    let descriptors = runtime
+        .list_metric_descriptors(ListMetricDescriptorsRequest {})
+        .await
+        .expect("ListMetricDescriptors")
+        .into_inner()
+        .descriptors;
+    assert!(
+        descriptors
+            .iter()
+            .any(|d| d.name == "container_cpu_usage_seconds_total"),
+        "{descriptors:?}"
+    );
+    let metrics = runtime
+        .list_pod_sandbox_metrics(ListPodSandboxMetricsRequest {})
+        .await
+        .expect("ListPodSandboxMetrics")
+        .into_inner();
+    assert!(metrics.pod_metrics.is_empty());
+    let page = runtime
         .stream_pod_sandbox_metrics(StreamPodSandboxMetricsRequest {})
         .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented);
-    assert!(
-        err.message().contains("StreamPodSandboxMetrics"),
-        "{}",
-        err.message()
-    );
+        .expect("StreamPodSandboxMetrics")
+        .into_inner()
+        .message()
+        .await
+        .expect("StreamPodSandboxMetrics ends without an error");
+    assert_eq!(page, None);
     // Served now: an event stream opens, a list stream of nothing ends at once.
     runtime
         .get_container_events(GetEventsRequest {})

@@ -776,3 +776,67 @@ async fn update_pod_sandbox_resources_changes_the_pod_cgroup() {
     .expect("RemovePodSandbox");
     env.assert_clean(&[pod_id]).await;
 }
+
+/// kubelet's order for an in-place CPU raise: UpdatePodSandboxResources first, then its own pod
+/// cgroup (our cgroup's parent). cgroup v1 refuses a child's CFS quota above the parent's, so
+/// the call must still succeed (it is a best-effort notice; an error made kubelet reject the
+/// resize), and a lowering below the parent's quota must reach the sandbox cgroup.
+#[tokio::test]
+async fn update_pod_sandbox_resources_before_kubelet_raises_the_parent() {
+    let _serial = SERIAL.lock().await;
+    let cpu = Path::new("/sys/fs/cgroup/cpu");
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() || !cpu.exists() {
+        eprintln!("no cgroup v1 cpu hierarchy: the refusal this test is about does not exist");
+        return;
+    }
+    /// Removes the parent cgroup last, also when the test fails (after the pod's guard).
+    struct RemoveDir(std::path::PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let parent_name = format!("fcet-parent-{}", std::process::id());
+    let parent = cpu.join(&parent_name);
+    std::fs::create_dir(&parent).expect("parent cgroup");
+    let _parent_guard = RemoveDir(parent.clone());
+    std::fs::write(parent.join("cpu.cfs_quota_us"), "20000").expect("parent quota");
+    let env = PodEnv::start(5, Chain::Standard);
+    let mut rt = env.runtime().await;
+    let mut config = pod_config("resize-parent", "fcet-ns", "uid-resize-parent", 0);
+    config.linux.as_mut().unwrap().cgroup_parent = format!("/{parent_name}");
+    let pod_id = rt
+        .run_pod_sandbox(run_request(config))
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    env.note(&pod_id);
+    let (_, info) = status(&mut rt, &pod_id).await;
+    let quota = || pod_cgroup_file(&info.cgroup, "cpu", "cpu.cfs_quota_us", "cpu.max");
+    let update = |quota: i64| UpdatePodSandboxResourcesRequest {
+        pod_sandbox_id: pod_id.clone(),
+        overhead: None,
+        resources: Some(LinuxContainerResources {
+            cpu_period: 100_000,
+            cpu_quota: quota,
+            ..Default::default()
+        }),
+    };
+    rt.update_pod_sandbox_resources(update(30_000))
+        .await
+        .expect("a raise above the parent's quota is accepted");
+    assert_eq!(
+        quota(),
+        "-1",
+        "the kernel refused it, so the cgroup kept its value"
+    );
+    rt.update_pod_sandbox_resources(update(15_000))
+        .await
+        .expect("a lowering");
+    assert_eq!(quota(), "15000");
+    stop_and_remove_pod(&mut rt, &pod_id).await;
+    env.assert_clean(&[pod_id]).await;
+    drop(env);
+    std::fs::remove_dir(&parent).expect("remove the parent cgroup");
+}

@@ -59,6 +59,14 @@ pub(crate) fn read_u64_optional(cg: &CgroupPath, file: &Path) -> Result<Option<u
     }
 }
 
+/// A limit file (see `stats::parse_limit`); 0 when absent or not a number.
+pub(crate) fn read_limit(cg: &CgroupPath, file: &Path) -> Result<u64, CgroupError> {
+    let text = read_optional(cg, file)?;
+    Ok(text
+        .and_then(|t| super::stats::parse_limit(&t))
+        .unwrap_or(0))
+}
+
 pub(crate) fn parse_u64(cg: &CgroupPath, file: &Path, text: &str) -> Result<u64, CgroupError> {
     text.trim().parse().map_err(|_| CgroupError::Parse {
         path: cg.to_string(),

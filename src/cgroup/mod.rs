@@ -39,7 +39,7 @@ pub use detect::Layout;
 pub use devices::{DEFAULT_ALLOWED as DEFAULT_DEVICES, DeviceRule};
 pub use error::CgroupError;
 pub use resources::Resources;
-pub use stats::Stats;
+pub use stats::{Limits, Stats};
 pub use view::ContainerMount;
 
 use detect::V1Hierarchy;

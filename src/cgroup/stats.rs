@@ -17,6 +17,77 @@ pub struct Stats {
     /// controller is missing.
     pub pids: u64,
     pub swap_usage_bytes: u64,
+    /// CPU time in user and kernel mode, in nanoseconds.
+    pub cpu_user_ns: u64,
+    pub cpu_system_ns: u64,
+    /// CFS bandwidth: periods elapsed, periods throttled, time throttled.
+    pub cfs_periods: u64,
+    pub cfs_throttled_periods: u64,
+    pub cfs_throttled_ns: u64,
+    /// Page cache (v1 `total_cache`, v2 `file`) and its parts.
+    pub memory_cache_bytes: u64,
+    pub memory_mapped_file_bytes: u64,
+    pub memory_active_file_bytes: u64,
+    pub memory_inactive_file_bytes: u64,
+    /// Kernel memory (v1 `memory.kmem.usage_in_bytes`, v2 `kernel`).
+    pub memory_kernel_bytes: u64,
+    /// Highest usage seen (v1 `memory.max_usage_in_bytes`, v2 `memory.peak`).
+    pub memory_max_usage_bytes: u64,
+    /// Times usage hit the limit (v1 `memory.failcnt`; v2 has none).
+    pub memory_failcnt: u64,
+    /// The limits in force; 0 means none, as cAdvisor shows "unlimited".
+    pub limits: Limits,
+}
+
+/// The settings of a cgroup that cAdvisor reports as `container_spec_*`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_bytes: u64,
+    /// Soft limit (v1 `memory.soft_limit_in_bytes`, v2 `memory.low`).
+    pub memory_reservation_bytes: u64,
+    /// v1 memory+swap limit, v2 swap limit.
+    pub memory_swap_bytes: u64,
+    pub cpu_period_us: u64,
+    /// v1 `cpu.shares`; on v2 the shares `cpu.weight` came from.
+    pub cpu_shares: u64,
+    /// `pids.max`.
+    pub pids: u64,
+}
+
+/// A limit as the kernel prints it: `max` (v2) or a value near 2^63 (v1 rounds i64::MAX down
+/// to a page) mean none and give 0.
+pub(crate) fn parse_limit(text: &str) -> Option<u64> {
+    let text = text.trim();
+    if text == "max" {
+        return Some(0);
+    }
+    let v: u64 = text.parse().ok()?;
+    Some(if v >= 1 << 62 { 0 } else { v })
+}
+
+/// `cpu.weight` back to shares the way cAdvisor converts it (lossy: 1024 shares → weight 39
+/// → 998).
+pub(crate) fn weight_to_shares(weight: u64) -> u64 {
+    let weight = weight.clamp(1, 10_000);
+    2 + ((weight - 1) * 262_142) / 9999
+}
+
+/// CFS figures of v1 `cpu.stat` (throttled_time in ns).
+pub(crate) fn fill_cfs_v1(stats: &mut Stats, cpu_stat: &str) {
+    let get = |key| flat_keyed(cpu_stat, key).unwrap_or(0);
+    stats.cfs_periods = get("nr_periods");
+    stats.cfs_throttled_periods = get("nr_throttled");
+    stats.cfs_throttled_ns = get("throttled_time");
+}
+
+/// CPU figures of v2 `cpu.stat` (times in µs).
+pub(crate) fn fill_cpu_v2(stats: &mut Stats, cpu_stat: &str) {
+    let get = |key| flat_keyed(cpu_stat, key).unwrap_or(0);
+    stats.cpu_user_ns = get("user_usec").saturating_mul(1000);
+    stats.cpu_system_ns = get("system_usec").saturating_mul(1000);
+    stats.cfs_periods = get("nr_periods");
+    stats.cfs_throttled_periods = get("nr_throttled");
+    stats.cfs_throttled_ns = get("throttled_usec").saturating_mul(1000);
 }
 
 /// The keys of `memory.stat` a version uses for the figures above. v1 lists both the
@@ -26,6 +97,9 @@ pub(crate) struct MemoryStatKeys {
     pub(crate) rss: &'static str,
     pub(crate) page_faults: &'static str,
     pub(crate) major_page_faults: &'static str,
+    pub(crate) cache: &'static str,
+    pub(crate) mapped_file: &'static str,
+    pub(crate) active_file: &'static str,
 }
 
 pub(crate) const V1_MEMORY_KEYS: MemoryStatKeys = MemoryStatKeys {
@@ -33,6 +107,9 @@ pub(crate) const V1_MEMORY_KEYS: MemoryStatKeys = MemoryStatKeys {
     rss: "total_rss",
     page_faults: "total_pgfault",
     major_page_faults: "total_pgmajfault",
+    cache: "total_cache",
+    mapped_file: "total_mapped_file",
+    active_file: "total_active_file",
 };
 
 pub(crate) const V2_MEMORY_KEYS: MemoryStatKeys = MemoryStatKeys {
@@ -40,6 +117,9 @@ pub(crate) const V2_MEMORY_KEYS: MemoryStatKeys = MemoryStatKeys {
     rss: "anon",
     page_faults: "pgfault",
     major_page_faults: "pgmajfault",
+    cache: "file",
+    mapped_file: "file_mapped",
+    active_file: "active_file",
 };
 
 /// The value of `key` in a flat-keyed file (`key value` lines: memory.stat, cpu.stat,
@@ -63,6 +143,10 @@ pub(crate) fn fill_memory(stats: &mut Stats, usage: u64, memory_stat: &str, keys
     stats.memory_rss_bytes = get(keys.rss);
     stats.page_faults = get(keys.page_faults);
     stats.major_page_faults = get(keys.major_page_faults);
+    stats.memory_cache_bytes = get(keys.cache);
+    stats.memory_mapped_file_bytes = get(keys.mapped_file);
+    stats.memory_active_file_bytes = get(keys.active_file);
+    stats.memory_inactive_file_bytes = get(keys.inactive_file);
 }
 
 #[cfg(test)]
@@ -125,5 +209,69 @@ pgmajfault 2
         assert_eq!((s.page_faults, s.major_page_faults), (396, 2));
         fill_memory(&mut s, 10, V2_STAT, &V2_MEMORY_KEYS);
         assert_eq!(s.memory_working_set_bytes, 0);
+    }
+
+    #[test]
+    fn limits_unlimited_is_zero() {
+        // v1 prints i64::MAX rounded down to a page; v2 prints "max".
+        assert_eq!(parse_limit("9223372036854771712\n"), Some(0));
+        assert_eq!(parse_limit("max\n"), Some(0));
+        assert_eq!(parse_limit("67108864\n"), Some(67_108_864));
+        assert_eq!(parse_limit("garbage"), None);
+    }
+
+    #[test]
+    fn weight_back_to_shares_as_cadvisor() {
+        assert_eq!(weight_to_shares(1), 2);
+        assert_eq!(weight_to_shares(39), 998);
+        assert_eq!(weight_to_shares(10_000), 262_144);
+        assert_eq!(weight_to_shares(0), 2);
+    }
+
+    #[test]
+    fn cpu_stat_of_both_versions() {
+        // As this host's kernel (6.18) prints them.
+        let v2 = "usage_usec 12133183116\nuser_usec 9824185045\nsystem_usec 2308998071\n\
+                  nice_usec 1580772604\nnr_periods 7\nnr_throttled 3\nthrottled_usec 1500\n";
+        let mut s = Stats::default();
+        fill_cpu_v2(&mut s, v2);
+        assert_eq!(s.cpu_user_ns, 9_824_185_045_000);
+        assert_eq!(s.cpu_system_ns, 2_308_998_071_000);
+        assert_eq!((s.cfs_periods, s.cfs_throttled_periods), (7, 3));
+        assert_eq!(s.cfs_throttled_ns, 1_500_000);
+        let v1 =
+            "nr_periods 12\nnr_throttled 4\nthrottled_time 987654321\nnr_bursts 0\nburst_time 0\n";
+        fill_cfs_v1(&mut s, v1);
+        assert_eq!((s.cfs_periods, s.cfs_throttled_periods), (12, 4));
+        assert_eq!(s.cfs_throttled_ns, 987_654_321);
+    }
+
+    #[test]
+    fn memory_cache_figures() {
+        let mut s = Stats::default();
+        fill_memory(&mut s, 100_000, V1_STAT, &V1_MEMORY_KEYS);
+        assert_eq!(s.memory_cache_bytes, 81920);
+        assert_eq!(s.memory_inactive_file_bytes, 10000);
+        fill_memory(&mut s, 2_000_000, V2_STAT, &V2_MEMORY_KEYS);
+        assert_eq!(s.memory_cache_bytes, 0);
+        assert_eq!(s.memory_inactive_file_bytes, 4096);
+    }
+
+    #[test]
+    fn this_hosts_files_parse() {
+        // Files the running kernel wrote, where this host has them.
+        for (file, key) in [
+            ("/sys/fs/cgroup/cpu/cpu.stat", "nr_periods"),
+            ("/sys/fs/cgroup/unified/cpu.stat", "usage_usec"),
+            ("/sys/fs/cgroup/cpu.stat", "usage_usec"),
+            ("/sys/fs/cgroup/memory/memory.stat", "total_rss"),
+        ] {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                assert!(flat_keyed(&text, key).is_some(), "{file}: {key}");
+            }
+        }
+        if let Ok(text) = std::fs::read_to_string("/sys/fs/cgroup/memory/memory.limit_in_bytes") {
+            assert_eq!(parse_limit(&text), Some(0), "the root cgroup has no limit");
+        }
     }
 }

@@ -175,15 +175,22 @@ fn fake_v2_stats_and_oom_kills() {
     for (file, value) in [
         (
             "cpu.stat",
-            "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n",
+            "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 5\nnr_throttled 1\nthrottled_usec 7\n",
         ),
         ("memory.current", "1000000\n"),
         (
             "memory.stat",
-            "anon 300000\ninactive_file 200000\npgfault 42\npgmajfault 3\n",
+            "anon 300000\nfile 400000\nkernel 9000\nfile_mapped 1000\nactive_file 200000\ninactive_file 200000\npgfault 42\npgmajfault 3\n",
         ),
+        ("memory.peak", "1100000\n"),
+        ("memory.max", "67108864\n"),
+        ("memory.low", "0\n"),
+        ("memory.swap.max", "max\n"),
+        ("cpu.max", "25000 100000\n"),
+        ("cpu.weight", "39\n"),
         ("memory.swap.current", "4096\n"),
         ("pids.current", "2\n"),
+        ("pids.max", "max\n"),
         ("memory.events", "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\n"),
     ] {
         put(&leaf.join(file), value);
@@ -200,6 +207,26 @@ fn fake_v2_stats_and_oom_kills() {
             major_page_faults: 3,
             pids: 2,
             swap_usage_bytes: 4096,
+            cpu_user_ns: 1_000_000,
+            cpu_system_ns: 500_000,
+            cfs_periods: 5,
+            cfs_throttled_periods: 1,
+            cfs_throttled_ns: 7000,
+            memory_cache_bytes: 400_000,
+            memory_mapped_file_bytes: 1000,
+            memory_active_file_bytes: 200_000,
+            memory_inactive_file_bytes: 200_000,
+            memory_kernel_bytes: 9000,
+            memory_max_usage_bytes: 1_100_000,
+            memory_failcnt: 0,
+            limits: Limits {
+                memory_bytes: 67_108_864,
+                memory_reservation_bytes: 0,
+                memory_swap_bytes: 0,
+                cpu_period_us: 100_000,
+                cpu_shares: 998,
+                pids: 0,
+            },
         }
     );
     assert_eq!(cgroups.oom_kills("/c").unwrap(), 2);
@@ -331,11 +358,28 @@ fn fake_v1_stats_and_oom_kills() {
     let t = tmp.path();
     for (file, value) in [
         ("cpu,cpuacct/c/cpuacct.usage", "123456789\n"),
+        ("cpu,cpuacct/c/cpuacct.usage_user", "100000000\n"),
+        ("cpu,cpuacct/c/cpuacct.usage_sys", "23456789\n"),
+        (
+            "cpu,cpuacct/c/cpu.stat",
+            "nr_periods 10\nnr_throttled 2\nthrottled_time 3000\nnr_bursts 0\nburst_time 0\n",
+        ),
+        ("cpu,cpuacct/c/cpu.cfs_period_us", "100000\n"),
+        ("cpu,cpuacct/c/cpu.shares", "256\n"),
         ("memory/c/memory.usage_in_bytes", "1000000\n"),
         (
             "memory/c/memory.stat",
-            "rss 1\ninactive_file 2\ntotal_rss 300000\ntotal_inactive_file 250000\ntotal_pgfault 9\ntotal_pgmajfault 1\n",
+            "rss 1\ninactive_file 2\ntotal_cache 500000\ntotal_rss 300000\ntotal_mapped_file 100\ntotal_active_file 250000\ntotal_inactive_file 250000\ntotal_pgfault 9\ntotal_pgmajfault 1\n",
         ),
+        ("memory/c/memory.max_usage_in_bytes", "1500000\n"),
+        ("memory/c/memory.failcnt", "6\n"),
+        ("memory/c/memory.limit_in_bytes", "67108864\n"),
+        (
+            "memory/c/memory.soft_limit_in_bytes",
+            "9223372036854771712\n",
+        ),
+        ("memory/c/memory.memsw.limit_in_bytes", "134217728\n"),
+        ("pids/c/pids.max", "100\n"),
         ("memory/c/memory.memsw.usage_in_bytes", "1200000\n"),
         (
             "memory/c/memory.oom_control",
@@ -357,6 +401,27 @@ fn fake_v1_stats_and_oom_kills() {
             major_page_faults: 1,
             pids: 4,
             swap_usage_bytes: 200_000,
+            cpu_user_ns: 100_000_000,
+            cpu_system_ns: 23_456_789,
+            cfs_periods: 10,
+            cfs_throttled_periods: 2,
+            cfs_throttled_ns: 3000,
+            memory_cache_bytes: 500_000,
+            memory_mapped_file_bytes: 100,
+            memory_active_file_bytes: 250_000,
+            memory_inactive_file_bytes: 250_000,
+            // No memory.kmem.usage_in_bytes (removed from recent kernels): 0.
+            memory_kernel_bytes: 0,
+            memory_max_usage_bytes: 1_500_000,
+            memory_failcnt: 6,
+            limits: Limits {
+                memory_bytes: 67_108_864,
+                memory_reservation_bytes: 0,
+                memory_swap_bytes: 134_217_728,
+                cpu_period_us: 100_000,
+                cpu_shares: 256,
+                pids: 100,
+            },
         }
     );
     assert_eq!(cgroups.oom_kills("/c").unwrap(), 1);

@@ -223,10 +223,21 @@ pub(crate) fn stats(
 ) -> Result<Stats, CgroupError> {
     let mut stats = Stats::default();
     if let Some(dir) = dir_of(cg, hierarchies, "cpuacct") {
-        stats.cpu_usage_ns = fs::read_u64_optional(cg, &dir.join("cpuacct.usage"))?.unwrap_or(0);
+        let read = |name: &str| fs::read_u64_optional(cg, &dir.join(name));
+        stats.cpu_usage_ns = read("cpuacct.usage")?.unwrap_or(0);
+        stats.cpu_user_ns = read("cpuacct.usage_user")?.unwrap_or(0);
+        stats.cpu_system_ns = read("cpuacct.usage_sys")?.unwrap_or(0);
     } else if let Some(dir) = unified {
         // Hybrid hosts keep CPU time for every cgroup2 cgroup.
+        let cpu_stat = fs::read_optional(cg, &dir.join("cpu.stat"))?.unwrap_or_default();
         stats.cpu_usage_ns = v2::cpu_usage_ns(cg, dir)?.unwrap_or(0);
+        stats::fill_cpu_v2(&mut stats, &cpu_stat);
+    }
+    if let Some(dir) = dir_of(cg, hierarchies, "cpu") {
+        let cpu_stat = fs::read_optional(cg, &dir.join("cpu.stat"))?.unwrap_or_default();
+        stats::fill_cfs_v1(&mut stats, &cpu_stat);
+        stats.limits.cpu_period_us = fs::read_limit(cg, &dir.join("cpu.cfs_period_us"))?;
+        stats.limits.cpu_shares = fs::read_limit(cg, &dir.join("cpu.shares"))?;
     }
     if let Some(dir) = dir_of(cg, hierarchies, "memory")
         && let Some(usage) = fs::read_u64_optional(cg, &dir.join("memory.usage_in_bytes"))?
@@ -236,9 +247,21 @@ pub(crate) fn stats(
         if let Some(memsw) = fs::read_u64_optional(cg, &dir.join("memory.memsw.usage_in_bytes"))? {
             stats.swap_usage_bytes = memsw.saturating_sub(usage);
         }
+        let read = |name: &str| fs::read_u64_optional(cg, &dir.join(name));
+        stats.memory_kernel_bytes = read("memory.kmem.usage_in_bytes")?.unwrap_or(0);
+        stats.memory_max_usage_bytes = read("memory.max_usage_in_bytes")?.unwrap_or(0);
+        stats.memory_failcnt = read("memory.failcnt")?.unwrap_or(0);
+        let limits = &mut stats.limits;
+        limits.memory_bytes = fs::read_limit(cg, &dir.join("memory.limit_in_bytes"))?;
+        limits.memory_reservation_bytes =
+            fs::read_limit(cg, &dir.join("memory.soft_limit_in_bytes"))?;
+        limits.memory_swap_bytes = fs::read_limit(cg, &dir.join("memory.memsw.limit_in_bytes"))?;
     }
     let pids_current = match dir_of(cg, hierarchies, "pids") {
-        Some(dir) => fs::read_u64_optional(cg, &dir.join("pids.current"))?,
+        Some(dir) => {
+            stats.limits.pids = fs::read_limit(cg, &dir.join("pids.max"))?;
+            fs::read_u64_optional(cg, &dir.join("pids.current"))?
+        }
         None => None,
     };
     stats.pids = match pids_current {

@@ -196,12 +196,30 @@ pub(crate) fn stats(cg: &CgroupPath, dir: &Path) -> Result<Stats, CgroupError> {
         cpu_usage_ns: cpu_usage_ns(cg, dir)?.unwrap_or(0),
         ..Stats::default()
     };
+    let cpu_stat = fs::read_optional(cg, &dir.join("cpu.stat"))?.unwrap_or_default();
+    stats::fill_cpu_v2(&mut stats, &cpu_stat);
     if let Some(usage) = fs::read_u64_optional(cg, &dir.join("memory.current"))? {
         let memory_stat = fs::read_optional(cg, &dir.join("memory.stat"))?.unwrap_or_default();
         stats::fill_memory(&mut stats, usage, &memory_stat, &stats::V2_MEMORY_KEYS);
+        stats.memory_kernel_bytes = stats::flat_keyed(&memory_stat, "kernel").unwrap_or(0);
+        stats.memory_max_usage_bytes =
+            fs::read_u64_optional(cg, &dir.join("memory.peak"))?.unwrap_or(0);
     }
     stats.swap_usage_bytes =
         fs::read_u64_optional(cg, &dir.join("memory.swap.current"))?.unwrap_or(0);
+    let limit = |name: &str| fs::read_limit(cg, &dir.join(name));
+    stats.limits = stats::Limits {
+        memory_bytes: limit("memory.max")?,
+        memory_reservation_bytes: limit("memory.low")?,
+        memory_swap_bytes: limit("memory.swap.max")?,
+        cpu_period_us: fs::read_optional(cg, &dir.join("cpu.max"))?
+            .and_then(|t| t.split_whitespace().nth(1).and_then(|p| p.parse().ok()))
+            .unwrap_or(0),
+        cpu_shares: fs::read_u64_optional(cg, &dir.join("cpu.weight"))?
+            .map(stats::weight_to_shares)
+            .unwrap_or(0),
+        pids: limit("pids.max")?,
+    };
     stats.pids = match fs::read_u64_optional(cg, &dir.join("pids.current"))? {
         Some(pids) => pids,
         None => {

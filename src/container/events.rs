@@ -137,6 +137,11 @@ impl Containers {
         sandbox_id: &str,
         pod: Option<&SandboxRecord>,
     ) {
+        // The time is taken before the statuses are read: kubelet keeps the newest status by
+        // this time, so a status must never claim a time later than what it has seen (a
+        // container created in between would be missing from kubelet's view until the next
+        // event).
+        let created_at = now_nanos();
         let records = match self.all_records().await {
             Ok(records) => records,
             Err(e) => {
@@ -144,11 +149,12 @@ impl Containers {
                 Vec::new()
             }
         };
-        let containers_statuses = records
-            .iter()
-            .filter(|r| r.sandbox_id == sandbox_id && r.state != State::Creating)
-            .map(|r| status::status_message(r))
-            .collect();
+        let containers_statuses = status::pod_statuses(
+            records
+                .iter()
+                .filter(|r| r.sandbox_id == sandbox_id && r.state != State::Creating)
+                .map(|r| r.as_ref()),
+        );
         let deleted = kind == ContainerEventType::ContainerDeletedEvent && id == sandbox_id;
         let pod_sandbox_status = pod.map(|p| {
             let ready = !deleted && pod_ready(p);
@@ -157,7 +163,7 @@ impl Containers {
         self.events().publish(ContainerEventResponse {
             container_id: id.to_owned(),
             container_event_type: kind as i32,
-            created_at: now_nanos(),
+            created_at,
             pod_sandbox_status,
             containers_statuses,
         });

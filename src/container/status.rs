@@ -20,6 +20,23 @@ pub fn image_spec(record: &ContainerRecord) -> ImageSpec {
     spec
 }
 
+/// The statuses of a pod's containers as kubelet expects them inside PodSandboxStatus and
+/// container events: newest first. With the evented PLEG, kubelet takes the first status of a
+/// container name as its current one and does not sort PodSandboxStatus's list itself; oldest
+/// first made it see an earlier attempt, restart that attempt's successor again and hit
+/// AlreadyExists on its name.
+pub fn pod_statuses<'a>(
+    records: impl Iterator<Item = &'a ContainerRecord>,
+) -> Vec<ContainerStatus> {
+    let mut records: Vec<&ContainerRecord> = records.collect();
+    records.sort_by(|a, b| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    records.into_iter().map(status_message).collect()
+}
+
 pub fn status_message(record: &ContainerRecord) -> ContainerStatus {
     let config = &record.config.0;
     ContainerStatus {
@@ -59,5 +76,48 @@ pub fn status_message(record: &ContainerRecord) -> ContainerStatus {
         }),
         // The signal StopContainer will send (config, image or SIGTERM), as KEP-4960 asks.
         stop_signal: super::signals::to_cri(record.stop_signal) as i32,
+    }
+}
+
+#[cfg(test)]
+mod pod_statuses_tests {
+    use super::*;
+    use crate::container::record::State;
+
+    fn record(id: &str, created_at: i64) -> ContainerRecord {
+        ContainerRecord {
+            id: id.into(),
+            sandbox_id: "p1".into(),
+            state: State::Exited,
+            created_at,
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            config: Default::default(),
+            image_id: String::new(),
+            image_name: String::new(),
+            image_layers: Vec::new(),
+            log_path: Default::default(),
+            dir: Default::default(),
+            cgroup: String::new(),
+            pid: 0,
+            uid: 0,
+            gid: 0,
+            groups: Vec::new(),
+            stop_signal: 15,
+        }
+    }
+
+    #[test]
+    fn newest_first_as_kubelet_reads_them() {
+        // Store order is oldest first: attempt 0, attempt 1, a sidecar created with attempt 0.
+        let records = [record("a0", 10), record("a1", 30), record("b", 10)];
+        let ids: Vec<String> = pod_statuses(records.iter())
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(ids, ["a1", "a0", "b"]);
     }
 }

@@ -34,20 +34,40 @@ impl Sandboxes {
         {
             let limits = crate::container::resources::from_cri(Some(limits));
             let path = record.cgroup.clone();
-            tokio::task::spawn_blocking(move || cgroups.apply(&path, &limits))
+            let applied = tokio::task::spawn_blocking(move || cgroups.apply(&path, &limits))
                 .await
                 .map_err(|e| SandboxError::Failed {
                     step: "updating the pod cgroup",
                     message: e.to_string(),
-                })?
-                .map_err(|e| match e {
-                    CgroupError::UnifiedOnV1 { .. } => invalid("resources.unified", e.to_string()),
-                    CgroupError::InvalidValue { .. } => invalid("resources", e.to_string()),
-                    other => SandboxError::Failed {
+                })?;
+            match applied {
+                Ok(()) => {}
+                Err(e @ CgroupError::UnifiedOnV1 { .. }) => {
+                    return Err(invalid("resources.unified", e.to_string()));
+                }
+                Err(e @ CgroupError::InvalidValue { .. }) => {
+                    return Err(invalid("resources", e.to_string()));
+                }
+                // The kubelet sends this notice before it raises its pod cgroup (our cgroup's
+                // parent), and cgroup v1 refuses a CFS quota above the parent's: the call is
+                // a best-effort notice, so the pod keeps its current limits until the next
+                // notice (a lowering, which v1 needs first in the child, always goes through).
+                Err(CgroupError::Write { source, file, .. })
+                    if source.raw_os_error() == Some(libc::EINVAL) =>
+                {
+                    tracing::info!(
+                        pod = %record.id,
+                        file = %file.display(),
+                        "pod cgroup limit above its parent's for now; left as it was"
+                    );
+                }
+                Err(other) => {
+                    return Err(SandboxError::Failed {
                         step: "updating the pod cgroup",
                         message: other.to_string(),
-                    },
-                })?;
+                    });
+                }
+            }
         }
         let linux = record.config.0.linux.get_or_insert_with(Default::default);
         if overhead.is_some() {

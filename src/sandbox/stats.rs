@@ -2,6 +2,7 @@
 //! from the pod's network namespace (read through the pause's /proc/<pid>/net/dev).
 
 use crate::cri::v1::*;
+use crate::cri_metrics::InterfaceCounters;
 
 use super::record::SandboxRecord;
 use super::service::{Sandboxes, now_nanos};
@@ -10,7 +11,12 @@ fn value(v: u64) -> Option<UInt64Value> {
     Some(UInt64Value { value: v })
 }
 
-pub fn pod_stats(sandboxes: &Sandboxes, record: &SandboxRecord) -> PodSandboxStats {
+/// The stats of a pod; `containers` are the stats of its running containers.
+pub fn pod_stats(
+    sandboxes: &Sandboxes,
+    record: &SandboxRecord,
+    containers: Vec<ContainerStats>,
+) -> PodSandboxStats {
     let timestamp = now_nanos();
     let cgroup = sandboxes.cgroup_stats(&record.cgroup);
     let (cpu, memory, process) = match cgroup {
@@ -52,7 +58,7 @@ pub fn pod_stats(sandboxes: &Sandboxes, record: &SandboxRecord) -> PodSandboxSta
             memory,
             network,
             process,
-            containers: Vec::new(),
+            containers,
             io: None,
         }),
         windows: None,
@@ -61,10 +67,15 @@ pub fn pod_stats(sandboxes: &Sandboxes, record: &SandboxRecord) -> PodSandboxSta
 
 /// Interface counters of the pause's network namespace; eth0 is the default interface.
 fn network_usage(pid: i32, timestamp: i64) -> Option<NetworkUsage> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).ok()?;
-    let interfaces: Vec<NetworkInterfaceUsage> = parse_net_dev(&text)
+    let interfaces: Vec<NetworkInterfaceUsage> = pod_interfaces(pid)?
         .into_iter()
-        .filter(|i| i.name != "lo")
+        .map(|i| NetworkInterfaceUsage {
+            name: i.name,
+            rx_bytes: value(i.rx_bytes),
+            rx_errors: value(i.rx_errors),
+            tx_bytes: value(i.tx_bytes),
+            tx_errors: value(i.tx_errors),
+        })
         .collect();
     let default_interface = interfaces.iter().find(|i| i.name == "eth0").cloned();
     Some(NetworkUsage {
@@ -74,8 +85,21 @@ fn network_usage(pid: i32, timestamp: i64) -> Option<NetworkUsage> {
     })
 }
 
-/// Parses /proc/net/dev: after `name:` come 8 receive then 8 transmit counters.
-fn parse_net_dev(text: &str) -> Vec<NetworkInterfaceUsage> {
+/// The counters of the interfaces of `pid`'s network namespace but loopback; None when the
+/// process is gone.
+pub fn pod_interfaces(pid: i32) -> Option<Vec<InterfaceCounters>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).ok()?;
+    Some(
+        parse_net_dev(&text)
+            .into_iter()
+            .filter(|i| i.name != "lo")
+            .collect(),
+    )
+}
+
+/// Parses /proc/net/dev: after `name:` come 8 receive counters (bytes packets errs drop fifo
+/// frame compressed multicast) then 8 transmit ones (bytes packets errs drop ...).
+fn parse_net_dev(text: &str) -> Vec<InterfaceCounters> {
     text.lines()
         .skip(2)
         .filter_map(|line| {
@@ -84,12 +108,16 @@ fn parse_net_dev(text: &str) -> Vec<NetworkInterfaceUsage> {
                 .split_whitespace()
                 .map(|c| c.parse().unwrap_or(0))
                 .collect();
-            (n.len() >= 16).then(|| NetworkInterfaceUsage {
+            (n.len() >= 16).then(|| InterfaceCounters {
                 name: name.trim().to_owned(),
-                rx_bytes: value(n[0]),
-                rx_errors: value(n[2]),
-                tx_bytes: value(n[8]),
-                tx_errors: value(n[10]),
+                rx_bytes: n[0],
+                rx_packets: n[1],
+                rx_errors: n[2],
+                rx_dropped: n[3],
+                tx_bytes: n[8],
+                tx_packets: n[9],
+                tx_errors: n[10],
+                tx_dropped: n[11],
             })
         })
         .collect()
@@ -106,9 +134,17 @@ mod tests {
         assert_eq!(parsed.len(), 2);
         let eth0 = &parsed[1];
         assert_eq!(eth0.name, "eth0");
-        assert_eq!(eth0.rx_bytes, value(2048));
-        assert_eq!(eth0.rx_errors, value(1));
-        assert_eq!(eth0.tx_bytes, value(4096));
-        assert_eq!(eth0.tx_errors, value(2));
+        assert_eq!((eth0.rx_bytes, eth0.rx_packets), (2048, 10));
+        assert_eq!((eth0.rx_errors, eth0.rx_dropped), (1, 0));
+        assert_eq!((eth0.tx_bytes, eth0.tx_packets), (4096, 20));
+        assert_eq!((eth0.tx_errors, eth0.tx_dropped), (2, 0));
+    }
+
+    #[test]
+    fn this_hosts_net_dev_parses() {
+        let text = std::fs::read_to_string("/proc/self/net/dev").unwrap();
+        let parsed = parse_net_dev(&text);
+        assert!(parsed.iter().any(|i| i.name == "lo"), "{text}");
+        assert_eq!(parsed.len(), text.lines().count() - 2);
     }
 }

@@ -7,11 +7,10 @@ use tonic::Status;
 
 use super::CriServer;
 use super::sandbox::labels_match;
-use crate::container::record::{ContainerRecord, State};
+use crate::container::record::State;
 use crate::container::service::ContainerError;
 use crate::container::status::{cri_state, image_spec, status_message};
 use crate::cri::v1::*;
-use crate::sandbox::service::now_nanos;
 use crate::telemetry::record_ids;
 
 impl CriServer {
@@ -144,7 +143,7 @@ impl CriServer {
     pub(super) async fn container_stats(&self, id: &str) -> Result<ContainerStats, Status> {
         record_ids("container", id);
         let record = self.containers().status(id).await?;
-        Ok(self.stats_message(&record))
+        Ok(self.container_stats_message(&record))
     }
 
     pub(super) async fn list_container_stats(
@@ -163,49 +162,7 @@ impl CriServer {
                 filter.pod_sandbox_id.is_empty() || r.sandbox_id.starts_with(&filter.pod_sandbox_id)
             })
             .filter(|r| labels_match(&r.config.0.labels, &filter.label_selector))
-            .map(|r| self.stats_message(&r))
+            .map(|r| self.container_stats_message(&r))
             .collect())
-    }
-
-    fn stats_message(&self, record: &ContainerRecord) -> ContainerStats {
-        let timestamp = now_nanos();
-        let value = |v: u64| Some(UInt64Value { value: v });
-        let cgroup = self
-            .sandboxes()
-            .cgroup_stats(&record.cgroup)
-            .unwrap_or_default();
-        let (bytes, inodes) = crate::rootfs::usage::disk_usage(&record.dir.join("upper"));
-        ContainerStats {
-            attributes: Some(ContainerAttributes {
-                id: record.id.clone(),
-                metadata: record.config.0.metadata.clone(),
-                labels: record.config.0.labels.clone(),
-                annotations: record.config.0.annotations.clone(),
-            }),
-            cpu: Some(CpuUsage {
-                timestamp,
-                usage_core_nano_seconds: value(cgroup.cpu_usage_ns),
-                ..Default::default()
-            }),
-            memory: Some(MemoryUsage {
-                timestamp,
-                working_set_bytes: value(cgroup.memory_working_set_bytes),
-                usage_bytes: value(cgroup.memory_usage_bytes),
-                rss_bytes: value(cgroup.memory_rss_bytes),
-                page_faults: value(cgroup.page_faults),
-                major_page_faults: value(cgroup.major_page_faults),
-                ..Default::default()
-            }),
-            writable_layer: Some(FilesystemUsage {
-                timestamp,
-                fs_id: Some(FilesystemIdentifier {
-                    mountpoint: record.dir.display().to_string(),
-                }),
-                used_bytes: value(bytes),
-                inodes_used: value(inodes),
-            }),
-            swap: None,
-            io: None,
-        }
     }
 }

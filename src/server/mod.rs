@@ -49,6 +49,7 @@ mod hpack;
 mod image_service;
 mod limits;
 mod list_streams;
+mod metrics;
 mod runtime_info;
 mod runtime_service;
 mod sandbox;

@@ -1,6 +1,6 @@
 //! The RuntimeService: each RPC decodes its request and hands it to its domain module.
 
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use super::CriServer;
 use super::list_streams::ServerStream;
@@ -9,7 +9,6 @@ use crate::cri::v1::*;
 use crate::validate::checked;
 
 const CHECKPOINT: &str = "checkpoint/restore is not supported";
-const METRICS: &str = "pod metrics are not supported; use ListPodSandboxStats";
 
 cri_service! {
     impl RuntimeService for CriServer {
@@ -268,23 +267,33 @@ cri_service! {
 
         type StreamPodSandboxMetricsStream = ServerStream<StreamPodSandboxMetricsResponse>;
 
-        /// Pages of whatever ListPodSandboxMetrics answers (Unimplemented while it is).
+        /// ListPodSandboxMetrics in pages.
         async fn stream_pod_sandbox_metrics(
             &self,
             _request: Request<StreamPodSandboxMetricsRequest>,
         ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
-            let request = Request::new(ListPodSandboxMetricsRequest {});
-            let items = match RuntimeService::list_pod_sandbox_metrics(self, request).await {
-                Ok(response) => response.into_inner().pod_metrics,
-                Err(e) if e.code() == Code::Unimplemented => {
-                    return Err(super::errors::pending("StreamPodSandboxMetrics", METRICS));
-                }
-                Err(e) => return Err(e),
-            };
+            let items = CriServer::list_pod_sandbox_metrics(self).await?;
             let pages = self.pages(items, |pod_sandbox_metrics| StreamPodSandboxMetricsResponse {
                 pod_sandbox_metrics,
             });
             Ok(Response::new(pages))
+        }
+
+        async fn list_metric_descriptors(
+            &self,
+            _request: Request<ListMetricDescriptorsRequest>,
+        ) -> Result<Response<ListMetricDescriptorsResponse>, Status> {
+            Ok(Response::new(ListMetricDescriptorsResponse {
+                descriptors: crate::cri_metrics::descriptors(),
+            }))
+        }
+
+        async fn list_pod_sandbox_metrics(
+            &self,
+            _request: Request<ListPodSandboxMetricsRequest>,
+        ) -> Result<Response<ListPodSandboxMetricsResponse>, Status> {
+            let pod_metrics = CriServer::list_pod_sandbox_metrics(self).await?;
+            Ok(Response::new(ListPodSandboxMetricsResponse { pod_metrics }))
         }
 
         async fn update_runtime_config(
@@ -299,8 +308,6 @@ cri_service! {
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse = "CheckpointContainer", CHECKPOINT;
         checkpoint_pod(CheckpointPodRequest) -> CheckpointPodResponse = "CheckpointPod", CHECKPOINT;
         restore_pod(RestorePodRequest) -> RestorePodResponse = "RestorePod", CHECKPOINT;
-        list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse = "ListMetricDescriptors", METRICS;
-        list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse = "ListPodSandboxMetrics", METRICS;
     }
     pending_streams {
     }

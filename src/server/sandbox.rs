@@ -121,13 +121,9 @@ impl CriServer {
             HashMap::new()
         };
         // With the evented PLEG, kubelet takes the pod's container statuses from here.
-        let containers_statuses = self
-            .containers()
-            .of_pod(&record)
-            .await?
-            .iter()
-            .map(|c| crate::container::status::status_message(c))
-            .collect();
+        let containers = self.containers().of_pod(&record).await?;
+        let containers_statuses =
+            crate::container::status::pod_statuses(containers.iter().map(|c| c.as_ref()));
         Ok(PodSandboxStatusResponse {
             status: Some(status_message(&record, ready)),
             info,
@@ -176,7 +172,8 @@ impl CriServer {
             .find(id)
             .await?
             .ok_or_else(|| not_found(id))?;
-        Ok(stats::pod_stats(self.sandboxes(), &record))
+        let containers = self.running_containers_by_pod().await?;
+        Ok(self.pod_stats_message(&record, &containers))
     }
 
     pub(super) async fn list_pod_sandbox_stats(
@@ -184,6 +181,7 @@ impl CriServer {
         filter: Option<PodSandboxStatsFilter>,
     ) -> Result<Vec<PodSandboxStats>, Status> {
         let filter = filter.unwrap_or_default();
+        let containers = self.running_containers_by_pod().await?;
         Ok(self
             .sandboxes()
             .list()
@@ -192,8 +190,26 @@ impl CriServer {
             .filter(|r| r.state == SandboxState::Ready)
             .filter(|r| filter.id.is_empty() || r.id.starts_with(&filter.id))
             .filter(|r| labels_match(&r.config.0.labels, &filter.label_selector))
-            .map(|r| stats::pod_stats(self.sandboxes(), &r))
+            .map(|r| self.pod_stats_message(&r, &containers))
             .collect())
+    }
+
+    /// Pod stats with the stats of its running containers.
+    fn pod_stats_message(
+        &self,
+        record: &SandboxRecord,
+        containers: &HashMap<
+            String,
+            Vec<std::sync::Arc<crate::container::record::ContainerRecord>>,
+        >,
+    ) -> PodSandboxStats {
+        let container_stats = containers
+            .get(&record.id)
+            .into_iter()
+            .flatten()
+            .map(|c| self.container_stats_message(c))
+            .collect();
+        stats::pod_stats(self.sandboxes(), record, container_stats)
     }
 }
 
