@@ -425,7 +425,8 @@ pub(super) fn container_config(p: &str, c: &ContainerConfig) -> Result<(), Inval
         mount(&format!("{p}.mounts[{i}]"), m)?;
     }
     for (i, d) in c.devices.iter().enumerate() {
-        absolute_path(
+        // Empty means the host path, as in containerd.
+        optional_absolute_path(
             &format!("{p}.devices[{i}].container_path"),
             &d.container_path,
         )?;
