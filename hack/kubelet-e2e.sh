@@ -417,6 +417,13 @@ write_manifests() {
     image: $BUSYBOX
     command: [sh, -c, 'mkdir -p /www; echo ok >/www/healthz; (sleep 6; rm /www/healthz) & exec httpd -f -p 8080 -h /www']
     livenessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1, failureThreshold: 2}"
+	# ~2 MiB of log lines at once, then one tick a second: past containerLogMaxSize (1Mi) the
+	# kubelet renames 0.log and calls ReopenContainerLog; the ticks must then reach a new 0.log.
+	manifest chatty "  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: $BUSYBOX
+    command: [sh, -c, 'i=0; while [ \$i -lt 24000 ]; do echo \"burst \$i 0123456789abcdef0123456789abcdef0123456789\"; i=\$((i+1)); done; trap \"exit 0\" TERM; while true; do echo tick; sleep 1; done']"
 	manifest crash "  terminationGracePeriodSeconds: 2
   containers:
   - name: crash
@@ -546,6 +553,14 @@ crash_log_per_attempt() { # <ns>_<pod>_<uid>/<ctr>/<attempt>.log; the kubelet re
 	f=$(ls "$d" 2>/dev/null | sort -n | tail -n 1)
 	echo "${f:-no log} in $(basename "$(dirname "$d")")"
 	[[ "$f" =~ ^[1-9][0-9]*\.log$ ]] && grep -q 'stdout F crashing' "$d/$f"
+}
+log_rotated_and_reopened() { # 0.log.<time> beside a new 0.log that holds the later ticks
+	local uid d rotated
+	uid=$(pod_field chatty .metadata.uid)
+	d=$work/pod-logs/default_chatty-${NODE}_$uid/main
+	rotated=$(ls "$d" 2>/dev/null | grep -c '^0\.log\.[0-9]' || true)
+	echo "$rotated rotated, 0.log: $(grep -c 'stdout F tick$' "$d/0.log" 2>/dev/null || echo none) ticks, $(grep -c 'stdout F burst' "$d/0.log" 2>/dev/null || echo none) burst lines"
+	[ "$rotated" -ge 1 ] && grep -q 'stdout F tick$' "$d/0.log" && ! grep -q 'stdout F burst 0 ' "$d/0.log"
 }
 pod_ip_in_subnet() {
 	local ip
@@ -772,6 +787,7 @@ run_pass() { # run_pass <name> <feature gates YAML>
 	check "Always: CrashLoopBackOff, last exit 2" "CrashLoopBackOff 2" 60 pod_is crash \
 		'"\(.status.containerStatuses[0].state.waiting.reason // "not waiting") \(.status.containerStatuses[0].lastState.terminated.exitCode)"' "CrashLoopBackOff 2"
 	check "crash: log file named by attempt" "<n>.log, n >= 1" 10 crash_log_per_attempt
+	check "log rotation at containerLogMaxSize (ReopenContainerLog)" ">= 1 rotated, ticks in a new 0.log" 60 log_rotated_and_reopened
 	check "Never: Failed, exit 3, no restart" "Failed 3 0" 90 pod_is never \
 		'"\(.status.phase) \(.status.containerStatuses[0].state.terminated.exitCode) \(.status.containerStatuses[0].restartCount)"' "Failed 3 0"
 	check "OnFailure, exit 0: Succeeded, no restart" "Succeeded 0 0" 90 pod_is onfail-ok \
