@@ -143,13 +143,16 @@ trap 'exit 130' INT TERM
 start_runtime ferrocri
 start_runtime containerd
 
-# One scenario against one runtime: its JSON figures go to $out/<runtime>.<round>.<scenario>.json
+# One scenario against one runtime: its JSON figures go to $out/<runtime>.<round>.<scenario>-<args>.json
+# (file name: the scenario and its numeric arguments, so the two bursts do not collide).
 scenario() { # <runtime> <round> <name> <args...>
 	local rt=$1 round=$2 name=$3
 	shift 3
-	log "round $round: $name on $rt"
-	"$client" "$name" "${sock[$rt]}" "$@" >"$out/$rt.$round.$name.json" 2>>"$work/client.log" ||
-		{ log "$name on $rt failed; see $work/client.log"; rm -f "$out/$rt.$round.$name.json"; }
+	local file
+	file=$out/$rt.$round.$name$(printf -- '-%s' "$@" | tr -c '0-9-' '_').json
+	log "round $round: $name $* on $rt"
+	"$client" "$name" "${sock[$rt]}" "$@" >"$file" 2>>"$work/client.log" ||
+		{ log "$name on $rt failed; see $work/client.log"; rm -f "$file"; }
 }
 for round in $(seq "$rounds"); do
 	order=(ferrocri containerd)
