@@ -83,6 +83,8 @@ fn exec_request(id: &str, args: &[&str], tty: bool, stdin: bool) -> ExecStreamRe
         stdin,
         stdout: true,
         stderr: !tty,
+        // A terminal starts at the client's first size, as the streaming server passes it.
+        size: tty.then_some((100, 30)),
     }
 }
 
@@ -201,6 +203,13 @@ async fn exec_sessions_carry_output_stdin_terminal_and_exit_and_die_with_their_c
     );
     assert_eq!(got.stdout.len(), data.len());
     assert!(got.stdout == data, "cat returned other bytes");
+
+    // A terminal starts at the size the request carried, before any resize frame.
+    let (w, r) = exec(&pod_dir, exec_request(id, &["stty", "size"], true, false)).await;
+    let first = collect(r).await;
+    assert_eq!(first.exit, Some(0), "{first:?}");
+    assert_eq!(String::from_utf8_lossy(&first.stdout).trim(), "30 100");
+    drop(w);
 
     // A terminal: the size set by a resize, input echoed, one output stream; the terminal is
     // the first pty of the container's own devpts, which holds nothing else.

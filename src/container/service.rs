@@ -898,6 +898,7 @@ impl Containers {
         id: &str,
         cmd: Vec<String>,
         stdio: StdioRequest,
+        size: Option<(u16, u16)>,
     ) -> Result<(SessionWriter, SessionReader), ContainerError> {
         let (record, sandbox) = self.exec_target(id, &cmd, stdio).await?;
         let StdioRequest {
@@ -913,6 +914,7 @@ impl Containers {
             stdin,
             stdout,
             stderr,
+            size,
         };
         session::exec(&sandbox.dir, request)
             .await

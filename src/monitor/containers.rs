@@ -433,6 +433,7 @@ impl Containers {
         id: &str,
         args: &[String],
         stdio: StdioRequest,
+        size: Option<(u16, u16)>,
     ) -> Result<ExecRunning, String> {
         let target = self.running_container(id)?.pid;
         let dir = container_dir(&self.pod_dir, id);
@@ -447,7 +448,7 @@ impl Containers {
         let spec_path = dir.join(format!("exec-{}.json", self.exec_count));
         let json = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
         std::fs::write(&spec_path, json).map_err(|e| format!("cannot write the exec spec: {e}"))?;
-        let result = self.run_exec(target, &spec_path, stdio).await;
+        let result = self.run_exec(target, &spec_path, stdio, size).await;
         let _ = std::fs::remove_file(&spec_path);
         result
     }
@@ -494,6 +495,7 @@ impl Containers {
         target: Pid,
         spec_path: &Path,
         stdio: StdioRequest,
+        size: Option<(u16, u16)>,
     ) -> Result<ExecRunning, String> {
         let (report_r, report_w) = pipe_pair()?;
         let (start_r, start_w) = pipe_pair()?;
@@ -531,6 +533,11 @@ impl Containers {
         let started = async {
             wait_ready(&mut report).await?;
             let parent = ends.finish()?;
+            // The process starts at the client's size (a shell or `stty size` reads it at
+            // once; a resize frame would come too late).
+            if let (Some(pty), Some((width, height))) = (&parent.pty, size) {
+                super::streams::resize(pty, width, height);
+            }
             nix::unistd::write(&start_w, &[START_BYTE])
                 .map_err(|e| format!("cannot start the exec: {e}"))?;
             wait_exec(&mut report).await?;

@@ -338,7 +338,12 @@ async fn handle(
         ),
         Ok(Ok(Request::ExecSync(exec))) => match state
             .containers
-            .exec_start(&exec.id, &exec.args, containers::StdioRequest::CAPTURE)
+            .exec_start(
+                &exec.id,
+                &exec.args,
+                containers::StdioRequest::CAPTURE,
+                None,
+            )
             .await
         {
             // The session finishes on its own task, so the monitor keeps reaping (and can
@@ -363,7 +368,7 @@ async fn handle(
             };
             match state
                 .containers
-                .exec_start(&exec.id, &exec.args, stdio)
+                .exec_start(&exec.id, &exec.args, stdio, exec.size)
                 .await
             {
                 Ok(running) => {

@@ -79,6 +79,10 @@ pub struct ExecStreamRequest {
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
+    /// The terminal's size (width, height) before the process starts, when the client sent
+    /// one in time; later sizes come as resize frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<(u16, u16)>,
 }
 
 /// An attach to a container's stdio (its terminal if it has one). Asking for stdin from a

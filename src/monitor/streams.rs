@@ -226,7 +226,7 @@ async fn hung_up(socket: RawFd) {
 }
 
 /// Sets the terminal size; the kernel tells the foreground process group (SIGWINCH).
-fn resize(pty: &OwnedFd, width: u16, height: u16) {
+pub(super) fn resize(pty: &OwnedFd, width: u16, height: u16) {
     let size = libc::winsize {
         ws_row: height,
         ws_col: width,

@@ -346,9 +346,13 @@ where
     portforward::serve(connection, incoming, target).await;
 }
 
+/// How long an exec with a terminal waits for the client's first size before it starts
+/// without one (kubectl and crictl send it as soon as the streams are up).
+const FIRST_SIZE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Opens the exec or attach with the pod's monitor and runs it to its end.
 async fn remote_command(
-    channels: super::remotecommand::Channels,
+    mut channels: super::remotecommand::Channels,
     version: Version,
     pending: Pending,
     streaming: &Streaming,
@@ -359,13 +363,21 @@ async fn remote_command(
             container_id,
             cmd,
             stdio,
-        } => (
-            streaming
-                .containers
-                .exec_session(&container_id, cmd, stdio)
-                .await,
-            Kind::Exec,
-        ),
+        } => {
+            let size = if stdio.tty {
+                remotecommand::first_size(&mut channels.resize, FIRST_SIZE_WAIT).await
+            } else {
+                None
+            };
+            let size = size.map(|s| (s.width, s.height));
+            (
+                streaming
+                    .containers
+                    .exec_session(&container_id, cmd, stdio, size)
+                    .await,
+                Kind::Exec,
+            )
+        }
         Pending::Attach {
             container_id,
             stdio,

@@ -211,6 +211,35 @@ async fn forward_input(
     drop(writer);
 }
 
+/// The first terminal size the client sends on `resize` (the last one, if one read brought
+/// several), waiting at most `wait`; whatever followed it stays on the channel.
+pub async fn first_size(
+    resize: &mut Option<BoxRead>,
+    wait: std::time::Duration,
+) -> Option<TerminalSize> {
+    let reader = resize.as_mut()?;
+    let mut decoder = SizeDecoder::default();
+    let mut buf = [0u8; 512];
+    let deadline = tokio::time::Instant::now() + wait;
+    let size = loop {
+        match tokio::time::timeout_at(deadline, reader.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {
+                if let Some(last) = decoder.push(&buf[..n]).pop() {
+                    break Some(last);
+                }
+            }
+            _ => break None,
+        }
+    };
+    let rest = std::mem::take(&mut decoder.pending);
+    if !rest.is_empty()
+        && let Some(reader) = resize.take()
+    {
+        *resize = Some(Box::new(std::io::Cursor::new(rest).chain(reader)));
+    }
+    size
+}
+
 /// A terminal size as clients send it: `{"Width":80,"Height":24}`, one JSON object after
 /// another with nothing between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
