@@ -9,6 +9,8 @@ pub mod cri;
 pub mod cri_metrics;
 pub mod daemon;
 pub mod executor;
+#[doc(hidden)]
+pub mod fuzz_entries;
 pub mod image;
 pub mod import;
 pub mod inflight;

@@ -25,7 +25,7 @@ use super::reference::Reference;
 use super::registry::Credentials;
 use super::service::{Images, LayerUsage};
 use super::source::Source;
-use super::unpack::{LayerContext, LayerLimits, unpack_layer};
+use super::unpack::{LayerContext, LayerLimits, decompressed, unpack_layer};
 use crate::rootfs::layers::LayerStore;
 
 /// The manifest chosen for this host, with what is needed to record it.
@@ -468,15 +468,8 @@ fn unpack(
         move |e| ImageError::io(what, e)
     };
     let file = std::fs::File::open(content.path(&desc.digest)).map_err(io("cannot open blob"))?;
-    let mut buffered = BufReader::with_capacity(256 * 1024, file);
-    let head = buffered.fill_buf().map_err(io("cannot read blob"))?;
-    let stream: Box<dyn Read> = match Compression::detect(head) {
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-        Compression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(io("zstd"))?)
-        }
-        Compression::None => Box::new(buffered),
-    };
+    let stream =
+        decompressed(BufReader::with_capacity(256 * 1024, file)).map_err(io("cannot read blob"))?;
     let mut hashing = HashingReader::new(stream);
     let scratch = layers
         .scratch()

@@ -168,6 +168,19 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The layer's tar stream: gunzipped or zstd-decoded when the first bytes say so (whatever
+/// the media type claimed, as containerd does), as it is otherwise.
+pub fn decompressed<'a, R: std::io::BufRead + 'a>(
+    mut blob: R,
+) -> std::io::Result<Box<dyn Read + 'a>> {
+    use crate::image::manifest::Compression;
+    Ok(match Compression::detect(blob.fill_buf()?) {
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(blob)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(blob)?),
+        Compression::None => Box::new(blob),
+    })
+}
+
 /// Extracts the tar stream `reader` into `target` (an existing, empty directory), then syncs the
 /// filesystem (syncfs on the target's fd) so the caller can mark the layer complete.
 ///
