@@ -7,7 +7,7 @@
 //! content store for `ferrocri import`. Both write through the same verifying content store.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::BufReader;
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
@@ -18,8 +18,7 @@ use super::content::{ContentError, ContentStore};
 use super::digest::{Digest, HashingReader, chain_ids};
 use super::error::ImageError;
 use super::manifest::{
-    self, Compression, DOCKER_MANIFEST, Descriptor, Document, ImageConfig, Manifest, OCI_MANIFEST,
-    Platform,
+    self, DOCKER_MANIFEST, Descriptor, Document, ImageConfig, Manifest, OCI_MANIFEST, Platform,
 };
 use super::reference::Reference;
 use super::registry::Credentials;
