@@ -559,7 +559,7 @@ log_rotated_and_reopened() { # 0.log.<time> beside a new 0.log that holds the la
 	uid=$(pod_field chatty .metadata.uid)
 	d=$work/pod-logs/default_chatty-${NODE}_$uid/main
 	rotated=$(ls "$d" 2>/dev/null | grep -c '^0\.log\.[0-9]' || true)
-	echo "$rotated rotated, 0.log: $(grep -c 'stdout F tick$' "$d/0.log" 2>/dev/null || echo none) ticks, $(grep -c 'stdout F burst' "$d/0.log" 2>/dev/null || echo none) burst lines"
+	echo "$rotated rotated, 0.log: $(grep -c 'stdout F tick$' "$d/0.log" 2>/dev/null) ticks, $(grep -c 'stdout F burst' "$d/0.log" 2>/dev/null) burst lines"
 	[ "$rotated" -ge 1 ] && grep -q 'stdout F tick$' "$d/0.log" && ! grep -q 'stdout F burst 0 ' "$d/0.log"
 }
 pod_ip_in_subnet() {
