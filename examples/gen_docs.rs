@@ -63,7 +63,9 @@ fn monitor_command() -> clap::Command {
     use clap::{Arg, Command};
     Command::new("ferrocri-monitor")
         .version(env!("CARGO_PKG_VERSION"))
-        .about("ferrocri's per-pod monitor and container executor (started by ferrocri, not by hand)")
+        .about(
+            "ferrocri's per-pod monitor and container executor (started by ferrocri, not by hand)",
+        )
         .long_about(
             "ferrocri-monitor is started by the ferrocri daemon, from beside its own executable, \
              once per pod: it holds the pod's namespaces and pause process, starts and reaps the \
@@ -76,11 +78,21 @@ fn monitor_command() -> clap::Command {
         .subcommand(
             Command::new("monitor")
                 .about("Run the monitor of the pod whose folder is given")
-                .arg(Arg::new("dir").long("dir").value_name("POD_DIR").required(true)),
+                .arg(
+                    Arg::new("dir")
+                        .long("dir")
+                        .value_name("POD_DIR")
+                        .required(true),
+                ),
         )
         .subcommand(
             Command::new("executor")
                 .about("Set up and exec one container process from its resolved spec")
-                .arg(Arg::new("spec").long("spec").value_name("FILE").required(true)),
+                .arg(
+                    Arg::new("spec")
+                        .long("spec")
+                        .value_name("FILE")
+                        .required(true),
+                ),
         )
 }

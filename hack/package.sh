@@ -13,13 +13,16 @@ export LC_ALL=C.UTF-8
 
 version=$(awk -F'"' '/^version *=/ { print $2; exit }' Cargo.toml)
 arch=$(dpkg --print-architecture)
-# Timestamps from the last commit, so two builds of one commit give the same files.
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
-
 cargo build --release --locked --bins
 # Debug profile on purpose: a release build of an example turns on the dev-dependencies'
 # features and would compile the library a second time.
 cargo build --locked --example gen_docs
+
+# Timestamps from the last commit, so two builds of one commit give the same files. Set only
+# now: build scripts that compile C watch SOURCE_DATE_EPOCH, and cargo would rebuild them.
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
+# Who builds the package (Debian's variables); set them when publishing it.
+maintainer="${DEBFULLNAME:-ferrocri maintainers} <${DEBEMAIL:-ferrocri@localhost}>"
 
 out=target/debian
 stage=$out/ferrocri_${version}_${arch}
@@ -70,12 +73,12 @@ runtime-endpoint: unix:///run/ferrocri/ferrocri.sock
 image-endpoint: unix:///run/ferrocri/ferrocri.sock
 timeout: 10
 YAML
-cat >"$doc/copyright" <<'COPYRIGHT'
+cat >"$doc/copyright" <<COPYRIGHT
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: ferrocri
 
 Files: *
-Copyright: the ferrocri authors
+Copyright: $(date -u +%Y -d "@$SOURCE_DATE_EPOCH") the ferrocri authors
 License: Apache-2.0
 
 License: Apache-2.0
@@ -83,8 +86,8 @@ License: Apache-2.0
  found in /usr/share/common-licenses/Apache-2.0.
 COPYRIGHT
 changelog_date=$(date -u -R -d "@$SOURCE_DATE_EPOCH")
-printf 'ferrocri (%s) unstable; urgency=medium\n\n  * Built from %s by hack/package.sh.\n\n -- ferrocri maintainers <ferrocri@localhost>  %s\n' \
-	"$version" "$(git rev-parse --short HEAD 2>/dev/null || echo source)" "$changelog_date" \
+printf 'ferrocri (%s) unstable; urgency=medium\n\n  * Built from %s by hack/package.sh.\n\n -- %s  %s\n' \
+	"$version" "$(git rev-parse --short HEAD 2>/dev/null || echo source)" "$maintainer" "$changelog_date" \
 	| gzip -9n >"$doc/changelog.gz"
 chmod 0644 "$doc"/*
 
@@ -100,7 +103,7 @@ cat >"$stage/DEBIAN/control" <<CONTROL
 Package: ferrocri
 Version: $version
 Architecture: $arch
-Maintainer: ferrocri maintainers <ferrocri@localhost>
+Maintainer: $maintainer
 Installed-Size: $installed_size
 Depends: $depends
 Recommends: containernetworking-plugins
@@ -128,6 +131,6 @@ dpkg-deb --build --root-owner-group -Zxz "$stage" "$deb" >/dev/null
 rm -rf "$stage"
 if command -v lintian >/dev/null; then
 	# Reported, not fatal: the tags that matter are fixed above; see ARCHITECTURE.md.
-	lintian --no-tag-display-limit "$deb" || true
+	lintian --tag-display-limit 0 "$deb" || true
 fi
 echo "$deb"
