@@ -95,8 +95,9 @@ chmod 0644 "$doc"/*
 # built in by rusqlite's `bundled`, so no libsqlite3-0).
 shlibs=$(mkdir -p "$gen/shlibs/debian" && cd "$gen/shlibs" &&
 	printf 'Source: ferrocri\n\nPackage: ferrocri\nArchitecture: any\n' >debian/control &&
-	dpkg-shlibdeps -O "$stage/usr/bin/ferrocri" "$stage/usr/bin/ferrocri-monitor" 2>/dev/null)
+	dpkg-shlibdeps -O "$stage/usr/bin/ferrocri" "$stage/usr/bin/ferrocri-monitor")
 depends=${shlibs#shlibs:Depends=}
+[ -n "$depends" ] || { echo "package.sh: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
 installed_size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 
 cat >"$stage/DEBIAN/control" <<CONTROL
