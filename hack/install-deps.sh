@@ -44,8 +44,10 @@ if [ "$RUNTIME_ONLY" = 0 ]; then
 	# a terminal, openssl for test certificates (gcc/libc6-dev above also build the
 	# static test-image helpers), python3-prometheus-client to read the metrics endpoint
 	# with a parser that is not ours; containerd (Debian's 1.6, with ctr) is the source
-	# tests/import.rs imports from.
-	PKGS+=(docker-registry curl jq python3 python3-venv bsdutils openssl python3-prometheus-client containerd)
+	# tests/import.rs imports from; dpkg-dev (dpkg-shlibdeps) and lintian for hack/package.sh
+	# and hack/package-test.sh.
+	PKGS+=(docker-registry curl jq python3 python3-venv bsdutils openssl python3-prometheus-client containerd
+		dpkg-dev lintian)
 fi
 
 missing=()

@@ -24,6 +24,8 @@ step "cargo test"
 cargo test --locked 2>&1 | tee /tmp/ferrocri-cargo-test.out
 step "crictl smoke test"
 hack/crictl-smoke.sh target/debug/ferrocri
+step "Debian package (release build, lintian, apt install, crictl info, a pod, remove, purge)"
+hack/package-test.sh
 step "gRPC clients (Python grpcio with default options)"
 hack/grpc-clients.sh target/debug/ferrocri
 step "soak (50 pod cycles, a daemon SIGKILL every 20)"
