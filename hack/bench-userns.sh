@@ -28,6 +28,10 @@ cleanup() {
 		crictl -r "unix://$sock" rmp "$p" >/dev/null 2>&1 || true
 	done
 	kill -TERM "$daemon" 2>/dev/null && wait "$daemon" || true
+	# The pods' parent cgroup is the caller's (a kubelet's), so ferrocri leaves it: remove it here.
+	for c in /sys/fs/cgroup/ferrocri-bench /sys/fs/cgroup/*/ferrocri-bench; do
+		[ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null
+	done
 	rm -rf "$work"
 }
 trap cleanup EXIT

@@ -11,19 +11,11 @@ repo=$PWD
 seconds=${1:-120}
 bin=${2:-target/debug/ferrocri}
 seed=${3:-$RANDOM}
-GRPCIO_VERSION=1.85.1
-PROTOBUF_VERSION=7.36.2
-venv=${FERROCRI_PY_VENV:-/var/cache/ferrocri-test-venv}
-
-"$venv/bin/python" -c '' 2>/dev/null || { rm -rf "$venv" && python3 -m venv "$venv"; }
-"$venv/bin/pip" install --quiet --disable-pip-version-check \
-	"grpcio==$GRPCIO_VERSION" "grpcio-tools==$GRPCIO_VERSION" "protobuf==$PROTOBUF_VERSION"
+. hack/python-grpc.sh
 
 work=$(mktemp -d /tmp/ferrocri-fuzz.XXXXXX)
 sock=$work/ferrocri.sock
-mkdir "$work/stubs"
-"$venv/bin/python" -m grpc_tools.protoc -I"$repo/proto/cri" --python_out="$work/stubs" \
-	--grpc_python_out="$work/stubs" "$repo/proto/cri/api.proto"
+python_cri_stubs "$work/stubs"
 cat >"$work/config.toml" <<CONF
 root_dir = "$work/root"
 state_dir = "$work/state"

@@ -145,29 +145,7 @@ mod tests {
     use crate::container::record::State;
 
     fn record(id: &str, state: State) -> ContainerRecord {
-        ContainerRecord {
-            id: id.into(),
-            sandbox_id: "p1".into(),
-            state,
-            created_at: 0,
-            started_at: 0,
-            finished_at: 0,
-            exit_code: 0,
-            reason: String::new(),
-            message: String::new(),
-            config: Default::default(),
-            image_id: String::new(),
-            image_name: String::new(),
-            image_layers: Vec::new(),
-            log_path: Default::default(),
-            dir: Default::default(),
-            cgroup: String::new(),
-            pid: 0,
-            uid: 0,
-            gid: 0,
-            groups: Vec::new(),
-            stop_signal: 15,
-        }
+        ContainerRecord::for_test(id, state)
     }
 
     fn ids(records: &Records) -> Vec<(&str, State)> {

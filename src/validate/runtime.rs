@@ -178,42 +178,6 @@ fn pod_filter(id: &str, state: Option<i32>, label_selector: &HashMap) -> Result<
 
 type HashMap = std::collections::HashMap<String, String>;
 
-impl Validate for ListPodSandboxRequest {
-    fn validate(&self) -> Result<(), Invalid> {
-        match &self.filter {
-            None => Ok(()),
-            Some(f) => pod_filter(&f.id, f.state.as_ref().map(|s| s.state), &f.label_selector),
-        }
-    }
-}
-
-impl Validate for StreamPodSandboxesRequest {
-    fn validate(&self) -> Result<(), Invalid> {
-        match &self.filter {
-            None => Ok(()),
-            Some(f) => pod_filter(&f.id, f.state.as_ref().map(|s| s.state), &f.label_selector),
-        }
-    }
-}
-
-impl Validate for ListPodSandboxStatsRequest {
-    fn validate(&self) -> Result<(), Invalid> {
-        match &self.filter {
-            None => Ok(()),
-            Some(f) => pod_filter(&f.id, None, &f.label_selector),
-        }
-    }
-}
-
-impl Validate for StreamPodSandboxStatsRequest {
-    fn validate(&self) -> Result<(), Invalid> {
-        match &self.filter {
-            None => Ok(()),
-            Some(f) => pod_filter(&f.id, None, &f.label_selector),
-        }
-    }
-}
-
 fn container_filter(
     id: &str,
     pod_sandbox_id: &str,
@@ -228,51 +192,37 @@ fn container_filter(
     selector("filter.label_selector", label_selector)
 }
 
-impl Validate for ListContainersRequest {
-    fn validate(&self) -> Result<(), Invalid> {
-        match &self.filter {
-            None => Ok(()),
-            Some(f) => container_filter(
-                &f.id,
-                &f.pod_sandbox_id,
-                f.state.as_ref().map(|s| s.state),
-                &f.label_selector,
-            ),
+/// The list requests (unary and streamed): an absent filter is fine, a present one is checked.
+macro_rules! filtered {
+    ($($ty:ty => $check:expr),* $(,)?) => {$(
+        impl Validate for $ty {
+            fn validate(&self) -> Result<(), Invalid> {
+                self.filter.as_ref().map_or(Ok(()), $check)
+            }
         }
-    }
+    )*};
 }
 
-impl Validate for StreamContainersRequest {
-    fn validate(&self) -> Result<(), Invalid> {
-        match &self.filter {
-            None => Ok(()),
-            Some(f) => container_filter(
-                &f.id,
-                &f.pod_sandbox_id,
-                f.state.as_ref().map(|s| s.state),
-                &f.label_selector,
-            ),
-        }
-    }
-}
-
-impl Validate for ListContainerStatsRequest {
-    fn validate(&self) -> Result<(), Invalid> {
-        match &self.filter {
-            None => Ok(()),
-            Some(f) => container_filter(&f.id, &f.pod_sandbox_id, None, &f.label_selector),
-        }
-    }
-}
-
-impl Validate for StreamContainerStatsRequest {
-    fn validate(&self) -> Result<(), Invalid> {
-        match &self.filter {
-            None => Ok(()),
-            Some(f) => container_filter(&f.id, &f.pod_sandbox_id, None, &f.label_selector),
-        }
-    }
-}
+filtered!(
+    ListPodSandboxRequest => |f| pod_filter(&f.id, f.state.as_ref().map(|s| s.state), &f.label_selector),
+    StreamPodSandboxesRequest => |f| pod_filter(&f.id, f.state.as_ref().map(|s| s.state), &f.label_selector),
+    ListPodSandboxStatsRequest => |f| pod_filter(&f.id, None, &f.label_selector),
+    StreamPodSandboxStatsRequest => |f| pod_filter(&f.id, None, &f.label_selector),
+    ListContainersRequest => |f| container_filter(
+        &f.id,
+        &f.pod_sandbox_id,
+        f.state.as_ref().map(|s| s.state),
+        &f.label_selector,
+    ),
+    StreamContainersRequest => |f| container_filter(
+        &f.id,
+        &f.pod_sandbox_id,
+        f.state.as_ref().map(|s| s.state),
+        &f.label_selector,
+    ),
+    ListContainerStatsRequest => |f| container_filter(&f.id, &f.pod_sandbox_id, None, &f.label_selector),
+    StreamContainerStatsRequest => |f| container_filter(&f.id, &f.pod_sandbox_id, None, &f.label_selector),
+);
 
 fn non_negative(field: &str, value: i64) -> Result<(), Invalid> {
     if value < 0 {
