@@ -9,7 +9,8 @@
 # fds, threads, RSS and anonymous RSS. The script fails when the last row's kernel resources
 # (mounts to processes) differ from the first's. Needs the local registry and test images
 # (hack/registry.sh start && hack/build-test-images.sh).
-#   hack/soak.sh N [path/to/ferrocri]   (KILL_EVERY=200 PHASE=50 by default)
+# JOBS workers run the cycles of a phase side by side (1 by default); a phase ends when all are done.
+#   hack/soak.sh N [path/to/ferrocri]   (KILL_EVERY=200 PHASE=50 JOBS=1 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -106,17 +107,17 @@ fail() {
 	echo "soak: cycle $i: $*" >&2
 	exit 1
 }
-phase_start=$(date +%s.%N)
-for i in $(seq 1 "$cycles"); do
-	cat >"$work/pod.json" <<JSON
+cycle() { # cycle <i>: one pod through its whole life; exits non-zero on the first failure
+	local i=$1 pod c1 c2 second port pf code
+	cat >"$work/pod-$i.json" <<JSON
 {"metadata": {"name": "soak-$i", "namespace": "soak", "uid": "soak-$i"}, "log_directory": "$work/logs/$i",
  "linux": {"cgroup_parent": "$cgroup_parent"}}
 JSON
 	second=$work/c2-busybox.json
 	[ $((i % 2)) = 0 ] && second=$work/c2-nginx.json
-	pod=$("${crictl[@]}" runp "$work/pod.json") || fail runp
-	c1=$("${crictl[@]}" create "$pod" "$work/c1.json" "$work/pod.json") || fail "create shell"
-	c2=$("${crictl[@]}" create "$pod" "$second" "$work/pod.json") || fail "create second"
+	pod=$("${crictl[@]}" runp "$work/pod-$i.json") || fail runp
+	c1=$("${crictl[@]}" create "$pod" "$work/c1.json" "$work/pod-$i.json") || fail "create shell"
+	c2=$("${crictl[@]}" create "$pod" "$second" "$work/pod-$i.json") || fail "create second"
 	"${crictl[@]}" start "$c1" "$c2" >/dev/null || fail start
 	[ "$("${crictl[@]}" exec -s "$c1" echo cycle-$i)" = "cycle-$i" ] || fail exec
 	if [ $((i % 2)) = 0 ]; then
@@ -136,18 +137,34 @@ JSON
 	[[ "$("${crictl[@]}" logs "$c1" 2>&1)" == *started* ]] || fail logs
 	"${crictl[@]}" stopp "$pod" >/dev/null || fail stopp
 	"${crictl[@]}" rmp "$pod" >/dev/null || fail rmp
-	rm -rf "$work/logs/$i"
-	if [ $((i % kill_every)) = 0 ]; then
+	rm -rf "$work/logs/$i" "$work/pod-$i.json"
+}
+worker() { # worker <first> <last> <w>: the cycles of a phase that fall to worker w of JOBS
+	local i
+	for i in $(seq "$1" "$2"); do
+		[ $((i % jobs)) = "$3" ] || continue
+		(cycle "$i") || exit 1
+	done
+}
+jobs=${JOBS:-1}
+for first_cycle in $(seq 1 "$phase" "$cycles"); do
+	phase_start=$(date +%s.%N)
+	last_cycle=$((first_cycle + phase - 1))
+	[ "$last_cycle" -gt "$cycles" ] && last_cycle=$cycles
+	workers=()
+	for w in $(seq 0 $((jobs - 1))); do
+		worker "$first_cycle" "$last_cycle" "$w" &
+		workers+=($!)
+	done
+	for pid in "${workers[@]}"; do wait "$pid" || { i=$last_cycle; fail "a worker failed in cycles $first_cycle-$last_cycle"; }; done
+	# A SIGKILL at each multiple of KILL_EVERY that this phase passed (no pod is left by then).
+	if [ $((last_cycle / kill_every)) -gt $(((first_cycle - 1) / kill_every)) ]; then
 		kill -KILL "$daemon"
 		wait "$daemon" 2>/dev/null || true
 		start_daemon
 	fi
-	if [ $((i % phase)) = 0 ] || [ "$i" = "$cycles" ]; then
-		now=$(date +%s.%N)
-		per=$(echo "($now - $phase_start) / $phase" | bc -l)
-		row "$i" "$(printf '%.2f' "$per")"
-		phase_start=$now
-	fi
+	now=$(date +%s.%N)
+	row "$last_cycle" "$(printf '%.2f' "$(echo "($now - $phase_start) / ($last_cycle - $first_cycle + 1)" | bc -l)")"
 done
 if [ "$resources" != "$first" ]; then
 	echo "soak: host resources changed: before $first, after $resources" >&2

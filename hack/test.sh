@@ -29,7 +29,7 @@ hack/package-test.sh
 step "gRPC clients (Python grpcio with default options)"
 hack/grpc-clients.sh target/debug/ferrocri
 step "soak (50 pod cycles, a daemon SIGKILL every 20)"
-KILL_EVERY=20 PHASE=25 hack/soak.sh 50 target/debug/ferrocri
+JOBS=2 KILL_EVERY=20 PHASE=25 hack/soak.sh 50 target/debug/ferrocri
 step "critest (streaming over SPDY)"
 hack/critest.sh
 # The transport flags change only the Streaming specs.
