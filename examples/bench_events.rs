@@ -88,7 +88,7 @@ async fn stopped(
         let event = tokio::time::timeout(Duration::from_secs(60), events.message())
             .await??
             .ok_or("the event stream ended")?;
-        let arrived = ferrocri::sandbox::service::now_nanos();
+        let arrived = ferrocri::ids::now_nanos();
         if event.container_event_type != ContainerEventType::ContainerStoppedEvent as i32
             || !ids.contains(&event.container_id)
         {

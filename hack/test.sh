@@ -17,6 +17,8 @@ step "cargo fmt"
 cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+step "layer order (ARCHITECTURE.md, Layers)"
+hack/check-layers.py
 step "local registry and test images"
 hack/registry.sh start
 hack/build-test-images.sh

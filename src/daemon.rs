@@ -73,11 +73,11 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<()> {
         .context("cannot start the streaming server")?;
     let metrics = match config.metrics.socket_address() {
         Some(address) => {
-            let sources = crate::prometheus::endpoint::Sources {
+            let sources = crate::gauges::Sources {
                 sandboxes: sandboxes.clone(),
                 containers: containers.clone(),
             };
-            let bound = crate::prometheus::endpoint::start(address, sources).await?;
+            let bound = crate::prometheus::endpoint::start(address, sources.into_refresh()).await?;
             tracing::info!(address = %bound, "serving Prometheus metrics at /metrics");
             Some(bound)
         }

@@ -127,10 +127,10 @@ pub struct Helper {
 }
 
 impl Helper {
-    /// Starts the helper and writes `mappings` as its maps. Blocking.
-    pub fn start(mappings: &Mappings) -> std::io::Result<Helper> {
-        let program = crate::monitor::client::program()?;
-        let mut child = Command::new(&program)
+    /// Starts the helper (`program userns`: the monitor's binary, whose path the caller
+    /// knows) and writes `mappings` as its maps. Blocking.
+    pub fn start(program: &Path, mappings: &Mappings) -> std::io::Result<Helper> {
+        let mut child = Command::new(program)
             .arg("userns")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -261,16 +261,19 @@ fn with_context(e: std::io::Error, what: &str) -> std::io::Error {
 /// Does this host run user namespace pods? A throw-away user namespace is made (as for a
 /// pod), and idmapped mounts are tried for real on `root_dir` and `state_dir` (container
 /// folders, pod files) and on a detached overlay made in `root_dir` (the rootfs). Blocking.
-pub fn probe_host(root_dir: &Path, state_dir: &Path) -> Result<(), String> {
+pub fn probe_host(program: &Path, root_dir: &Path, state_dir: &Path) -> Result<(), String> {
     let mapping = Mapping {
         container_id: 0,
         host_id: 65536,
         length: 65536,
     };
-    let helper = Helper::start(&Mappings {
-        uid: mapping,
-        gid: mapping,
-    })
+    let helper = Helper::start(
+        program,
+        &Mappings {
+            uid: mapping,
+            gid: mapping,
+        },
+    )
     .map_err(|e| format!("user namespace: {e}"))?;
     let userns =
         std::fs::File::open(helper.ns_path("user")).map_err(|e| format!("user namespace: {e}"))?;

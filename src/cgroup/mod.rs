@@ -18,6 +18,7 @@ mod detect;
 mod device_filter;
 pub mod devices;
 mod error;
+mod from_cri;
 mod fs;
 mod kill;
 mod path;

@@ -750,7 +750,7 @@ fn capability_args(att: &Attachment) -> Map<String, Value> {
 /// `CNI_NETNS`: the path while it is a network namespace, otherwise empty (the pin was removed
 /// or its mount lost), which tells plugins to release what they hold outside the netns.
 fn netns_arg(netns: &Path) -> String {
-    if !netns.as_os_str().is_empty() && crate::sandbox::netns::is_netns(netns) {
+    if !netns.as_os_str().is_empty() && crate::netns::is_netns(netns) {
         netns.to_string_lossy().into_owned()
     } else {
         String::new()

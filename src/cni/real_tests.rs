@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::config;
 use super::invoke::{Attachment, Cni, PortMapping};
-use crate::sandbox::netns;
+use crate::netns;
 
 const PLUGIN_DIR: &str = "/usr/lib/cni";
 const POD_PORT: u16 = 8080;

@@ -16,71 +16,10 @@ use crate::image::catalog::ImageRecord;
 use crate::monitor::containers::PidMode;
 use crate::sandbox::record::SandboxRecord;
 
+use crate::executor::capabilities::{ALL_CAPABILITIES, DEFAULT_CAPABILITIES, canonical_name};
+
 use super::device_nodes;
 use super::user::{self, Identity, Requested};
-
-/// The capabilities a container gets by default (containerd's and CRI-O's set).
-pub const DEFAULT_CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
-/// Every capability this kernel generation knows, for privileged containers and `ALL`.
-const ALL_CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
 
 /// Paths hidden from unprivileged containers unless the config names its own.
 const DEFAULT_MASKED: &[&str] = &[
@@ -535,15 +474,6 @@ fn held_capabilities() -> Vec<String> {
         .collect()
 }
 
-fn normalise_cap(name: &str) -> String {
-    let upper = name.to_ascii_uppercase();
-    if upper.starts_with("CAP_") {
-        upper
-    } else {
-        format!("CAP_{upper}")
-    }
-}
-
 fn capabilities(
     security: &LinuxContainerSecurityContext,
     privileged: bool,
@@ -566,7 +496,7 @@ fn capabilities(
         caps.clear();
     }
     for add in change.add_capabilities.iter().filter(|c| !is_all(c)) {
-        let cap = normalise_cap(add);
+        let cap = canonical_name(add);
         if !ALL_CAPABILITIES.contains(&cap.as_str()) {
             return Err(invalid(
                 "config.linux.security_context.capabilities",
@@ -578,7 +508,7 @@ fn capabilities(
         }
     }
     for drop in change.drop_capabilities.iter().filter(|c| !is_all(c)) {
-        let cap = normalise_cap(drop);
+        let cap = canonical_name(drop);
         caps.retain(|c| *c != cap);
     }
     Ok(caps)

@@ -15,8 +15,8 @@ use super::record::State;
 use super::service::Containers;
 use super::status;
 use crate::cri::v1::{ContainerEventResponse, ContainerEventType};
+use crate::ids::now_nanos;
 use crate::sandbox::record::{SandboxRecord, SandboxState};
-use crate::sandbox::service::now_nanos;
 
 pub struct EventHub {
     /// None once the daemon shuts down.

@@ -7,7 +7,6 @@ mod device_nodes;
 pub mod events;
 mod exit_watch;
 pub mod record;
-pub mod resources;
 pub mod service;
 pub mod signals;
 pub mod status;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cri::stored::Stored;
 use crate::cri::v1::ContainerConfig;
-use crate::image::digest::Digest;
+use crate::digest::Digest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

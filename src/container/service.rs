@@ -17,6 +17,7 @@ use super::record::{ContainerRecord, State};
 use crate::cgroup::Cgroups;
 use crate::cri::stored::Stored;
 use crate::cri::v1::{ContainerConfig, ContainerEventType, PodSandboxConfig};
+use crate::ids::{new_id, now_nanos};
 use crate::image::service::Images;
 use crate::inflight::Inflight;
 use crate::keyed_lock::KeyedLocks;
@@ -25,7 +26,7 @@ use crate::monitor::containers::{self as monitor_containers, CreateRequest, Stdi
 use crate::monitor::protocol::{self, AttachRequest, ExecStreamRequest, Request, Response};
 use crate::monitor::session::{self, SessionReader, SessionWriter};
 use crate::sandbox::record::{SandboxRecord, SandboxState};
-use crate::sandbox::service::{Sandboxes, new_id, now_nanos};
+use crate::sandbox::service::Sandboxes;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -465,7 +466,7 @@ impl Containers {
             )?;
         }
         if let Some(cgroups) = self.cgroups.as_ref().filter(|_| !record.cgroup.is_empty()) {
-            let resources = super::resources::from_cri(
+            let resources = crate::cgroup::Resources::from_cri(
                 config.linux.as_ref().and_then(|l| l.resources.as_ref()),
             );
             let (cgroups, path) = (cgroups.clone(), record.cgroup.clone());
@@ -819,7 +820,7 @@ impl Containers {
             return Ok(());
         };
         if let Some(cgroups) = self.cgroups.clone().filter(|_| !record.cgroup.is_empty()) {
-            let resources = super::resources::from_cri(Some(&linux));
+            let resources = crate::cgroup::Resources::from_cri(Some(&linux));
             let path = record.cgroup.clone();
             tokio::task::spawn_blocking(move || cgroups.apply(&path, &resources))
                 .await

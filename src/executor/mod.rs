@@ -22,7 +22,7 @@ pub mod spec;
 pub mod sync;
 pub mod terminal;
 
-mod capabilities;
+pub mod capabilities;
 mod cgroupfs;
 mod devices;
 mod error;

@@ -28,7 +28,7 @@ use libseccomp::{
 use serde::Deserialize;
 
 use super::spec::{SeccompArg, SeccompProfile, SeccompRule};
-use crate::preflight::probes::{kernel_version, parse_kernel_version};
+use crate::probes::{kernel_version, parse_kernel_version};
 
 /// ferrocri's RuntimeDefault profile, in the Docker/OCI JSON format.
 const DEFAULT_PROFILE: &str = include_str!("seccomp_default.json");
@@ -254,22 +254,19 @@ struct Caps {
 
 impl Caps {
     fn new(caps: &[String]) -> Caps {
-        let names: HashSet<String> = caps.iter().map(|c| normalize_cap(c)).collect();
+        let names: HashSet<String> = caps
+            .iter()
+            .map(|c| super::capabilities::canonical_name(c))
+            .collect();
         let all = names.contains("CAP_ALL");
         Caps { names, all }
     }
 
     fn has(&self, cap: &str) -> bool {
-        self.all || self.names.contains(&normalize_cap(cap))
-    }
-}
-
-fn normalize_cap(cap: &str) -> String {
-    let upper = cap.trim().to_ascii_uppercase();
-    if upper.starts_with("CAP_") {
-        upper
-    } else {
-        format!("CAP_{upper}")
+        self.all
+            || self
+                .names
+                .contains(&super::capabilities::canonical_name(cap))
     }
 }
 
@@ -1533,7 +1530,7 @@ mod tests {
 
     /// The capabilities a container gets by default.
     fn default_caps() -> Vec<String> {
-        caps(crate::container::build::DEFAULT_CAPABILITIES)
+        caps(crate::executor::capabilities::DEFAULT_CAPABILITIES)
     }
 
     #[test]

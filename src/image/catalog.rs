@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::digest::Digest;
 use super::manifest::{ImageConfig, Platform};
 use super::reference::{self, Reference};
+use crate::digest::Digest;
 use crate::store::{Conn, Result, Table};
 
 /// One pulled image.

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::digest::{Digest, Hasher};
+use crate::digest::{Digest, Hasher};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContentError {

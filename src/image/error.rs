@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::content::ContentError;
-use super::digest::Digest;
 use super::manifest::ManifestError;
 use super::reference::ReferenceError;
 use super::registry::RegistryError;
 use super::unpack::UnpackError;
+use crate::digest::Digest;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,6 @@
 
 pub mod catalog;
 pub mod content;
-pub mod digest;
 pub mod error;
 pub mod hosts;
 pub mod manifest;

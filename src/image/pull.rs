@@ -15,7 +15,6 @@ use tokio::sync::Semaphore;
 
 use super::catalog::{self, ImageRecord, LayerRecord};
 use super::content::{ContentError, ContentStore};
-use super::digest::{Digest, HashingReader, chain_ids};
 use super::error::ImageError;
 use super::manifest::{
     self, DOCKER_MANIFEST, Descriptor, Document, ImageConfig, Manifest, OCI_MANIFEST, Platform,
@@ -25,6 +24,7 @@ use super::registry::Credentials;
 use super::service::{Images, LayerUsage};
 use super::source::Source;
 use super::unpack::{LayerContext, LayerLimits, decompressed, unpack_layer};
+use crate::digest::{Digest, HashingReader, chain_ids};
 use crate::rootfs::layers::LayerStore;
 
 /// The manifest chosen for this host, with what is needed to record it.

@@ -8,12 +8,12 @@ use tokio::sync::RwLock;
 
 use super::catalog::{self, ImageRecord, Lookup};
 use super::content::ContentStore;
-use super::digest::Digest;
 use super::error::ImageError;
 use super::reference::Reference;
 use super::registry::{Credentials, Registry};
 use super::source::Source;
 use crate::config::Config;
+use crate::digest::Digest;
 use crate::inflight::Inflight;
 use crate::rootfs::layers::LayerStore;
 use crate::store::{Store, Table};

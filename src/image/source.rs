@@ -10,9 +10,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
-use super::digest::Digest;
 use super::error::ImageError;
 use super::registry::{FetchedManifest, Session, describe};
+use crate::digest::Digest;
 
 /// A blob's bytes as they arrive, with where they come from (for messages).
 pub struct OpenedBlob {

@@ -22,7 +22,7 @@ use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Code, Request, Status};
 use futures::StreamExt;
 
-use crate::image::digest::Digest;
+use crate::digest::Digest;
 use crate::image::error::ImageError;
 use crate::image::registry::FetchedManifest;
 use crate::image::source::{OpenedBlob, Source};

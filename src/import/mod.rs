@@ -20,7 +20,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::config::Config;
-use crate::image::digest::Digest;
+use crate::digest::Digest;
 use crate::image::reference::{self, Reference};
 use crate::image::service::Images;
 use crate::socket::{LockFile, SocketError};

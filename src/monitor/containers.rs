@@ -386,7 +386,7 @@ impl Containers {
         let oom_killed = oom_kills(&container.cgroup) > container.oom_kills_before;
         let exit = Exit {
             code,
-            finished_at: crate::sandbox::service::now_nanos(),
+            finished_at: crate::ids::now_nanos(),
             oom_killed,
         };
         if let Err(e) = write_exit(&container_dir(&self.pod_dir, &id), &exit) {

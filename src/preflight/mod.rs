@@ -2,11 +2,10 @@
 //! what to do when it is missing. `ferrocri check` prints the findings (and fails on a
 //! failed one); the daemon logs the same findings when it starts.
 
-pub mod probes;
-
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
+use crate::probes;
 
 /// Linux 4.14 is the oldest kernel ferrocri knows to work (overlayfs, cgroup and seccomp as
 /// the executor uses them); 5.12 brings mount_setattr.

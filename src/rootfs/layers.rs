@@ -8,8 +8,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::image::content::sync_dir;
-use crate::image::digest::Digest;
+use crate::digest::Digest;
 
 #[derive(Debug, Clone)]
 pub struct LayerStore {
@@ -56,7 +55,8 @@ impl LayerStore {
         }
         let path = scratch.keep();
         match std::fs::rename(&path, &target) {
-            Ok(()) => sync_dir(&self.done),
+            // The rename is durable once its directory is synced.
+            Ok(()) => std::fs::File::open(&self.done)?.sync_all(),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&path);
                 if target.exists() { Ok(()) } else { Err(e) }

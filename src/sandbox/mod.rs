@@ -3,7 +3,6 @@
 
 pub mod container_logs;
 pub mod files;
-pub mod netns;
 pub mod record;
 pub mod resources;
 pub mod service;

@@ -32,7 +32,7 @@ impl Sandboxes {
         if let (Some(cgroups), Some(limits)) = (self.cgroups(), &resources)
             && !record.cgroup.is_empty()
         {
-            let limits = crate::container::resources::from_cri(Some(limits));
+            let limits = crate::cgroup::Resources::from_cri(Some(limits));
             let path = record.cgroup.clone();
             let applied = tokio::task::spawn_blocking(move || cgroups.apply(&path, &limits))
                 .await

@@ -4,20 +4,21 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::FutureExt;
 
 use super::record::{SandboxRecord, SandboxState, name_key};
-use super::{files, netns, shm};
+use super::{files, shm};
 use crate::cgroup::Cgroups;
 use crate::cni::config::{self as cni_config, NetworkList};
 use crate::cni::invoke::{Attachment, Cni, PortMapping};
 use crate::config::Config;
 use crate::cri::stored::Stored;
 use crate::cri::v1::{NamespaceMode, PodSandboxConfig, Protocol};
+use crate::ids::{new_id, now_nanos};
 use crate::inflight::Inflight;
 use crate::monitor::{self, client as monitor_client, protocol::PodSpec};
+use crate::netns;
 use crate::store::{Store, StoreError, Table};
 
 /// The cgroup parent of pods whose config names none (critest's cgroupfs case).
@@ -276,7 +277,7 @@ impl Sandboxes {
         if let Some(cgroups) = &self.cgroups {
             // The sandbox's own resources (kubelet sends them as for a container) limit the
             // pause and monitor, as containerd applies them to its sandbox container.
-            let resources = crate::container::resources::from_cri(
+            let resources = crate::cgroup::Resources::from_cri(
                 config.linux.as_ref().and_then(|l| l.resources.as_ref()),
             );
             // The monitor and pause need no device beyond the default list (the monitor opens
@@ -578,22 +579,9 @@ fn create_userns(
     user_pin: &std::path::Path,
     net_pin: &std::path::Path,
 ) -> std::io::Result<()> {
-    let helper = crate::userns::Helper::start(mappings)?;
+    let helper = crate::userns::Helper::start(&monitor_client::program()?, mappings)?;
     crate::userns::pin(&helper.ns_path("user"), user_pin)?;
     crate::userns::pin(&helper.ns_path("net"), net_pin)?;
     drop(helper);
     netns::run_in(net_pin, || netns::set_link_up("lo"))?
-}
-
-/// A new sandbox or container ID: 64 random hex digits, like containerd's and CRI-O's.
-pub fn new_id() -> String {
-    let bytes: [u8; 32] = rand::random();
-    hex::encode(bytes)
-}
-
-pub fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or_default()
 }

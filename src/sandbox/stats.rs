@@ -5,7 +5,8 @@ use crate::cri::v1::*;
 use crate::cri_metrics::InterfaceCounters;
 
 use super::record::SandboxRecord;
-use super::service::{Sandboxes, now_nanos};
+use super::service::Sandboxes;
+use crate::ids::now_nanos;
 
 fn value(v: u64) -> Option<UInt64Value> {
     Some(UInt64Value { value: v })

@@ -1,7 +1,6 @@
 //! The ImageService: pull, status, list, remove and filesystem usage of images.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tonic::{Request, Response, Status};
 
@@ -9,6 +8,7 @@ use super::CriServer;
 use super::errors::invalid_field;
 use crate::cri::v1::image_service_server::ImageService;
 use crate::cri::v1::*;
+use crate::ids::now_nanos;
 use crate::image::catalog::ImageRecord;
 use crate::image::registry::Credentials;
 use crate::telemetry::record_ids;
@@ -50,13 +50,6 @@ fn verbose_info(image: &ImageRecord) -> HashMap<String, String> {
         "config": image.config,
     });
     HashMap::from([("info".to_owned(), info.to_string())])
-}
-
-fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or_default()
 }
 
 cri_service! {

@@ -11,8 +11,8 @@ use super::CriServer;
 use crate::container::record::{ContainerRecord, State};
 use crate::cri::v1::*;
 use crate::cri_metrics::{self, ContainerSample, PodIdentity};
+use crate::ids::now_nanos;
 use crate::sandbox::record::{SandboxRecord, SandboxState};
-use crate::sandbox::service::now_nanos;
 use crate::sandbox::stats::pod_interfaces;
 
 impl CriServer {

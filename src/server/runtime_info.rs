@@ -58,7 +58,7 @@ impl CriServer {
                 name: String::new(),
                 features: Some(RuntimeHandlerFeatures {
                     // Recursive read-only bind mounts need mount_setattr (Linux 5.12).
-                    recursive_read_only_mounts: crate::preflight::probes::mount_setattr_supported(),
+                    recursive_read_only_mounts: crate::probes::mount_setattr_supported(),
                     user_namespaces: self.user_namespaces_supported().await,
                 }),
             }],
@@ -78,10 +78,12 @@ impl CriServer {
         let (root, state) = (config.root_dir.clone(), config.state_dir.clone());
         *SUPPORTED
             .get_or_init(|| async move {
-                let probe =
-                    tokio::task::spawn_blocking(move || crate::userns::probe_host(&root, &state))
-                        .await
-                        .unwrap_or_else(|e| Err(e.to_string()));
+                let probe = tokio::task::spawn_blocking(move || {
+                    let program = crate::monitor::client::program().map_err(|e| e.to_string())?;
+                    crate::userns::probe_host(&program, &root, &state)
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
                 match probe {
                     Ok(()) => true,
                     Err(reason) => {

@@ -113,7 +113,7 @@ impl CriServer {
             .find(&request.pod_sandbox_id)
             .await?
             .ok_or_else(|| not_found(&request.pod_sandbox_id))?;
-        let timestamp = crate::sandbox::service::now_nanos();
+        let timestamp = crate::ids::now_nanos();
         let ready = self.sandboxes().is_running(&record).await;
         let info = if request.verbose {
             verbose_info(&record)
