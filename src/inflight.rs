@@ -3,6 +3,7 @@
 //! (for example all their RPCs hit their deadlines), and the next caller starts it afresh.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
@@ -54,6 +55,23 @@ where
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, w| w.upgrade().is_some_and(|w| w.peek().is_none()));
         result
+    }
+
+    /// As [`run`](Self::run), but the work runs in a task of its own: callers that give up do
+    /// not stop it (a half-built pod or container is finished or undone, never left half
+    /// done), and a caller that comes while it still runs joins it. `panicked` turns the
+    /// message of a task that panicked into the error every caller gets.
+    pub async fn run_detached<W, Fut, P>(&self, key: K, work: W, panicked: P) -> Result<T, Arc<E>>
+    where
+        W: FnOnce() -> Fut,
+        P: FnOnce(String) -> E + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        self.run(key, move || {
+            let task = tokio::spawn(work());
+            async move { task.await.unwrap_or_else(|e| Err(panicked(e.to_string()))) }.boxed()
+        })
+        .await
     }
 }
 
@@ -112,6 +130,40 @@ mod tests {
         );
         let again = inflight.run(1, || async { Ok(2) }.boxed()).await.unwrap();
         assert_eq!(again, 2, "the abandoned run was not joined");
+    }
+
+    #[tokio::test]
+    async fn detached_work_finishes_when_its_caller_gives_up() {
+        let inflight: Inflight<u8, u8, String> = Inflight::default();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let abandoned = inflight.run_detached(
+            1,
+            || async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = done_tx.send(());
+                Ok(1)
+            },
+            |e| e,
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(5), abandoned)
+                .await
+                .is_err()
+        );
+        tokio::time::timeout(Duration::from_secs(5), done_rx)
+            .await
+            .expect("the detached work was stopped with its caller")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_panicking_detached_task_is_an_error_for_its_caller() {
+        let inflight: Inflight<u8, u8, String> = Inflight::default();
+        let err = inflight
+            .run_detached(1, || async { panic!("boom") }, |e| format!("lost: {e}"))
+            .await
+            .unwrap_err();
+        assert!(err.starts_with("lost: "), "{err}");
     }
 
     #[tokio::test]

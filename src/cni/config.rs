@@ -53,8 +53,17 @@ pub enum NotReady {
 /// Loads the network that pods will use: the first valid configuration in `conf_dir`.
 pub fn load_default_network(conf_dir: &Path) -> Result<NetworkList, NotReady> {
     let no_config = || NotReady::NoConfig(conf_dir.to_owned());
-    let mut files: Vec<PathBuf> = std::fs::read_dir(conf_dir)
+    config_files(conf_dir)
         .map_err(|_| no_config())?
+        .into_iter()
+        .find_map(|file| parse_file(&file))
+        .ok_or_else(no_config)
+}
+
+/// The files of `conf_dir` that may hold a network configuration (`.conflist`, `.conf`,
+/// `.json`), in the order they are tried: by name.
+pub fn config_files(conf_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(conf_dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             matches!(
@@ -64,10 +73,7 @@ pub fn load_default_network(conf_dir: &Path) -> Result<NetworkList, NotReady> {
         })
         .collect();
     files.sort();
-    files
-        .into_iter()
-        .find_map(|file| parse_file(&file))
-        .ok_or_else(no_config)
+    Ok(files)
 }
 
 /// Parses one configuration file; `None` when it is not a usable network configuration.

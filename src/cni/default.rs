@@ -25,7 +25,7 @@ pub const DEFAULT_BRIDGE: &str = "ferrocri0";
 pub fn write_default_network(conf_dir: &Path, pod_subnet: &str) -> io::Result<PathBuf> {
     let conf = default_network(pod_subnet)?;
     std::fs::create_dir_all(conf_dir)?;
-    if let Some(existing) = first_config_file(conf_dir)? {
+    if let Some(existing) = super::config::config_files(conf_dir)?.into_iter().next() {
         return Ok(existing);
     }
     let mut text = serde_json::to_vec_pretty(&conf)?;
@@ -115,20 +115,6 @@ fn has_host_bits(ip: IpAddr, prefix: u8) -> bool {
             prefix < 128 && bits & (u128::MAX >> prefix) != 0
         }
     }
-}
-
-fn first_config_file(conf_dir: &Path) -> io::Result<Option<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(conf_dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("conflist" | "conf" | "json")
-            )
-        })
-        .collect();
-    files.sort();
-    Ok(files.into_iter().next())
 }
 
 #[cfg(test)]

@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
-
 use super::build::{self, Paths};
 use super::cache::RecordCache;
 use super::events::EventHub;
@@ -242,15 +240,11 @@ impl Containers {
         let this = self.clone();
         let work_key = key.clone();
         self.creating
-            .run(key, move || {
-                let task =
-                    tokio::spawn(async move { this.create_now(sandbox, config, work_key).await });
-                async move {
-                    task.await
-                        .unwrap_or_else(|e| Err(failed("creating")(e.to_string())))
-                }
-                .boxed()
-            })
+            .run_detached(
+                key,
+                move || async move { this.create_now(sandbox, config, work_key).await },
+                failed("creating"),
+            )
             .await
             .map_err(ContainerError::from)
     }

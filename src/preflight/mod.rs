@@ -2,7 +2,7 @@
 //! what to do when it is missing. `ferrocri check` prints the findings (and fails on a
 //! failed one); the daemon logs the same findings when it starts.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::Config;
 use crate::probes;
@@ -398,21 +398,14 @@ fn check_cni(config: &Config) -> Finding {
 
 /// Configuration files (by extension) in `dir` that do not parse as a CNI network.
 fn unusable_files(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(files) = crate::cni::config::config_files(dir) else {
         return Vec::new();
     };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("conflist" | "conf" | "json")
-            )
-        })
+    files
+        .iter()
         .filter(|p| crate::cni::config::parse_file(p).is_none())
-        .collect();
-    files.sort();
-    files.iter().map(|p| p.display().to_string()).collect()
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 fn check_registry_config(config_dir: &Path) -> Finding {

@@ -5,8 +5,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures::FutureExt;
-
 use super::record::{SandboxRecord, SandboxState, name_key};
 use super::{files, shm};
 use crate::cgroup::Cgroups;
@@ -114,23 +112,13 @@ impl Sandboxes {
         let key = name_key(meta);
         let this = self.clone();
         let work_key = key.clone();
+        // A task of its own: a caller that gives up must not stop a half-built pod.
         self.creating
-            .run(key, move || {
-                // A task of its own: a caller that gives up must not stop a half-built pod.
-                let task =
-                    tokio::spawn(
-                        async move { this.create(config, runtime_handler, work_key).await },
-                    );
-                async move {
-                    task.await.unwrap_or_else(|e| {
-                        Err(SandboxError::Step {
-                            step: "running",
-                            message: e.to_string(),
-                        })
-                    })
-                }
-                .boxed()
-            })
+            .run_detached(
+                key,
+                move || async move { this.create(config, runtime_handler, work_key).await },
+                step("running"),
+            )
             .await
             .map_err(SandboxError::from)
     }
