@@ -12,9 +12,8 @@ use std::time::Duration;
 use common::pods::*;
 use ctr::*;
 use ferrocri::cri::v1::*;
-use ferrocri::monitor::session::{
-    self, AttachRequest, ExecStreamRequest, Output, SessionReader, SessionWriter,
-};
+use ferrocri::monitor::protocol::{AttachRequest, ExecStreamRequest};
+use ferrocri::monitor::session::{self, Output, SessionReader, SessionWriter};
 
 /// One test at a time: the process probes look at the whole host.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -13,7 +13,7 @@ use crate::executor::spec::{
     ContainerSpec, Device, Mount, NamespaceMode as Ns, Rootfs, SeccompProfile, User,
 };
 use crate::image::catalog::ImageRecord;
-use crate::monitor::containers::PidMode;
+use crate::monitor::protocol::PidMode;
 use crate::sandbox::record::SandboxRecord;
 
 use crate::executor::capabilities::{ALL_CAPABILITIES, DEFAULT_CAPABILITIES, canonical_name};
@@ -247,7 +247,7 @@ fn environment(config: &ContainerConfig, image_env: &[String], hostname: &str) -
 }
 
 fn namespaces(sandbox: &SandboxRecord, privileged: bool) -> crate::executor::spec::Namespaces {
-    let pin = |kind: &str| Ns::Join(crate::monitor::namespace_pin(&sandbox.dir, kind));
+    let pin = |kind: &str| Ns::Join(crate::monitor::layout::namespace_pin(&sandbox.dir, kind));
     crate::executor::spec::Namespaces {
         network: match &sandbox.netns {
             Some(netns) => Ns::Join(netns.clone()),

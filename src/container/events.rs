@@ -86,7 +86,11 @@ impl EventHub {
 /// Whether the pod's pause runs, as far as its record and its monitor's files tell (no
 /// monitor round trip: events are built on the runtime's own paths).
 fn pod_ready(pod: &SandboxRecord) -> bool {
-    pod.state == SandboxState::Ready && !pod.dir.join(crate::monitor::PAUSE_EXIT_FILE).exists()
+    pod.state == SandboxState::Ready
+        && !pod
+            .dir
+            .join(crate::monitor::layout::PAUSE_EXIT_FILE)
+            .exists()
 }
 
 impl Containers {

@@ -16,8 +16,7 @@ use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use crate::monitor::PAUSE_EXIT_FILE;
-use crate::monitor::containers::EXITS_FILE;
+use crate::monitor::layout::{EXITS_FILE, PAUSE_EXIT_FILE};
 
 /// Something that happened in a watched pod folder.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,9 +19,10 @@ use crate::ids::{new_id, now_nanos};
 use crate::image::service::Images;
 use crate::inflight::Inflight;
 use crate::keyed_lock::KeyedLocks;
-use crate::monitor::SOCKET;
-use crate::monitor::containers::{self as monitor_containers, CreateRequest, StdioRequest};
-use crate::monitor::protocol::{self, AttachRequest, ExecStreamRequest, Request, Response};
+use crate::monitor::layout::{self as monitor_layout, SOCKET};
+use crate::monitor::protocol::{
+    self, AttachRequest, CreateRequest, ExecStreamRequest, Request, Response, StdioRequest,
+};
 use crate::monitor::session::{self, SessionReader, SessionWriter};
 use crate::sandbox::record::{SandboxRecord, SandboxState};
 use crate::sandbox::service::Sandboxes;
@@ -357,7 +358,7 @@ impl Containers {
         let mut spec = built.spec;
         spec.id = id.clone();
         let pid_mode = match built.pid_mode {
-            monitor_containers::PidMode::Target { .. } => {
+            protocol::PidMode::Target { .. } => {
                 let pid = match self.target_pid(&config, &sandbox).await {
                     Ok(pid) => pid,
                     Err(e) => {
@@ -365,7 +366,7 @@ impl Containers {
                         return Err(e);
                     }
                 };
-                monitor_containers::PidMode::Target { pid }
+                protocol::PidMode::Target { pid }
             }
             other => other,
         };
@@ -438,7 +439,7 @@ impl Containers {
         record: &ContainerRecord,
         spec: &crate::executor::spec::ContainerSpec,
         device_rules: &[crate::cgroup::DeviceRule],
-        pid_mode: monitor_containers::PidMode,
+        pid_mode: protocol::PidMode,
         config: &ContainerConfig,
     ) -> Result<i32, ContainerError> {
         for d in [
@@ -474,7 +475,7 @@ impl Containers {
             .map_err(|e| failed("creating the container cgroup")(e.to_string()))?
             .map_err(|e| failed("creating the container cgroup")(e.to_string()))?;
         }
-        let monitor_dir = monitor_containers::container_dir(&sandbox.dir, &record.id);
+        let monitor_dir = monitor_layout::container_dir(&sandbox.dir, &record.id);
         std::fs::create_dir_all(&monitor_dir)
             .map_err(|e| failed("writing the spec")(e.to_string()))?;
         let spec_path = monitor_dir.join("spec.json");
@@ -510,8 +511,7 @@ impl Containers {
         .await;
         self.remove_cgroup(&record.cgroup).await;
         let _ = std::fs::remove_dir_all(&record.dir);
-        let _ =
-            std::fs::remove_dir_all(monitor_containers::container_dir(&sandbox.dir, &record.id));
+        let _ = std::fs::remove_dir_all(monitor_layout::container_dir(&sandbox.dir, &record.id));
         self.remove_log(record).await;
         let _ = self.records.delete(record.id.clone()).await;
     }
@@ -659,7 +659,7 @@ impl Containers {
         // then less and less often.
         let mut pause = Duration::from_millis(1);
         loop {
-            if monitor_containers::read_exit(&sandbox.dir, id).is_some() {
+            if monitor_layout::read_exit(&sandbox.dir, id).is_some() {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -685,10 +685,8 @@ impl Containers {
                 },
             )
             .await;
-            let _ = std::fs::remove_dir_all(monitor_containers::container_dir(
-                &sandbox.dir,
-                &record.id,
-            ));
+            let _ =
+                std::fs::remove_dir_all(monitor_layout::container_dir(&sandbox.dir, &record.id));
         }
         self.remove_cgroup(&record.cgroup).await;
         // The log file stays for kubelet or crictl to delete (`sandbox::container_logs`).
@@ -731,7 +729,7 @@ impl Containers {
             .map_err(|e| failed("listing the sandboxes")(e.to_string()))?;
         let counts: Vec<Option<u64>> = pods
             .iter()
-            .map(|p| monitor_containers::read_exit_count(&p.dir))
+            .map(|p| monitor_layout::read_exit_count(&p.dir))
             .collect();
         let unread: HashMap<&str, &Path> = {
             let read = self.exits_read.lock().unwrap_or_else(|p| p.into_inner());
@@ -847,7 +845,7 @@ impl Containers {
         id: &str,
         cmd: Vec<String>,
         timeout: i64,
-    ) -> Result<monitor_containers::ExecResult, ContainerError> {
+    ) -> Result<protocol::ExecResult, ContainerError> {
         if cmd.is_empty() {
             return Err(ContainerError::Invalid {
                 field: "cmd",
@@ -855,7 +853,7 @@ impl Containers {
             });
         }
         let (record, sandbox) = self.running(id).await?;
-        let request = Request::ExecSync(monitor_containers::ExecRequest {
+        let request = Request::ExecSync(protocol::ExecRequest {
             id: record.id.clone(),
             args: cmd,
             timeout_ms: (timeout.max(0) as u64).saturating_mul(1000),
@@ -1015,7 +1013,7 @@ impl Containers {
         let Some(pod_dir) = pod_dir.filter(|_| record.state == State::Running) else {
             return Ok(record);
         };
-        match monitor_containers::read_exit(pod_dir, &record.id) {
+        match monitor_layout::read_exit(pod_dir, &record.id) {
             Some(exit) => {
                 let reason = if exit.oom_killed {
                     "OOMKilled"

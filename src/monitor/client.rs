@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio::io::AsyncBufReadExt;
 
+use super::layout::{SOCKET, SPEC_FILE};
 use super::protocol::{self, PodSpec, PodStatus, ProtocolError, Ready, Request, Response};
-use super::{SOCKET, SPEC_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {

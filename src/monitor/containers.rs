@@ -14,13 +14,13 @@ use std::time::Duration;
 use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{ForkResult, Pid, fork};
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::unix::pipe;
 
 use super::fanout::{Fanout, Subscription};
+use super::layout::{EXIT_FILE, EXITS_FILE, Exit, container_dir, write_exit};
 use super::logs::{LogWriter, Stream};
-use super::protocol::AttachRequest;
+use super::protocol::{AttachRequest, CreateRequest, ExecResult, PidMode, StdioRequest};
 use super::stdin::StdinSender;
 use super::streams::{ExecStdio, Input, StdinEnd};
 use crate::executor::sync::{Message, REPORT_FD, START_BYTE, START_FD, executor_args};
@@ -28,80 +28,6 @@ use crate::executor::terminal::CONSOLE_FD;
 
 /// How long a container's setup (mounts, pivot_root, …) may take before it is given up.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Which PID namespace a new container goes into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PidMode {
-    /// The pod's: the pause is PID 1.
-    Pod,
-    /// Its own: the container is PID 1.
-    Container,
-    /// The host's.
-    Host,
-    /// The one of another container's process (ephemeral debug containers).
-    Target { pid: i32 },
-}
-
-/// What CreateContainer asks of the monitor.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CreateRequest {
-    pub id: String,
-    /// The executor spec (JSON), written by the daemon.
-    pub spec: PathBuf,
-    /// The CRI log file; empty for none.
-    pub log_path: PathBuf,
-    pub tty: bool,
-    pub pid_mode: PidMode,
-    /// Give the container a stdin that attach sessions write to (else /dev/null).
-    #[serde(default)]
-    pub stdin: bool,
-    /// Close that stdin when the first attach session that used it ends.
-    #[serde(default)]
-    pub stdin_once: bool,
-}
-
-/// What ExecSync asks of the monitor.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ExecRequest {
-    pub id: String,
-    pub args: Vec<String>,
-    /// 0: no limit.
-    pub timeout_ms: u64,
-}
-
-/// The outcome of an ExecSync.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecResult {
-    #[serde(with = "base64_bytes")]
-    pub stdout: Vec<u8>,
-    #[serde(with = "base64_bytes")]
-    pub stderr: Vec<u8>,
-    pub exit_code: i32,
-    pub timed_out: bool,
-}
-
-/// Which stdio an exec or a container gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StdioRequest {
-    /// A pty on fds 0-2; its output is one stream, reported as stdout.
-    pub tty: bool,
-    /// A writable stdin (the pty itself, or a pipe); else /dev/null (or the pty, unwritten).
-    pub stdin: bool,
-    /// Without a pty: pipes for the streams asked for, /dev/null for the others.
-    pub stdout: bool,
-    pub stderr: bool,
-}
-
-impl StdioRequest {
-    /// ExecSync: no stdin, both streams captured.
-    pub const CAPTURE: StdioRequest = StdioRequest {
-        tty: false,
-        stdin: false,
-        stdout: true,
-        stderr: true,
-    };
-}
 
 /// An exec between its start and its end.
 pub struct ExecRunning {
@@ -112,58 +38,6 @@ pub struct ExecRunning {
 
 /// Captured output is cut at 16 MiB per stream, as the CRI allows.
 const MAX_EXEC_OUTPUT: u64 = 16 * 1024 * 1024;
-
-mod base64_bytes {
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(bytes))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        STANDARD
-            .decode(String::deserialize(d)?)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// How a container ended, as kept in `exit.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Exit {
-    /// The exit code, or 128 + the signal that killed it.
-    pub code: i32,
-    /// Nanoseconds since the epoch.
-    pub finished_at: i64,
-    /// Killed by the kernel's OOM killer (its cgroup counted an OOM kill).
-    pub oom_killed: bool,
-}
-
-pub const EXIT_FILE: &str = "exit.json";
-
-/// The folder of a container's monitor-side files.
-pub fn container_dir(pod_dir: &Path, id: &str) -> PathBuf {
-    pod_dir.join("containers").join(id)
-}
-
-/// Reads a recorded exit; None while the container has not exited (or never ran).
-pub fn read_exit(pod_dir: &Path, id: &str) -> Option<Exit> {
-    let bytes = std::fs::read(container_dir(pod_dir, id).join(EXIT_FILE)).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-/// `<pod dir>/exits` counts the exits recorded so far, bumped after each `exit.json` is in
-/// place: ListContainers reads one file per pod and the pod's `exit.json` files only when the
-/// count changed. Missing (a monitor older than the file, or a failed write): read them all.
-pub const EXITS_FILE: &str = "exits";
-
-pub fn read_exit_count(pod_dir: &Path) -> Option<u64> {
-    std::fs::read_to_string(pod_dir.join(EXITS_FILE))
-        .ok()?
-        .parse()
-        .ok()
-}
 
 struct Container {
     pid: Pid,
@@ -957,14 +831,4 @@ fn oom_kills(cgroup: &str) -> u64 {
         .ok()
         .and_then(|c| c.oom_kills(cgroup).ok())
         .unwrap_or(0)
-}
-
-fn write_exit(dir: &Path, exit: &Exit) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = dir.join(".exit.json.tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(&serde_json::to_vec(exit).map_err(std::io::Error::other)?)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, dir.join(EXIT_FILE))?;
-    std::fs::File::open(dir)?.sync_all()
 }

@@ -12,6 +12,7 @@ pub mod client;
 pub mod containers;
 mod fanout;
 pub mod frames;
+pub mod layout;
 pub mod logs;
 pub mod pause;
 pub mod protocol;
@@ -22,7 +23,7 @@ pub mod title;
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use nix::sched::{CloneFlags, unshare};
@@ -32,17 +33,8 @@ use nix::unistd::{ForkResult, Pid, fork};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 
+use layout::{PAUSE_EXIT_FILE, PID_FILE, SOCKET, SPEC_FILE, namespace_pin, unpin_namespaces};
 use protocol::{PodSpec, PodStatus, Ready, Request, Response};
-
-pub const SPEC_FILE: &str = "pod.json";
-pub const SOCKET: &str = "monitor.sock";
-pub const PID_FILE: &str = "monitor.pid";
-pub const PAUSE_EXIT_FILE: &str = "pause.exit";
-
-/// The pinned namespaces of a pod, inside its state dir.
-pub fn namespace_pin(dir: &Path, kind: &str) -> PathBuf {
-    dir.join("ns").join(kind)
-}
 
 /// Entry point of `ferrocri-monitor monitor`. stdout is the pipe the daemon reads the ready line
 /// from; stderr is the monitor's log file.
@@ -180,15 +172,6 @@ fn pin_namespaces(dir: &Path, pause: Pid, spec: &PodSpec) -> Result<(), String> 
         .map_err(|e| format!("cannot pin {source} at {}: {e}", pin.display()))?;
     }
     Ok(())
-}
-
-/// Removes the namespace pins (idempotent: also used by the daemon's cleanup).
-pub fn unpin_namespaces(dir: &Path) {
-    for kind in ["ipc", "uts"] {
-        let pin = namespace_pin(dir, kind);
-        let _ = nix::mount::umount2(&pin, nix::mount::MntFlags::MNT_DETACH);
-        let _ = std::fs::remove_file(&pin);
-    }
 }
 
 /// Writes the one ready line to stdout, then points stdout at /dev/null so the daemon's
@@ -338,12 +321,7 @@ async fn handle(
         ),
         Ok(Ok(Request::ExecSync(exec))) => match state
             .containers
-            .exec_start(
-                &exec.id,
-                &exec.args,
-                containers::StdioRequest::CAPTURE,
-                None,
-            )
+            .exec_start(&exec.id, &exec.args, protocol::StdioRequest::CAPTURE, None)
             .await
         {
             // The session finishes on its own task, so the monitor keeps reaping (and can
@@ -360,7 +338,7 @@ async fn handle(
             Err(message) => (Response::Error { message }, false),
         },
         Ok(Ok(Request::Exec(exec))) => {
-            let stdio = containers::StdioRequest {
+            let stdio = protocol::StdioRequest {
                 tty: exec.tty,
                 stdin: exec.stdin,
                 stdout: exec.stdout,

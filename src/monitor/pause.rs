@@ -78,26 +78,9 @@ fn enter_pod(spec: &PodSpec) -> Result<(), String> {
 /// Writes a sysctl in the namespaces of the calling process (`net.*` in the pod network,
 /// `kernel.shm*` and `fs.mqueue.*` in the pod IPC namespace).
 fn write_sysctl(key: &str, value: &str) -> Result<(), String> {
-    let path = sysctl_path(key).ok_or_else(|| format!("invalid sysctl name {key:?}"))?;
+    let path =
+        super::layout::sysctl_path(key).ok_or_else(|| format!("invalid sysctl name {key:?}"))?;
     std::fs::write(&path, value).map_err(|e| format!("cannot set sysctl {key}={value}: {e}"))
-}
-
-/// `net.ipv4.ip_forward` → `/proc/sys/net/ipv4/ip_forward`. As sysctl(8) accepts, a name
-/// with `/` separators keeps its dots (`net/ipv4/conf/eth0.100/forwarding`); nothing may
-/// climb out of /proc/sys.
-pub fn sysctl_path(key: &str) -> Option<std::path::PathBuf> {
-    let relative = if key.contains('/') {
-        key.to_owned()
-    } else {
-        key.replace('.', "/")
-    };
-    let valid = key
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
-        && relative
-            .split('/')
-            .all(|part| !part.is_empty() && part != "." && part != "..");
-    valid.then(|| std::path::Path::new("/proc/sys").join(relative))
 }
 
 fn close_inherited_fds() {
@@ -150,37 +133,5 @@ pub fn read_report(fd: OwnedFd) -> Result<(), String> {
         Ok("") => Err("the pause process died before it was ready".into()),
         Ok(message) => Err(message.to_owned()),
         Err(_) => Err("the pause process sent an unreadable report".into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sysctl_names() {
-        assert_eq!(
-            sysctl_path("net.ipv4.ip_forward").unwrap(),
-            std::path::Path::new("/proc/sys/net/ipv4/ip_forward")
-        );
-        assert_eq!(
-            sysctl_path("kernel.shm_rmid_forced").unwrap(),
-            std::path::Path::new("/proc/sys/kernel/shm_rmid_forced")
-        );
-        assert_eq!(
-            sysctl_path("net/ipv4/conf/eth0.100/forwarding").unwrap(),
-            std::path::Path::new("/proc/sys/net/ipv4/conf/eth0.100/forwarding")
-        );
-        for bad in [
-            "",
-            "..",
-            "net..x",
-            "net/../../etc",
-            "net.ipv4 x",
-            "/abs",
-            "net.ipv4.",
-        ] {
-            assert!(sysctl_path(bad).is_none(), "{bad}");
-        }
     }
 }

@@ -50,7 +50,7 @@ pub enum Request {
     /// exit once they are reaped.
     Shutdown,
     /// Fork a container's executor and wait until it is ready to exec.
-    CreateContainer(super::containers::CreateRequest),
+    CreateContainer(CreateRequest),
     /// Let a created container exec its process.
     StartContainer { id: String },
     /// Send a signal to a container's process.
@@ -60,13 +60,87 @@ pub enum Request {
     /// Reopen a container's log file (kubelet rotated it).
     ReopenLog { id: String },
     /// Run a command in a running container and return its output.
-    ExecSync(super::containers::ExecRequest),
+    ExecSync(ExecRequest),
     /// Run a command in a running container as a session: after `Done` the connection
     /// carries frames (`frames.rs`) until the command's exit.
     Exec(ExecStreamRequest),
     /// Connect to a running container's stdio: after `Done` the connection carries frames
     /// until the container's exit.
     Attach(AttachRequest),
+}
+
+/// Which PID namespace a new container goes into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PidMode {
+    /// The pod's: the pause is PID 1.
+    Pod,
+    /// Its own: the container is PID 1.
+    Container,
+    /// The host's.
+    Host,
+    /// The one of another container's process (ephemeral debug containers).
+    Target { pid: i32 },
+}
+
+/// What CreateContainer asks of the monitor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateRequest {
+    pub id: String,
+    /// The executor spec (JSON), written by the daemon.
+    pub spec: PathBuf,
+    /// The CRI log file; empty for none.
+    pub log_path: PathBuf,
+    pub tty: bool,
+    pub pid_mode: PidMode,
+    /// Give the container a stdin that attach sessions write to (else /dev/null).
+    #[serde(default)]
+    pub stdin: bool,
+    /// Close that stdin when the first attach session that used it ends.
+    #[serde(default)]
+    pub stdin_once: bool,
+}
+
+/// What ExecSync asks of the monitor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub id: String,
+    pub args: Vec<String>,
+    /// 0: no limit.
+    pub timeout_ms: u64,
+}
+
+/// The outcome of an ExecSync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecResult {
+    #[serde(with = "base64_bytes")]
+    pub stdout: Vec<u8>,
+    #[serde(with = "base64_bytes")]
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
+    pub timed_out: bool,
+}
+
+/// Which stdio an exec or a container gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StdioRequest {
+    /// A pty on fds 0-2; its output is one stream, reported as stdout.
+    pub tty: bool,
+    /// A writable stdin (the pty itself, or a pipe); else /dev/null (or the pty, unwritten).
+    pub stdin: bool,
+    /// Without a pty: pipes for the streams asked for, /dev/null for the others.
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+impl StdioRequest {
+    /// ExecSync: no stdin, both streams captured.
+    pub const CAPTURE: StdioRequest = StdioRequest {
+        tty: false,
+        stdin: false,
+        stdout: true,
+        stderr: true,
+    };
 }
 
 /// An interactive exec: with `tty`, fds 0-2 are a pty (its output comes as stdout) and
@@ -101,7 +175,7 @@ pub struct AttachRequest {
 pub enum Response {
     Status(PodStatus),
     Created { pid: i32 },
-    ExecResult(super::containers::ExecResult),
+    ExecResult(ExecResult),
     Done,
     Error { message: String },
 }
@@ -130,6 +204,22 @@ pub struct ContainerState {
 pub enum Ready {
     Ok { monitor_pid: i32, pause_pid: i32 },
     Failed { message: String },
+}
+
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        STANDARD
+            .decode(String::deserialize(d)?)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -9,11 +9,10 @@ use std::path::Path;
 
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::SOCKET;
 use super::client::MonitorError;
 use super::frames::{Frame, FrameReader, MAX_PAYLOAD, write_frame};
-use super::protocol::{self, ProtocolError, Request, Response};
-pub use super::protocol::{AttachRequest, ExecStreamRequest};
+use super::layout::SOCKET;
+use super::protocol::{self, AttachRequest, ExecStreamRequest, ProtocolError, Request, Response};
 
 /// What a session delivers, in order: output, then the exit (code, or 128 + signal).
 #[derive(Debug, Clone, PartialEq, Eq)]

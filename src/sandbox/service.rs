@@ -377,7 +377,7 @@ impl Sandboxes {
         if let Some(Err(e)) = record.netns.as_ref().map(|pin| netns::remove(pin)) {
             tracing::warn!(pod = %id, error = %e, "cannot remove the network namespace");
         }
-        monitor::unpin_namespaces(&record.dir);
+        monitor::layout::unpin_namespaces(&record.dir);
         if let Err(e) = netns::remove(&record.dir.join("ns").join("user")) {
             tracing::warn!(pod = %id, error = %e, "cannot remove the user namespace pin");
         }
@@ -548,8 +548,8 @@ fn process_belongs_to(pid: i32, record: &SandboxRecord) -> bool {
     let named_pause =
         std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "pause");
     let pins = [
-        ("ipc", monitor::namespace_pin(&record.dir, "ipc")),
-        ("uts", monitor::namespace_pin(&record.dir, "uts")),
+        ("ipc", monitor::layout::namespace_pin(&record.dir, "ipc")),
+        ("uts", monitor::layout::namespace_pin(&record.dir, "uts")),
     ];
     let net = record.netns.clone().map(|p| ("net", p));
     named_pause

@@ -8,8 +8,9 @@ use crate::cri::v1::{
     AttachRequest, AttachResponse, ExecRequest, ExecResponse, PortForwardRequest,
     PortForwardResponse,
 };
+use crate::monitor::protocol::StdioRequest;
 use crate::sandbox::record::SandboxState;
-use crate::streaming::{Pending, StdioRequest};
+use crate::streaming::Pending;
 use crate::telemetry::record_ids;
 
 impl CriServer {

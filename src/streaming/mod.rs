@@ -18,7 +18,7 @@ use anyhow::Context;
 
 use crate::config::StreamingConfig;
 use crate::container::service::Containers;
-pub use crate::monitor::containers::StdioRequest;
+use crate::monitor::protocol::StdioRequest;
 use crate::sandbox::service::Sandboxes;
 pub use tokens::TooManyPending;
 

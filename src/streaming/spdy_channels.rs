@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::remotecommand::{BoxRead, BoxWrite, Channels, Version};
-use crate::monitor::containers::StdioRequest;
+use crate::monitor::protocol::StdioRequest;
 use crate::spdy::{Incoming, Stream};
 
 /// How long the client has to open its streams, as in kubelet's server.

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::PollSender;
 
 use super::remotecommand::{Channels, Version};
-use crate::monitor::containers::StdioRequest;
+use crate::monitor::protocol::StdioRequest;
 
 const STDIN: u8 = 0;
 const STDOUT: u8 = 1;

@@ -283,7 +283,7 @@ pub fn unix_id(field: &str, value: i64) -> Result<(), Invalid> {
 /// takes words.
 pub fn sysctl(field: &str, name: &str, value: &str, host_network: bool) -> Result<(), Invalid> {
     let field = format!("{field}[{}]", shown(name));
-    if crate::monitor::pause::sysctl_path(name).is_none() {
+    if crate::monitor::layout::sysctl_path(name).is_none() {
         return Err(invalid(
             &field,
             "is not a sysctl name (letters, digits, '_', '-', '.' or '/' separators)",
