@@ -1,5 +1,6 @@
 //! ferrocri: a Kubernetes CRI runtime. See ARCHITECTURE.md for the module map.
 
+pub mod cdi;
 pub mod cgroup;
 pub mod cli;
 pub mod cni;
@@ -11,6 +12,7 @@ pub mod daemon;
 pub mod executor;
 #[doc(hidden)]
 pub mod fuzz_entries;
+pub mod hooks;
 pub mod image;
 pub mod import;
 pub mod inflight;

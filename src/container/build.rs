@@ -224,6 +224,7 @@ pub fn build(
         cgroup: paths.cgroup,
         exec_in: None,
         userns: sandbox.userns_pin(),
+        hooks: Default::default(),
     };
     let pid_mode = pid_mode(&security, sandbox);
     Ok(Built {

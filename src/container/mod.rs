@@ -3,6 +3,7 @@
 
 pub mod build;
 mod cache;
+pub mod cdi;
 mod device_nodes;
 pub mod events;
 mod exit_watch;

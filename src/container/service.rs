@@ -88,6 +88,8 @@ pub struct Containers {
     /// Pods whose CONTAINER_STOPPED_EVENT went out (a stop and the pause's exit both report
     /// it; it goes out once), until their CONTAINER_DELETED_EVENT.
     pub(super) pods_stopped: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// CDI spec folders, in rising priority (`cdi.spec_dirs`).
+    cdi_dirs: Vec<PathBuf>,
 }
 
 impl Containers {
@@ -97,6 +99,7 @@ impl Containers {
         images: Arc<Images>,
         sandboxes: Arc<Sandboxes>,
         event_buffer: usize,
+        cdi_dirs: Vec<PathBuf>,
     ) -> Containers {
         let exit_watch = ExitWatch::new()
             .inspect_err(|e| {
@@ -116,6 +119,7 @@ impl Containers {
             transitions: KeyedLocks::default(),
             exit_watch,
             pods_stopped: Default::default(),
+            cdi_dirs,
         }
     }
 
@@ -299,7 +303,7 @@ impl Containers {
             .rev()
             .map(|c| self.images.layer_path(c))
             .collect();
-        let built = build::build(
+        let mut built = build::build(
             &config,
             &sandbox,
             &image,
@@ -315,6 +319,10 @@ impl Containers {
             field: e.field,
             message: e.message,
         })?;
+        // Before anything is made, so an unknown device leaves nothing behind.
+        if let Some(injection) = super::cdi::resolve(&self.cdi_dirs, &config)? {
+            super::cdi::apply(&injection, &mut built)?;
+        }
         let stop_signal = stop_signal(
             &config,
             image.config.config.as_ref().map(|c| c.stop_signal.as_str()),
@@ -361,6 +369,11 @@ impl Containers {
         }
         let mut spec = built.spec;
         spec.id = id.clone();
+        let bundle = monitor_containers::container_dir(&sandbox.dir, &id);
+        if let Err(e) = super::cdi::DaemonHooks::save(&dir, &bundle, &spec.hooks) {
+            self.discard(&sandbox, &record).await;
+            return Err(failed("writing the CDI hooks")(e.to_string()));
+        }
         let pid_mode = match built.pid_mode {
             monitor_containers::PidMode::Target { .. } => {
                 let pid = match self.target_pid(&config, &sandbox).await {
@@ -581,6 +594,11 @@ impl Containers {
                         &record.sandbox_id,
                     )
                     .await;
+                }
+                if let Some(hooks) = super::cdi::DaemonHooks::load(&record.dir) {
+                    let (id, pid) = (record.id.clone(), record.pid);
+                    let _ = tokio::task::spawn_blocking(move || hooks.run("poststart", &id, pid))
+                        .await;
                 }
                 self.refresh(record.clone()).await?;
                 tracing::info!(container = %record.id, "container started");
@@ -1069,6 +1087,11 @@ impl Containers {
             &record.sandbox_id,
         )
         .await;
+        if let Some(hooks) = super::cdi::DaemonHooks::load(&record.dir) {
+            // In the background: lists and status calls that noticed the exit do not wait.
+            let (id, pid) = (record.id.clone(), record.pid);
+            tokio::task::spawn_blocking(move || hooks.run("poststop", &id, pid));
+        }
         Ok(record)
     }
 

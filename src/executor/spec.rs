@@ -44,6 +44,52 @@ pub struct ContainerSpec {
     /// rootfs and bind mounts are idmapped with it. None: the host's.
     #[serde(default)]
     pub userns: Option<PathBuf>,
+    /// OCI hooks (from CDI devices). The executor runs `create_container` and
+    /// `start_container`; the daemon `poststart` and `poststop` (see `crate::hooks`).
+    #[serde(default)]
+    pub hooks: Hooks,
+}
+
+/// OCI hooks by the point where they run. `prestart` (deprecated) runs with
+/// `create_runtime`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hooks {
+    #[serde(default)]
+    pub create_runtime: Vec<Hook>,
+    #[serde(default)]
+    pub create_container: Vec<Hook>,
+    #[serde(default)]
+    pub start_container: Vec<Hook>,
+    #[serde(default)]
+    pub poststart: Vec<Hook>,
+    #[serde(default)]
+    pub poststop: Vec<Hook>,
+}
+
+impl Hooks {
+    pub fn is_empty(&self) -> bool {
+        self.create_runtime.is_empty()
+            && self.create_container.is_empty()
+            && self.start_container.is_empty()
+            && self.poststart.is_empty()
+            && self.poststop.is_empty()
+    }
+}
+
+/// One OCI hook: a program run with the container's state as JSON on its stdin.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hook {
+    /// Absolute path of the program.
+    pub path: String,
+    /// argv, the first being argv[0]; empty: the path.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Its whole environment, `KEY=VALUE`.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Seconds before it is killed and counted as failed; None: no limit.
+    #[serde(default)]
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -285,6 +285,9 @@ fn create_container() {
             "config.devices[0].container_path" => |r| cc(r).devices[0].container_path = "dev/fuse".into();
             "config.devices[0].host_path" => |r| cc(r).devices[0].host_path = "fuse".into();
             "config.CDI_devices[0].name" => |r| cc(r).cdi_devices = vec![CdiDevice { name: "v/g=0\n".into() }];
+            "config.CDI_devices[0].name" => |r| cc(r).cdi_devices = vec![CdiDevice { name: "gpu0".into() }];
+            "config.CDI_devices[0].name" => |r| cc(r).cdi_devices = vec![CdiDevice { name: "vendor.com/gpu=-0".into() }];
+            "config.annotations[\"cdi.k8s.io/gpu\"]" => |r| { cc(r).annotations.insert("cdi.k8s.io/gpu".into(), "vendor.com/gpu=0,gpu1".into()); };
             "config.labels" => |r| { cc(r).labels.insert("a/b/c".into(), "v".into()); };
             "config.annotations" => |r| { cc(r).annotations.insert(String::new(), "v".into()); };
             "config.log_path" => |r| cc(r).log_path = "/etc/passwd".into();
