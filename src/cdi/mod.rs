@@ -248,3 +248,6 @@ pub fn requested(config: &crate::cri::v1::ContainerConfig) -> Vec<String> {
 fn is_spec_file(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "json" || e == "yaml")
 }
+
+#[cfg(test)]
+mod tests;
