@@ -69,12 +69,12 @@ pub struct DeviceNode {
     /// `b`, `c`, `u` or `p`; empty: the host node's.
     #[serde(default, rename = "type")]
     pub kind: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yaml11_int")]
     pub major: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yaml11_int")]
     pub minor: i64,
-    /// Permission bits of the node; None: the host node's.
-    #[serde(default)]
+    /// Permission bits of the node; None: the host node's. Often written `0640`.
+    #[serde(default, deserialize_with = "yaml11_mode")]
     pub file_mode: Option<u32>,
     /// Device cgroup access (`rwm` or a subset, `none`); empty means `rwm`.
     #[serde(default)]
@@ -165,6 +165,47 @@ where
     T: Default + Deserialize<'de>,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// An integer as Go's YAML reader (YAML 1.1) reads it: `0640` is octal there, while
+/// serde's YAML (1.2) reads such a scalar as a string. Also `0o`, `0x` and `_` separators.
+fn yaml11_int<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Number(i64),
+        Text(String),
+    }
+    match Scalar::deserialize(d)? {
+        Scalar::Number(n) => Ok(n),
+        Scalar::Text(text) => parse_yaml11_int(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an integer"))),
+    }
+}
+
+fn yaml11_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let n = yaml11_int(d)?;
+    u32::try_from(n)
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom(format!("file mode {n} is out of range")))
+}
+
+fn parse_yaml11_int(text: &str) -> Option<i64> {
+    let clean: String = text.chars().filter(|c| *c != '_').collect();
+    let (negative, digits) = match clean.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, clean.strip_prefix('+').unwrap_or(&clean)),
+    };
+    let value = if let Some(hex) = digits.strip_prefix("0x") {
+        i64::from_str_radix(hex, 16).ok()?
+    } else if let Some(octal) = digits.strip_prefix("0o") {
+        i64::from_str_radix(octal, 8).ok()?
+    } else if digits.len() > 1 && digits.starts_with('0') {
+        i64::from_str_radix(&digits[1..], 8).ok()?
+    } else {
+        digits.parse().ok()?
+    };
+    Some(if negative { -value } else { value })
 }
 
 impl Spec {

@@ -131,6 +131,22 @@ fn a_later_folder_wins_and_a_conflict_in_one_folder_hides_the_device() {
 }
 
 #[test]
+fn yaml_octal_modes_read_as_go_reads_them() {
+    let node = |mode: &str| {
+        let text = format!(
+            "cdiVersion: 0.5.0\nkind: vendor.com/dev\ndevices:\n- name: a\n  containerEdits:\n    deviceNodes:\n    - path: /dev/a\n      fileMode: {mode}\n      major: 010\n"
+        );
+        parse("x.yaml", &text).map(|s| s.devices[0].container_edits.device_nodes[0].clone())
+    };
+    assert_eq!(node("0640").unwrap().file_mode, Some(0o640));
+    assert_eq!(node("0640").unwrap().major, 8);
+    assert_eq!(node("0o600").unwrap().file_mode, Some(0o600));
+    assert_eq!(node("416").unwrap().file_mode, Some(0o640));
+    assert!(node("rw-r-----").unwrap_err().contains("not an integer"));
+    assert!(node("-1").is_err());
+}
+
+#[test]
 fn versions() {
     for ok in ["0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0", "1.0.0", "1.0.1", "1.1.0", "v0.6.0"] {
         assert!(spec::parse_version(ok).is_ok(), "{ok}");

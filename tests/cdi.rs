@@ -1,0 +1,361 @@
+//! CDI devices: the same spec folders resolved by ferrocri and by CDI's own Go library
+//! (`hack/cdi-reference`, built from the Go module proxy: input we did not make), and a
+//! container of the real daemon that gets fake devices, a mount, env, groups and hooks
+//! from a spec folder the test writes.
+
+mod common;
+#[path = "common/ctr.rs"]
+mod ctr;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::pods::*;
+use ctr::*;
+use ferrocri::cdi::Registry;
+use ferrocri::container::build::Built;
+use ferrocri::cri::v1::*;
+use serde_json::Value;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/cdi");
+
+// ---------------------------------------------------------------------------------------
+// Differential check against CDI's Go library.
+
+/// The reference binary, built once by `hack/build-cdi-reference.sh`; None (with a
+/// message) when Go or the module proxy is not available.
+fn reference() -> Option<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/build-cdi-reference.sh");
+    match std::process::Command::new(&script).output() {
+        Ok(out) if out.status.success() => {
+            Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        }
+        Ok(out) => {
+            eprintln!(
+                "SKIPPED: cannot build CDI's Go reference: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: cannot run {}: {e}", script.display());
+            None
+        }
+    }
+}
+
+fn go_resolve(bin: &Path, dirs: &[&Path], devices: &[&str]) -> Value {
+    let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    let out = std::process::Command::new(bin)
+        .arg(dirs.join(","))
+        .args(devices)
+        .output()
+        .expect("run cdi-reference");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("cdi-reference JSON")
+}
+
+/// A blank container for the edits to land in (root user, no devices or mounts).
+fn blank() -> Built {
+    Built {
+        spec: Default::default(),
+        device_rules: Vec::new(),
+        identity: ferrocri::container::user::Identity {
+            uid: 0,
+            gid: 0,
+            groups: Vec::new(),
+        },
+        pid_mode: ferrocri::monitor::containers::PidMode::Pod,
+    }
+}
+
+/// What both sides produce, in one comparable form.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    env: Vec<String>,
+    /// path type major:minor mode uid:gid (mode only where the reference knows one).
+    nodes: Vec<String>,
+    /// Device cgroup rules in the kernel's syntax.
+    rules: Vec<String>,
+    /// source destination type options.
+    mounts: Vec<String>,
+    /// kind path args env timeout.
+    hooks: Vec<String>,
+    gids: Vec<u32>,
+}
+
+fn ours(dirs: &[&Path], devices: &[&str]) -> Result<(Outcome, Vec<String>), String> {
+    let dirs: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
+    let registry = Registry::load(&dirs);
+    let requested: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
+    let injection = registry.inject(&requested).map_err(|e| e.to_string())?;
+    let mut built = blank();
+    ferrocri::container::cdi::apply(&injection, &mut built).map_err(|e| e.to_string())?;
+    let spec = &built.spec;
+    let hook_lines = |kind: &str, hooks: &[ferrocri::executor::spec::Hook]| {
+        hooks
+            .iter()
+            .map(|h| format!("{kind} {} {:?} {:?} {:?}", h.path, h.args, h.env, h.timeout))
+            .collect::<Vec<_>>()
+    };
+    let h = &spec.hooks;
+    let outcome = Outcome {
+        env: spec.env.clone(),
+        nodes: spec
+            .devices
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} {} {}:{} {:o} {}:{}",
+                    d.path, d.kind, d.major, d.minor, d.mode, d.uid, d.gid
+                )
+            })
+            .collect(),
+        rules: built.device_rules.iter().map(|r| r.to_string()).collect(),
+        mounts: spec
+            .mounts
+            .iter()
+            .map(|m| format!("{} {} {} {:?}", m.source, m.destination, m.fstype, m.options))
+            .collect(),
+        hooks: [
+            hook_lines("createRuntime", &h.create_runtime),
+            hook_lines("createContainer", &h.create_container),
+            hook_lines("startContainer", &h.start_container),
+            hook_lines("poststart", &h.poststart),
+            hook_lines("poststop", &h.poststop),
+        ]
+        .concat(),
+        gids: spec.user.additional_gids.clone(),
+    };
+    Ok((outcome, registry.device_names()))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| a.iter().map(|s| s.as_str().unwrap_or_default().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// The reference's OCI spec in the same form. Where ferrocri differs on purpose it is
+/// applied here, each with its reason: a node without a mode gets 0666 (runc's default
+/// too), and a CDI mount without a type is a bind with `bind` in its options (runc
+/// would refuse it otherwise).
+fn theirs(spec: &Value) -> Outcome {
+    let mode = |d: &Value| d["fileMode"].as_u64().unwrap_or(0o666) & 0o7777;
+    let nodes = spec["linux"]["devices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            format!(
+                "{} {} {}:{} {:o} {}:{}",
+                d["path"].as_str().unwrap(),
+                d["type"].as_str().unwrap(),
+                d["major"].as_u64().unwrap_or(0),
+                d["minor"].as_u64().unwrap_or(0),
+                mode(d),
+                d["uid"].as_u64().unwrap_or(0),
+                d["gid"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let rules = spec["linux"]["resources"]["devices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| !r["access"].as_str().unwrap_or_default().is_empty())
+        .map(|r| {
+            let access = r["access"].as_str().unwrap();
+            // The kernel's order, as DeviceRule prints it.
+            let access: String = "rwm".chars().filter(|c| access.contains(*c)).collect();
+            format!(
+                "{} {}:{} {access}",
+                r["type"].as_str().unwrap(),
+                r["major"].as_u64().unwrap(),
+                r["minor"].as_u64().unwrap()
+            )
+        })
+        .collect();
+    let mounts = spec["mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let mut options = strings(&m["options"]);
+            let kind = m["type"].as_str().unwrap_or_default();
+            let kind = if kind.is_empty() { "bind" } else { kind };
+            if kind == "bind" && !options.iter().any(|o| o == "bind" || o == "rbind") {
+                options.insert(0, "bind".into());
+            }
+            format!(
+                "{} {} {kind} {options:?}",
+                m["source"].as_str().unwrap(),
+                m["destination"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let mut hooks = Vec::new();
+    for (kind, keys) in [
+        ("createRuntime", &["prestart", "createRuntime"][..]),
+        ("createContainer", &["createContainer"][..]),
+        ("startContainer", &["startContainer"][..]),
+        ("poststart", &["poststart"][..]),
+        ("poststop", &["poststop"][..]),
+    ] {
+        for key in keys {
+            for h in spec["hooks"][key].as_array().into_iter().flatten() {
+                let timeout = h["timeout"].as_u64();
+                hooks.push(format!(
+                    "{kind} {} {:?} {:?} {timeout:?}",
+                    h["path"].as_str().unwrap(),
+                    strings(&h["args"]),
+                    strings(&h["env"])
+                ));
+            }
+        }
+    }
+    Outcome {
+        env: strings(&spec["process"]["env"]),
+        nodes,
+        rules,
+        mounts,
+        hooks,
+        gids: spec["process"]["user"]["additionalGids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|g| g.as_u64().unwrap() as u32)
+            .collect(),
+    }
+}
+
+/// A spec folder with one file.
+fn folder(name: &str, text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(name), text).unwrap();
+    dir
+}
+
+fn fixture(name: &str) -> tempfile::TempDir {
+    folder(
+        name,
+        &std::fs::read_to_string(Path::new(FIXTURES).join(name)).unwrap(),
+    )
+}
+
+/// Resolves `devices` on both sides and compares; returns ferrocri's outcome or error.
+fn compare(bin: &Path, dirs: &[&Path], devices: &[&str]) -> Result<Outcome, String> {
+    let go = go_resolve(bin, dirs, devices);
+    let go_devices = strings(&go["devices"]);
+    let mine = ours(dirs, devices);
+    match (&mine, go["spec"].is_object()) {
+        (Ok((outcome, names)), true) => {
+            assert_eq!(names, &go_devices, "device lists of {dirs:?}");
+            assert_eq!(outcome, &theirs(&go["spec"]), "{devices:?} in {dirs:?}");
+        }
+        (Err(e), false) => {
+            // Both refuse; both messages name the first device or path at fault.
+            let reason = go["injectError"].as_str().unwrap_or_default();
+            eprintln!("both refuse {devices:?}:\n  ferrocri: {e}\n  CDI: {reason}");
+        }
+        (Ok(_), false) => panic!("CDI refuses {devices:?} in {dirs:?}, ferrocri does not: {go}"),
+        (Err(e), true) => panic!("ferrocri refuses {devices:?} in {dirs:?} ({e}), CDI does not"),
+    }
+    mine.map(|(o, _)| o)
+}
+
+/// The spec of the daemon test: fake nodes aliasing /dev/null and /dev/loop-control, a
+/// read-only bind, env, a group and one hook of every kind, each writing its state into
+/// `out` (the startContainer hook runs inside the container and writes into its /tmp).
+fn fake_spec(lib: &Path, out: &Path) -> String {
+    let hook = |kind: &str, name: &str| {
+        format!(
+            "  - hookName: {kind}\n    path: /bin/sh\n    args: [sh, -c, 'cat > {out}/{name}.json; readlink /proc/self/ns/net > {out}/{name}.netns; readlink /proc/self/ns/mnt > {out}/{name}.mntns']\n    env: [HOOK={name}]\n    timeout: 20\n",
+            out = out.display()
+        )
+    };
+    format!(
+        "# Written by tests/cdi.rs.\ncdiVersion: 0.7.0\nkind: ferrocri.test/fake\ncontainerEdits:\n  env: [FAKE_SPEC=1]\n  mounts:\n  - hostPath: {lib}\n    containerPath: /opt/fake/lib\n    options: [ro, nosuid, nodev, bind]\n  hooks:\n{runtime}{container}{poststart}{poststop}devices:\n- name: fake0\n  containerEdits:\n    env: [FAKE_DEVICE=fake0]\n    deviceNodes:\n    - path: /dev/fake0\n      hostPath: /dev/null\n      permissions: rw\n    additionalGids: [4242]\n- name: ctl\n  containerEdits:\n    deviceNodes:\n    - path: /dev/fakedir/loopctl\n      hostPath: /dev/loop-control\n      fileMode: 0640\n    hooks:\n    - hookName: startContainer\n      path: /bin/sh\n      args: [sh, -c, 'cat > /tmp/start-container.json; id -u >> /tmp/start-container.json']\n",
+        lib = lib.display(),
+        runtime = hook("createRuntime", "create-runtime"),
+        container = hook("createContainer", "create-container"),
+        poststart = hook("poststart", "poststart"),
+        poststop = hook("poststop", "poststop"),
+    )
+}
+
+#[test]
+fn the_same_specs_resolve_as_with_cdis_go_library() {
+    let Some(bin) = reference() else { return };
+    let intel = fixture("intel-gpu.json");
+    let o = compare(&bin, &[intel.path()], &["intel.com/gpu=card1", "intel.com/gpu=card0"]).unwrap();
+    assert_eq!(o.nodes.len(), 4);
+    assert_eq!(o.env, ["INTEL_GPU_PLUGIN=card1"]);
+
+    // nvidia-ctk's specs name nodes this host does not have: both refuse, naming them.
+    for (file, device) in [
+        ("nvidia-ctk-0.5.0.yaml", "nvidia.com/gpu=all"),
+        ("nvidia-ctk-0.5.0.yaml", "nvidia.com/gpu=GPU-4cf8db2d-06c0-7d70-1a51-e59b25b2c16c"),
+        ("nvidia-ctk-0.6.0.yaml", "nvidia.com/gpu=0:1"),
+    ] {
+        let dir = fixture(file);
+        let err = compare(&bin, &[dir.path()], &[device]).unwrap_err();
+        assert!(err.contains("/dev/nvidia"), "{err}");
+    }
+    // Unknown devices.
+    let err = compare(&bin, &[intel.path()], &["intel.com/gpu=card9"]).unwrap_err();
+    assert!(err.contains("intel.com/gpu=card9"), "{err}");
+
+    // The daemon test's spec: nodes from the host, mounts, hooks of every kind, a YAML
+    // octal file mode, groups.
+    let work = tempfile::tempdir().unwrap();
+    let fake = folder("fake.yaml", &fake_spec(work.path(), work.path()));
+    let o = compare(&bin, &[fake.path()], &["ferrocri.test/fake=fake0", "ferrocri.test/fake=ctl"]).unwrap();
+    assert_eq!(o.gids, [4242]);
+    assert!(o.nodes.contains(&"/dev/fakedir/loopctl c 10:237 640 0:0".to_owned()), "{:?}", o.nodes);
+    assert_eq!(o.hooks.len(), 5);
+
+    // Priorities: the later folder wins; two files of one folder hide the device.
+    let spec = |env: &str| {
+        format!(r#"{{"cdiVersion":"0.3.0","kind":"vendor.com/dev","devices":[{{"name":"a","containerEdits":{{"env":["{env}"],"deviceNodes":[{{"path":"/dev/a","type":"c","major":1,"minor":3}}]}}}}]}}"#)
+    };
+    let low = folder("a.json", &spec("FROM=low"));
+    let high = folder("a.json", &spec("FROM=high"));
+    let o = compare(&bin, &[low.path(), high.path()], &["vendor.com/dev=a"]).unwrap();
+    assert_eq!(o.env, ["FROM=high"]);
+    std::fs::write(low.path().join("b.json"), spec("FROM=other")).unwrap();
+    compare(&bin, &[low.path()], &["vendor.com/dev=a"]).unwrap_err();
+
+    // Files both sides must refuse or accept alike (each alone in its folder).
+    let cases = [
+        ("unknown-field.yaml", "cdiVersion: 0.3.0\nkind: vendor.com/dev\ndevices:\n- name: a\n  containerEdits:\n    env: [A=1]\n    colour: red\n"),
+        ("newer.json", r#"{"cdiVersion":"9.0.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#),
+        ("hostpath-too-old.json", r#"{"cdiVersion":"0.4.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"deviceNodes":[{"path":"/dev/a","hostPath":"/dev/null"}]}}]}"#),
+        ("gids-too-old.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"additionalGids":[5]}}]}"#),
+        ("digit-too-old.json", r#"{"cdiVersion":"0.4.0","kind":"vendor.com/dev","devices":[{"name":"0","containerEdits":{"env":["A=1"]}}]}"#),
+        ("no-edits.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a"}]}"#),
+        ("bad-name.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a-","containerEdits":{"env":["A=1"]}}]}"#),
+        ("bad-env.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"env":["=1"]}}]}"#),
+        ("bad-hook.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"hooks":[{"hookName":"preStart","path":"/x"}]}}]}"#),
+        ("bad-perms.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"deviceNodes":[{"path":"/dev/a","permissions":"rwx"}]}}]}"#),
+        ("dotted-class.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev.v2","devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#),
+        ("dotted-class-old.json", r#"{"cdiVersion":"0.5.0","kind":"vendor.com/dev.v2","devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#),
+        ("v-prefix.json", r#"{"cdiVersion":"v0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#),
+        ("latest.json", r#"{"cdiVersion":"1.1.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#),
+        ("nulls.yaml", "cdiVersion: 0.6.0\nkind: vendor.com/dev\ncontainerEdits:\n  env: ~\ndevices:\n- name: a\n  containerEdits:\n    env: [A=1]\n    mounts: ~\n"),
+        ("octal.yaml", "cdiVersion: 0.5.0\nkind: vendor.com/dev\ndevices:\n- name: a\n  containerEdits:\n    deviceNodes:\n    - path: /dev/a\n      type: c\n      major: 1\n      minor: 3\n      fileMode: 0600\n"),
+    ];
+    for (name, text) in cases {
+        let dir = folder(name, text);
+        let go = go_resolve(&bin, &[dir.path()], &[]);
+        let go_ok = go["errors"].as_object().is_none_or(|e| e.is_empty());
+        let registry = Registry::load(&[dir.path().to_owned()]);
+        let ok = registry.problems().is_empty();
+        assert_eq!(ok, go_ok, "{name}: ferrocri {:?}, CDI {}", registry.problems(), go["errors"]);
+        if ok {
+            let names = registry.device_names();
+            compare(&bin, &[dir.path()], &[names[0].as_str()]).unwrap();
+        }
+    }
+}
