@@ -7,7 +7,6 @@ mod common;
 #[path = "common/ctr.rs"]
 mod ctr;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -276,7 +275,7 @@ fn fake_spec(lib: &Path, out: &Path) -> String {
         )
     };
     format!(
-        "# Written by tests/cdi.rs.\ncdiVersion: 0.7.0\nkind: ferrocri.test/fake\ncontainerEdits:\n  env: [FAKE_SPEC=1]\n  mounts:\n  - hostPath: {lib}\n    containerPath: /opt/fake/lib\n    options: [ro, nosuid, nodev, bind]\n  hooks:\n{runtime}{container}{poststart}{poststop}devices:\n- name: fake0\n  containerEdits:\n    env: [FAKE_DEVICE=fake0]\n    deviceNodes:\n    - path: /dev/fake0\n      hostPath: /dev/null\n      permissions: rw\n    additionalGids: [4242]\n- name: ctl\n  containerEdits:\n    deviceNodes:\n    - path: /dev/fakedir/loopctl\n      hostPath: /dev/loop-control\n      fileMode: 0640\n    hooks:\n    - hookName: startContainer\n      path: /bin/sh\n      args: [sh, -c, 'cat > /tmp/start-container.json; id -u >> /tmp/start-container.json']\n",
+        "# Written by tests/cdi.rs.\ncdiVersion: 0.7.0\nkind: ferrocri.test/fake\ncontainerEdits:\n  env: [FAKE_SPEC=1]\n  mounts:\n  - hostPath: {lib}\n    containerPath: /opt/fake/lib\n    options: [ro, nosuid, nodev, bind]\n  hooks:\n{runtime}{container}{poststart}{poststop}devices:\n- name: fake0\n  containerEdits:\n    env: [FAKE_DEVICE=fake0]\n    deviceNodes:\n    - path: /dev/fake0\n      hostPath: /dev/null\n      permissions: rw\n    additionalGids: [4242]\n- name: ctl\n  containerEdits:\n    deviceNodes:\n    - path: /dev/fakedir/loopctl\n      hostPath: /dev/loop-control\n      fileMode: 0640\n    hooks:\n    - hookName: startContainer\n      path: /bin/sh\n      args: [sh, -c, 'cat > /tmp/start-container.json; echo >> /tmp/start-container.json; id -u >> /tmp/start-container.json']\n",
         lib = lib.display(),
         runtime = hook("createRuntime", "create-runtime"),
         container = hook("createContainer", "create-container"),
@@ -358,4 +357,223 @@ fn the_same_specs_resolve_as_with_cdis_go_library() {
             compare(&bin, &[dir.path()], &[names[0].as_str()]).unwrap();
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Through the real daemon.
+
+/// A [`PodEnv`] (its own CNI network) that pulls from the local test registry and reads
+/// CDI specs from `spec_dirs`.
+fn cdi_env(slot: u8, spec_dirs: &[&Path]) -> PodEnv {
+    let mut env = PodEnv::start(slot, Chain::Standard);
+    env.daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    env.daemon.wait(Duration::from_secs(30));
+    let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/certs.d");
+    let dirs: Vec<String> = spec_dirs.iter().map(|d| format!("{:?}", d.display().to_string())).collect();
+    let mut text = std::fs::read_to_string(&env.daemon.config_path).expect("read config");
+    text.push_str(&format!(
+        "\n[registry]\nconfig_dir = \"{}\"\n[cdi]\nspec_dirs = [{}]\n",
+        certs.display(),
+        dirs.join(", ")
+    ));
+    std::fs::write(&env.daemon.config_path, text).expect("write config");
+    env.daemon.restart();
+    env
+}
+
+type Rt = ferrocri::cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>;
+
+/// `sh -c script` in the container: (exit code, stdout + stderr).
+async fn sh(rt: &mut Rt, id: &str, script: &str) -> (i32, String) {
+    let out = exec(rt, id, &["sh", "-c", script], 20)
+        .await
+        .unwrap_or_else(|e| panic!("ExecSync {script:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.exit_code, text.trim().to_owned())
+}
+
+fn read_json(path: &Path) -> Value {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn read_trimmed(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_owned()
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn cdi_devices_reach_the_container_and_their_hooks_run_where_they_belong() {
+    let work = tempfile::tempdir().unwrap();
+    let (lib, out, low, high) = (
+        work.path().join("lib"),
+        work.path().join("out"),
+        work.path().join("cdi-low"),
+        work.path().join("cdi-high"),
+    );
+    for d in [&lib, &out, &low, &high] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(lib.join("libfake.so"), "fake library\n").unwrap();
+    std::fs::write(high.join("fake.yaml"), fake_spec(&lib, &out)).unwrap();
+    // The same device in the lower folder, replaced by the higher one; and a device whose
+    // node is not on this host.
+    std::fs::write(
+        low.join("fake.json"),
+        r#"{"cdiVersion":"0.3.0","kind":"ferrocri.test/fake","devices":[{"name":"fake0","containerEdits":{"env":["FAKE_DEVICE=from-low"]}}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        low.join("gone.json"),
+        r#"{"cdiVersion":"0.3.0","kind":"ferrocri.test/gone","devices":[{"name":"x","containerEdits":{"deviceNodes":[{"path":"/dev/ferrocri-gone"}]}}]}"#,
+    )
+    .unwrap();
+    let env = cdi_env(5, &[&low, &high]);
+    pull_busybox(&env).await;
+    let mut rt = env.runtime().await;
+    let pod = pod_with_logs(&env, "cdi", "uid-cdi");
+    let pod_id = run_pod(&env, &mut rt, pod.clone()).await;
+    let host_ns = |kind: &str| std::fs::read_link(format!("/proc/self/ns/{kind}")).unwrap().display().to_string();
+
+    let mut config = busybox_config(
+        "devices",
+        &["sh", "-c", "cp /tmp/start-container.json /tmp/seen-at-start; exec sleep 3600"],
+        false,
+    );
+    config.cdi_devices = vec![CdiDevice {
+        name: "ferrocri.test/fake=fake0".into(),
+    }];
+    config
+        .annotations
+        .insert("cdi.k8s.io/test".into(), "ferrocri.test/fake=ctl".into());
+    let id = create(&env, &mut rt, &pod_id, &pod, config.clone()).await;
+
+    // createRuntime: the host's namespaces; createContainer: the container's (pod network,
+    // its own mount namespace). Both before StartContainer; poststart not yet.
+    let runtime_state = read_json(&out.join("create-runtime.json"));
+    let container_state = read_json(&out.join("create-container.json"));
+    assert_eq!(runtime_state["status"], "creating");
+    assert_eq!(container_state["status"], "creating");
+    assert_eq!(runtime_state["id"], id.as_str());
+    assert_eq!(read_trimmed(&out.join("create-runtime.netns")), host_ns("net"));
+    assert_eq!(read_trimmed(&out.join("create-runtime.mntns")), host_ns("mnt"));
+    assert_ne!(read_trimmed(&out.join("create-container.netns")), host_ns("net"));
+    assert_ne!(read_trimmed(&out.join("create-container.mntns")), host_ns("mnt"));
+    assert!(!out.join("poststart.json").exists());
+    // The bundle holds a config.json naming the rootfs, for hooks that read it.
+    let bundle = PathBuf::from(container_state["bundle"].as_str().unwrap());
+    let bundle_config = read_json(&bundle.join("config.json"));
+    assert!(
+        bundle_config["root"]["path"].as_str().unwrap().ends_with(&format!("{id}/rootfs")),
+        "{bundle_config}"
+    );
+
+    start(&env, &mut rt, &id).await;
+    let (_, info) = container_status(&mut rt, &id).await;
+    let pid = info["pid"].as_i64().expect("pid");
+    // createRuntime got the container's host pid; poststart ran before StartContainer
+    // answered, with the same pid.
+    assert_eq!(runtime_state["pid"].as_i64(), Some(pid));
+    let poststart = read_json(&out.join("poststart.json"));
+    assert_eq!((poststart["status"].as_str(), poststart["pid"].as_i64()), (Some("running"), Some(pid)));
+    assert_eq!(read_trimmed(&out.join("poststart.netns")), host_ns("net"));
+
+    // Inside: the nodes with the host's numbers (and the spec's mode), usable because the
+    // device cgroup allows them, while a node the spec does not name stays closed.
+    let (code, text) = sh(&mut rt, &id, "stat -c '%F %t:%T %a' /dev/fake0 /dev/fakedir/loopctl").await;
+    assert_eq!(
+        (code, text.as_str()),
+        (0, "character special file 1:3 666\ncharacter special file a:ed 640")
+    );
+    assert_eq!(sh(&mut rt, &id, "echo hi > /dev/fake0 && head -c0 /dev/fakedir/loopctl && echo ok").await, (0, "ok".into()));
+    let (code, text) = sh(&mut rt, &id, "mknod /tmp/kmsg c 1 11 && head -c0 /tmp/kmsg").await;
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("Operation not permitted"), "{text}");
+    // Env (spec, then the higher folder's device), the read-only mount, the extra group.
+    assert_eq!(sh(&mut rt, &id, "echo \"$FAKE_SPEC-$FAKE_DEVICE\"").await, (0, "1-fake0".into()));
+    assert_eq!(sh(&mut rt, &id, "cat /opt/fake/lib/libfake.so").await, (0, "fake library".into()));
+    let (code, text) = sh(&mut rt, &id, "touch /opt/fake/lib/x").await;
+    assert!(code != 0 && text.contains("Read-only"), "{text}");
+    let (code, groups) = sh(&mut rt, &id, "id -G").await;
+    assert!(code == 0 && groups.split_whitespace().any(|g| g == "4242"), "{groups}");
+    // startContainer ran inside the container, as its user, before the command.
+    let (code, seen) = sh(&mut rt, &id, "cat /tmp/seen-at-start").await;
+    assert_eq!(code, 0, "{seen}");
+    let (state, uid) = seen.rsplit_once('\n').expect("state then uid");
+    let state: Value = serde_json::from_str(state).expect("startContainer state");
+    assert_eq!((state["status"].as_str(), uid), (Some("created"), "0"));
+
+    // poststop once the exit is recorded.
+    rt.stop_container(StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 0,
+    })
+    .await
+    .expect("StopContainer");
+    assert!(
+        eventually(Duration::from_secs(10), || out.join("poststop.json").exists()).await,
+        "no poststop hook\n{}",
+        log_tail(&env.daemon.log(), 30)
+    );
+    assert!(eventually(Duration::from_secs(5), || std::fs::read(out.join("poststop.netns")).is_ok_and(|b| !b.is_empty())).await);
+    assert_eq!(read_json(&out.join("poststop.json"))["status"], "stopped");
+    rt.remove_container(RemoveContainerRequest { container_id: id.clone() })
+        .await
+        .expect("RemoveContainer");
+
+    // Refusals: unknown devices (by field and by annotation) and a node missing on the
+    // host are FailedPrecondition naming them, a malformed name InvalidArgument naming
+    // the annotation; none leaves a record, a folder, a cgroup or a hook run.
+    let hook_files = entries(&out);
+    let containers_dir = env.daemon.root().join("containers");
+    let pod_containers = env.pods_dir().join(&pod_id).join("containers");
+    let (records_before, pod_before) = (entries(&containers_dir), entries(&pod_containers));
+    let cases: [(&str, Box<dyn Fn(&mut ContainerConfig)>, tonic::Code, &str); 4] = [
+        ("field", Box::new(|c| c.cdi_devices[0].name = "ferrocri.test/fake=missing".into()), tonic::Code::FailedPrecondition, "ferrocri.test/fake=missing"),
+        ("annotation", Box::new(|c| { c.annotations.insert("cdi.k8s.io/more".into(), "ferrocri.test/other=gpu9".into()); }), tonic::Code::FailedPrecondition, "ferrocri.test/other=gpu9"),
+        ("host node", Box::new(|c| c.cdi_devices[0].name = "ferrocri.test/gone=x".into()), tonic::Code::FailedPrecondition, "/dev/ferrocri-gone"),
+        ("name", Box::new(|c| { c.annotations.insert("cdi.k8s.io/bad".into(), "gpu0".into()); }), tonic::Code::InvalidArgument, "config.annotations[\"cdi.k8s.io/bad\"]"),
+    ];
+    for (what, change, code, named) in cases {
+        let mut bad = config.clone();
+        bad.metadata = Some(ContainerMetadata { name: format!("bad-{}", what.replace(' ', "-")), attempt: 0 });
+        change(&mut bad);
+        let err = rt
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod_id.clone(),
+                config: Some(bad),
+                sandbox_config: Some(pod.clone()),
+            })
+            .await
+            .expect_err(what);
+        assert_eq!(err.code(), code, "{what}: {err:?}");
+        assert!(err.message().contains(named), "{what}: {}", err.message());
+    }
+    let listed = rt
+        .list_containers(ListContainersRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert!(listed.is_empty(), "{listed:?}");
+    assert_eq!(entries(&containers_dir), records_before);
+    assert_eq!(entries(&pod_containers), pod_before);
+    assert_eq!(entries(&out), hook_files);
+
+    stop_and_remove_pod(&mut rt, &pod_id).await;
+    env.assert_clean(&[pod_id]).await;
 }
