@@ -177,7 +177,10 @@ pub struct CdiConfig {
 impl Default for CdiConfig {
     fn default() -> Self {
         CdiConfig {
-            spec_dirs: crate::cdi::DEFAULT_SPEC_DIRS.iter().map(PathBuf::from).collect(),
+            spec_dirs: crate::cdi::DEFAULT_SPEC_DIRS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
         }
     }
 }

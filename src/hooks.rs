@@ -80,7 +80,9 @@ pub fn run(hook: &Hook, state: &[u8]) -> Result<(), String> {
         // A hook that does not read its state closes the pipe early: not an error.
         let _ = stdin.write_all(state);
     }
-    let deadline = hook.timeout.map(|s| Instant::now() + Duration::from_secs(s));
+    let deadline = hook
+        .timeout
+        .map(|s| Instant::now() + Duration::from_secs(s));
     let mut pause = Duration::from_millis(1);
     let status = loop {
         match child.try_wait() {
@@ -190,10 +192,17 @@ mod tests {
             pid: 1,
             bundle: "/",
         };
-        let err = run_all("createContainer", &[hook("echo broken >&2; exit 3", None)], &state)
-            .unwrap_err();
+        let err = run_all(
+            "createContainer",
+            &[hook("echo broken >&2; exit 3", None)],
+            &state,
+        )
+        .unwrap_err();
         assert!(err.starts_with("createContainer hook /bin/sh:"), "{err}");
-        assert!(err.contains("exit status: 3") && err.contains("broken"), "{err}");
+        assert!(
+            err.contains("exit status: 3") && err.contains("broken"),
+            "{err}"
+        );
         let started = Instant::now();
         let err = run(&hook("sleep 30", Some(1)), b"{}").unwrap_err();
         assert!(err.contains("timed out after 1s"), "{err}");

@@ -51,7 +51,11 @@ fn go_resolve(bin: &Path, dirs: &[&Path], devices: &[&str]) -> Value {
         .args(devices)
         .output()
         .expect("run cdi-reference");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("cdi-reference JSON")
 }
 
@@ -115,7 +119,12 @@ fn ours(dirs: &[&Path], devices: &[&str]) -> Result<(Outcome, Vec<String>), Stri
         mounts: spec
             .mounts
             .iter()
-            .map(|m| format!("{} {} {} {:?}", m.source, m.destination, m.fstype, m.options))
+            .map(|m| {
+                format!(
+                    "{} {} {} {:?}",
+                    m.source, m.destination, m.fstype, m.options
+                )
+            })
             .collect(),
         hooks: [
             hook_lines("createRuntime", &h.create_runtime),
@@ -132,7 +141,11 @@ fn ours(dirs: &[&Path], devices: &[&str]) -> Result<(Outcome, Vec<String>), Stri
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().map(|s| s.as_str().unwrap_or_default().to_owned()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|s| s.as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -288,14 +301,22 @@ fn fake_spec(lib: &Path, out: &Path) -> String {
 fn the_same_specs_resolve_as_with_cdis_go_library() {
     let Some(bin) = reference() else { return };
     let intel = fixture("intel-gpu.json");
-    let o = compare(&bin, &[intel.path()], &["intel.com/gpu=card1", "intel.com/gpu=card0"]).unwrap();
+    let o = compare(
+        &bin,
+        &[intel.path()],
+        &["intel.com/gpu=card1", "intel.com/gpu=card0"],
+    )
+    .unwrap();
     assert_eq!(o.nodes.len(), 4);
     assert_eq!(o.env, ["INTEL_GPU_PLUGIN=card1"]);
 
     // nvidia-ctk's specs name nodes this host does not have: both refuse, naming them.
     for (file, device) in [
         ("nvidia-ctk-0.5.0.yaml", "nvidia.com/gpu=all"),
-        ("nvidia-ctk-0.5.0.yaml", "nvidia.com/gpu=GPU-4cf8db2d-06c0-7d70-1a51-e59b25b2c16c"),
+        (
+            "nvidia-ctk-0.5.0.yaml",
+            "nvidia.com/gpu=GPU-4cf8db2d-06c0-7d70-1a51-e59b25b2c16c",
+        ),
         ("nvidia-ctk-0.6.0.yaml", "nvidia.com/gpu=0:1"),
     ] {
         let dir = fixture(file);
@@ -310,14 +331,26 @@ fn the_same_specs_resolve_as_with_cdis_go_library() {
     // octal file mode, groups.
     let work = tempfile::tempdir().unwrap();
     let fake = folder("fake.yaml", &fake_spec(work.path(), work.path()));
-    let o = compare(&bin, &[fake.path()], &["ferrocri.test/fake=fake0", "ferrocri.test/fake=ctl"]).unwrap();
+    let o = compare(
+        &bin,
+        &[fake.path()],
+        &["ferrocri.test/fake=fake0", "ferrocri.test/fake=ctl"],
+    )
+    .unwrap();
     assert_eq!(o.gids, [4242]);
-    assert!(o.nodes.contains(&"/dev/fakedir/loopctl c 10:237 640 0:0".to_owned()), "{:?}", o.nodes);
+    assert!(
+        o.nodes
+            .contains(&"/dev/fakedir/loopctl c 10:237 640 0:0".to_owned()),
+        "{:?}",
+        o.nodes
+    );
     assert_eq!(o.hooks.len(), 5);
 
     // Priorities: the later folder wins; two files of one folder hide the device.
     let spec = |env: &str| {
-        format!(r#"{{"cdiVersion":"0.3.0","kind":"vendor.com/dev","devices":[{{"name":"a","containerEdits":{{"env":["{env}"],"deviceNodes":[{{"path":"/dev/a","type":"c","major":1,"minor":3}}]}}}}]}}"#)
+        format!(
+            r#"{{"cdiVersion":"0.3.0","kind":"vendor.com/dev","devices":[{{"name":"a","containerEdits":{{"env":["{env}"],"deviceNodes":[{{"path":"/dev/a","type":"c","major":1,"minor":3}}]}}}}]}}"#
+        )
     };
     let low = folder("a.json", &spec("FROM=low"));
     let high = folder("a.json", &spec("FROM=high"));
@@ -328,22 +361,70 @@ fn the_same_specs_resolve_as_with_cdis_go_library() {
 
     // Files both sides must refuse or accept alike (each alone in its folder).
     let cases = [
-        ("unknown-field.yaml", "cdiVersion: 0.3.0\nkind: vendor.com/dev\ndevices:\n- name: a\n  containerEdits:\n    env: [A=1]\n    colour: red\n"),
-        ("newer.json", r#"{"cdiVersion":"9.0.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#),
-        ("hostpath-too-old.json", r#"{"cdiVersion":"0.4.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"deviceNodes":[{"path":"/dev/a","hostPath":"/dev/null"}]}}]}"#),
-        ("gids-too-old.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"additionalGids":[5]}}]}"#),
-        ("digit-too-old.json", r#"{"cdiVersion":"0.4.0","kind":"vendor.com/dev","devices":[{"name":"0","containerEdits":{"env":["A=1"]}}]}"#),
-        ("no-edits.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a"}]}"#),
-        ("bad-name.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a-","containerEdits":{"env":["A=1"]}}]}"#),
-        ("bad-env.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"env":["=1"]}}]}"#),
-        ("bad-hook.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"hooks":[{"hookName":"preStart","path":"/x"}]}}]}"#),
-        ("bad-perms.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"deviceNodes":[{"path":"/dev/a","permissions":"rwx"}]}}]}"#),
-        ("dotted-class.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev.v2","devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#),
-        ("dotted-class-old.json", r#"{"cdiVersion":"0.5.0","kind":"vendor.com/dev.v2","devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#),
-        ("v-prefix.json", r#"{"cdiVersion":"v0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#),
-        ("latest.json", r#"{"cdiVersion":"1.1.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#),
-        ("nulls.yaml", "cdiVersion: 0.6.0\nkind: vendor.com/dev\ncontainerEdits:\n  env: ~\ndevices:\n- name: a\n  containerEdits:\n    env: [A=1]\n    mounts: ~\n"),
-        ("octal.yaml", "cdiVersion: 0.5.0\nkind: vendor.com/dev\ndevices:\n- name: a\n  containerEdits:\n    deviceNodes:\n    - path: /dev/a\n      type: c\n      major: 1\n      minor: 3\n      fileMode: 0600\n"),
+        (
+            "unknown-field.yaml",
+            "cdiVersion: 0.3.0\nkind: vendor.com/dev\ndevices:\n- name: a\n  containerEdits:\n    env: [A=1]\n    colour: red\n",
+        ),
+        (
+            "newer.json",
+            r#"{"cdiVersion":"9.0.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#,
+        ),
+        (
+            "hostpath-too-old.json",
+            r#"{"cdiVersion":"0.4.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"deviceNodes":[{"path":"/dev/a","hostPath":"/dev/null"}]}}]}"#,
+        ),
+        (
+            "gids-too-old.json",
+            r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"additionalGids":[5]}}]}"#,
+        ),
+        (
+            "digit-too-old.json",
+            r#"{"cdiVersion":"0.4.0","kind":"vendor.com/dev","devices":[{"name":"0","containerEdits":{"env":["A=1"]}}]}"#,
+        ),
+        (
+            "no-edits.json",
+            r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a"}]}"#,
+        ),
+        (
+            "bad-name.json",
+            r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a-","containerEdits":{"env":["A=1"]}}]}"#,
+        ),
+        (
+            "bad-env.json",
+            r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"env":["=1"]}}]}"#,
+        ),
+        (
+            "bad-hook.json",
+            r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"hooks":[{"hookName":"preStart","path":"/x"}]}}]}"#,
+        ),
+        (
+            "bad-perms.json",
+            r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"deviceNodes":[{"path":"/dev/a","permissions":"rwx"}]}}]}"#,
+        ),
+        (
+            "dotted-class.json",
+            r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev.v2","devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#,
+        ),
+        (
+            "dotted-class-old.json",
+            r#"{"cdiVersion":"0.5.0","kind":"vendor.com/dev.v2","devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#,
+        ),
+        (
+            "v-prefix.json",
+            r#"{"cdiVersion":"v0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#,
+        ),
+        (
+            "latest.json",
+            r#"{"cdiVersion":"1.1.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#,
+        ),
+        (
+            "nulls.yaml",
+            "cdiVersion: 0.6.0\nkind: vendor.com/dev\ncontainerEdits:\n  env: ~\ndevices:\n- name: a\n  containerEdits:\n    env: [A=1]\n    mounts: ~\n",
+        ),
+        (
+            "octal.yaml",
+            "cdiVersion: 0.5.0\nkind: vendor.com/dev\ndevices:\n- name: a\n  containerEdits:\n    deviceNodes:\n    - path: /dev/a\n      type: c\n      major: 1\n      minor: 3\n      fileMode: 0600\n",
+        ),
     ];
     for (name, text) in cases {
         let dir = folder(name, text);
@@ -351,7 +432,13 @@ fn the_same_specs_resolve_as_with_cdis_go_library() {
         let go_ok = go["errors"].as_object().is_none_or(|e| e.is_empty());
         let registry = Registry::load(&[dir.path().to_owned()]);
         let ok = registry.problems().is_empty();
-        assert_eq!(ok, go_ok, "{name}: ferrocri {:?}, CDI {}", registry.problems(), go["errors"]);
+        assert_eq!(
+            ok,
+            go_ok,
+            "{name}: ferrocri {:?}, CDI {}",
+            registry.problems(),
+            go["errors"]
+        );
         if ok {
             let names = registry.device_names();
             compare(&bin, &[dir.path()], &[names[0].as_str()]).unwrap();
@@ -369,7 +456,10 @@ fn cdi_env(slot: u8, spec_dirs: &[&Path]) -> PodEnv {
     env.daemon.signal(nix::sys::signal::Signal::SIGTERM);
     env.daemon.wait(Duration::from_secs(30));
     let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/certs.d");
-    let dirs: Vec<String> = spec_dirs.iter().map(|d| format!("{:?}", d.display().to_string())).collect();
+    let dirs: Vec<String> = spec_dirs
+        .iter()
+        .map(|d| format!("{:?}", d.display().to_string()))
+        .collect();
     let mut text = std::fs::read_to_string(&env.daemon.config_path).expect("read config");
     text.push_str(&format!(
         "\n[registry]\nconfig_dir = \"{}\"\n[cdi]\nspec_dirs = [{}]\n",
@@ -381,7 +471,11 @@ fn cdi_env(slot: u8, spec_dirs: &[&Path]) -> PodEnv {
     env
 }
 
-type Rt = ferrocri::cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>;
+/// One change to a good container config.
+type ConfigChange = Box<dyn Fn(&mut ContainerConfig)>;
+
+type Rt =
+    ferrocri::cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>;
 
 /// `sh -c script` in the container: (exit code, stdout + stderr).
 async fn sh(rt: &mut Rt, id: &str, script: &str) -> (i32, String) {
@@ -410,7 +504,11 @@ fn read_trimmed(path: &Path) -> String {
 
 fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names
@@ -447,11 +545,20 @@ async fn cdi_devices_reach_the_container_and_their_hooks_run_where_they_belong()
     let mut rt = env.runtime().await;
     let pod = pod_with_logs(&env, "cdi", "uid-cdi");
     let pod_id = run_pod(&env, &mut rt, pod.clone()).await;
-    let host_ns = |kind: &str| std::fs::read_link(format!("/proc/self/ns/{kind}")).unwrap().display().to_string();
+    let host_ns = |kind: &str| {
+        std::fs::read_link(format!("/proc/self/ns/{kind}"))
+            .unwrap()
+            .display()
+            .to_string()
+    };
 
     let mut config = busybox_config(
         "devices",
-        &["sh", "-c", "cp /tmp/start-container.json /tmp/seen-at-start; exec sleep 3600"],
+        &[
+            "sh",
+            "-c",
+            "cp /tmp/start-container.json /tmp/seen-at-start; exec sleep 3600",
+        ],
         false,
     );
     config.cdi_devices = vec![CdiDevice {
@@ -469,16 +576,31 @@ async fn cdi_devices_reach_the_container_and_their_hooks_run_where_they_belong()
     assert_eq!(runtime_state["status"], "creating");
     assert_eq!(container_state["status"], "creating");
     assert_eq!(runtime_state["id"], id.as_str());
-    assert_eq!(read_trimmed(&out.join("create-runtime.netns")), host_ns("net"));
-    assert_eq!(read_trimmed(&out.join("create-runtime.mntns")), host_ns("mnt"));
-    assert_ne!(read_trimmed(&out.join("create-container.netns")), host_ns("net"));
-    assert_ne!(read_trimmed(&out.join("create-container.mntns")), host_ns("mnt"));
+    assert_eq!(
+        read_trimmed(&out.join("create-runtime.netns")),
+        host_ns("net")
+    );
+    assert_eq!(
+        read_trimmed(&out.join("create-runtime.mntns")),
+        host_ns("mnt")
+    );
+    assert_ne!(
+        read_trimmed(&out.join("create-container.netns")),
+        host_ns("net")
+    );
+    assert_ne!(
+        read_trimmed(&out.join("create-container.mntns")),
+        host_ns("mnt")
+    );
     assert!(!out.join("poststart.json").exists());
     // The bundle holds a config.json naming the rootfs, for hooks that read it.
     let bundle = PathBuf::from(container_state["bundle"].as_str().unwrap());
     let bundle_config = read_json(&bundle.join("config.json"));
     assert!(
-        bundle_config["root"]["path"].as_str().unwrap().ends_with(&format!("{id}/rootfs")),
+        bundle_config["root"]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("{id}/rootfs")),
         "{bundle_config}"
     );
 
@@ -489,27 +611,55 @@ async fn cdi_devices_reach_the_container_and_their_hooks_run_where_they_belong()
     // answered, with the same pid.
     assert_eq!(runtime_state["pid"].as_i64(), Some(pid));
     let poststart = read_json(&out.join("poststart.json"));
-    assert_eq!((poststart["status"].as_str(), poststart["pid"].as_i64()), (Some("running"), Some(pid)));
+    assert_eq!(
+        (poststart["status"].as_str(), poststart["pid"].as_i64()),
+        (Some("running"), Some(pid))
+    );
     assert_eq!(read_trimmed(&out.join("poststart.netns")), host_ns("net"));
 
     // Inside: the nodes with the host's numbers (and the spec's mode), usable because the
     // device cgroup allows them, while a node the spec does not name stays closed.
-    let (code, text) = sh(&mut rt, &id, "stat -c '%F %t:%T %a' /dev/fake0 /dev/fakedir/loopctl").await;
+    let (code, text) = sh(
+        &mut rt,
+        &id,
+        "stat -c '%F %t:%T %a' /dev/fake0 /dev/fakedir/loopctl",
+    )
+    .await;
     assert_eq!(
         (code, text.as_str()),
-        (0, "character special file 1:3 666\ncharacter special file a:ed 640")
+        (
+            0,
+            "character special file 1:3 666\ncharacter special file a:ed 640"
+        )
     );
-    assert_eq!(sh(&mut rt, &id, "echo hi > /dev/fake0 && head -c0 /dev/fakedir/loopctl && echo ok").await, (0, "ok".into()));
+    assert_eq!(
+        sh(
+            &mut rt,
+            &id,
+            "echo hi > /dev/fake0 && head -c0 /dev/fakedir/loopctl && echo ok"
+        )
+        .await,
+        (0, "ok".into())
+    );
     let (code, text) = sh(&mut rt, &id, "mknod /tmp/kmsg c 1 11 && head -c0 /tmp/kmsg").await;
     assert_ne!(code, 0, "{text}");
     assert!(text.contains("Operation not permitted"), "{text}");
     // Env (spec, then the higher folder's device), the read-only mount, the extra group.
-    assert_eq!(sh(&mut rt, &id, "echo \"$FAKE_SPEC-$FAKE_DEVICE\"").await, (0, "1-fake0".into()));
-    assert_eq!(sh(&mut rt, &id, "cat /opt/fake/lib/libfake.so").await, (0, "fake library".into()));
+    assert_eq!(
+        sh(&mut rt, &id, "echo \"$FAKE_SPEC-$FAKE_DEVICE\"").await,
+        (0, "1-fake0".into())
+    );
+    assert_eq!(
+        sh(&mut rt, &id, "cat /opt/fake/lib/libfake.so").await,
+        (0, "fake library".into())
+    );
     let (code, text) = sh(&mut rt, &id, "touch /opt/fake/lib/x").await;
     assert!(code != 0 && text.contains("Read-only"), "{text}");
     let (code, groups) = sh(&mut rt, &id, "id -G").await;
-    assert!(code == 0 && groups.split_whitespace().any(|g| g == "4242"), "{groups}");
+    assert!(
+        code == 0 && groups.split_whitespace().any(|g| g == "4242"),
+        "{groups}"
+    );
     // startContainer ran inside the container, as its user, before the command.
     let (code, seen) = sh(&mut rt, &id, "cat /tmp/seen-at-start").await;
     assert_eq!(code, 0, "{seen}");
@@ -525,15 +675,26 @@ async fn cdi_devices_reach_the_container_and_their_hooks_run_where_they_belong()
     .await
     .expect("StopContainer");
     assert!(
-        eventually(Duration::from_secs(10), || out.join("poststop.json").exists()).await,
+        eventually(Duration::from_secs(10), || out
+            .join("poststop.json")
+            .exists())
+        .await,
         "no poststop hook\n{}",
         log_tail(&env.daemon.log(), 30)
     );
-    assert!(eventually(Duration::from_secs(5), || std::fs::read(out.join("poststop.netns")).is_ok_and(|b| !b.is_empty())).await);
-    assert_eq!(read_json(&out.join("poststop.json"))["status"], "stopped");
-    rt.remove_container(RemoveContainerRequest { container_id: id.clone() })
+    assert!(
+        eventually(Duration::from_secs(5), || std::fs::read(
+            out.join("poststop.netns")
+        )
+        .is_ok_and(|b| !b.is_empty()))
         .await
-        .expect("RemoveContainer");
+    );
+    assert_eq!(read_json(&out.join("poststop.json"))["status"], "stopped");
+    rt.remove_container(RemoveContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .expect("RemoveContainer");
 
     // Refusals: unknown devices (by field and by annotation) and a node missing on the
     // host are FailedPrecondition naming them, a malformed name InvalidArgument naming
@@ -542,15 +703,43 @@ async fn cdi_devices_reach_the_container_and_their_hooks_run_where_they_belong()
     let containers_dir = env.daemon.root().join("containers");
     let pod_containers = env.pods_dir().join(&pod_id).join("containers");
     let (records_before, pod_before) = (entries(&containers_dir), entries(&pod_containers));
-    let cases: [(&str, Box<dyn Fn(&mut ContainerConfig)>, tonic::Code, &str); 4] = [
-        ("field", Box::new(|c| c.cdi_devices[0].name = "ferrocri.test/fake=missing".into()), tonic::Code::FailedPrecondition, "ferrocri.test/fake=missing"),
-        ("annotation", Box::new(|c| { c.annotations.insert("cdi.k8s.io/more".into(), "ferrocri.test/other=gpu9".into()); }), tonic::Code::FailedPrecondition, "ferrocri.test/other=gpu9"),
-        ("host node", Box::new(|c| c.cdi_devices[0].name = "ferrocri.test/gone=x".into()), tonic::Code::FailedPrecondition, "/dev/ferrocri-gone"),
-        ("name", Box::new(|c| { c.annotations.insert("cdi.k8s.io/bad".into(), "gpu0".into()); }), tonic::Code::InvalidArgument, "config.annotations[\"cdi.k8s.io/bad\"]"),
+    let cases: [(&str, ConfigChange, tonic::Code, &str); 4] = [
+        (
+            "field",
+            Box::new(|c| c.cdi_devices[0].name = "ferrocri.test/fake=missing".into()),
+            tonic::Code::FailedPrecondition,
+            "ferrocri.test/fake=missing",
+        ),
+        (
+            "annotation",
+            Box::new(|c| {
+                c.annotations
+                    .insert("cdi.k8s.io/more".into(), "ferrocri.test/other=gpu9".into());
+            }),
+            tonic::Code::FailedPrecondition,
+            "ferrocri.test/other=gpu9",
+        ),
+        (
+            "host node",
+            Box::new(|c| c.cdi_devices[0].name = "ferrocri.test/gone=x".into()),
+            tonic::Code::FailedPrecondition,
+            "/dev/ferrocri-gone",
+        ),
+        (
+            "name",
+            Box::new(|c| {
+                c.annotations.insert("cdi.k8s.io/bad".into(), "gpu0".into());
+            }),
+            tonic::Code::InvalidArgument,
+            "config.annotations[\"cdi.k8s.io/bad\"]",
+        ),
     ];
     for (what, change, code, named) in cases {
         let mut bad = config.clone();
-        bad.metadata = Some(ContainerMetadata { name: format!("bad-{}", what.replace(' ', "-")), attempt: 0 });
+        bad.metadata = Some(ContainerMetadata {
+            name: format!("bad-{}", what.replace(' ', "-")),
+            attempt: 0,
+        });
         change(&mut bad);
         let err = rt
             .create_container(CreateContainerRequest {
@@ -574,6 +763,120 @@ async fn cdi_devices_reach_the_container_and_their_hooks_run_where_they_belong()
     assert_eq!(entries(&pod_containers), pod_before);
     assert_eq!(entries(&out), hook_files);
 
+    stop_and_remove_pod(&mut rt, &pod_id).await;
+    env.assert_clean(&[pod_id]).await;
+}
+
+/// The folder with NVIDIA's nvidia-ctk and nvidia-cdi-hook (`hack/build-nvidia-ctk.sh`);
+/// None (with a message) when they cannot be built here.
+fn nvidia_tools() -> Option<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/build-nvidia-ctk.sh");
+    match std::process::Command::new(&script).output() {
+        Ok(out) if out.status.success() => {
+            Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        }
+        other => {
+            eprintln!("SKIPPED: cannot build nvidia-ctk: {other:?}");
+            None
+        }
+    }
+}
+
+/// A Tegra-style driver root (nvidia-ctk's CSV mode needs no GPU): two device nodes with
+/// the numbers of /dev/null and /dev/zero, a library and its symlink; then the spec
+/// `nvidia-ctk cdi generate` writes for it into `spec_dir`.
+fn nvidia_generated_spec(tools: &Path, root: &Path, spec_dir: &Path) {
+    use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+    let lib_dir = root.join("usr/lib/aarch64-linux-gnu/tegra");
+    std::fs::create_dir_all(root.join("dev")).unwrap();
+    std::fs::create_dir_all(&lib_dir).unwrap();
+    for (name, minor) in [("nvhost-ctrl", 3), ("nvmap", 5)] {
+        mknod(
+            &root.join("dev").join(name),
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(1, minor),
+        )
+        .unwrap();
+    }
+    std::fs::write(lib_dir.join("libcuda.so.1.1"), "not really libcuda\n").unwrap();
+    std::os::unix::fs::symlink("libcuda.so.1.1", lib_dir.join("libcuda.so")).unwrap();
+    let csv = root.join("devices.csv");
+    std::fs::write(
+        &csv,
+        "dev, /dev/nvhost-ctrl\ndev, /dev/nvmap\nlib, /usr/lib/aarch64-linux-gnu/tegra/libcuda.so.1.1\nsym, /usr/lib/aarch64-linux-gnu/tegra/libcuda.so\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(tools.join("nvidia-ctk"))
+        .args(["cdi", "generate", "--mode=csv"])
+        .arg(format!("--csv.file={}", csv.display()))
+        .arg(format!("--driver-root={}", root.display()))
+        .arg(format!("--dev-root={}", root.display()))
+        .arg(format!(
+            "--nvidia-cdi-hook-path={}",
+            tools.join("nvidia-cdi-hook").display()
+        ))
+        .arg(format!(
+            "--output={}",
+            spec_dir.join("nvidia.yaml").display()
+        ))
+        .output()
+        .expect("run nvidia-ctk");
+    assert!(
+        out.status.success(),
+        "nvidia-ctk cdi generate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_spec_written_by_nvidia_ctk_runs_with_nvidias_own_hooks() {
+    let Some(tools) = nvidia_tools() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let (root, specs) = (work.path().join("driver"), work.path().join("cdi"));
+    std::fs::create_dir_all(&specs).unwrap();
+    nvidia_generated_spec(&tools, &root, &specs);
+    let text = std::fs::read_to_string(specs.join("nvidia.yaml")).unwrap();
+    assert!(text.contains("hookName: createContainer"), "{text}");
+    // The same resolution as CDI's Go library, when it is available.
+    if let Some(bin) = reference() {
+        let o = compare(&bin, &[&specs], &["nvidia.com/gpu=all"]).unwrap();
+        assert_eq!(o.nodes.len(), 2, "{o:?}");
+    }
+
+    let env = cdi_env(6, &[&specs]);
+    pull_busybox(&env).await;
+    let mut rt = env.runtime().await;
+    let pod = pod_with_logs(&env, "nvidia", "uid-nvidia");
+    let pod_id = run_pod(&env, &mut rt, pod.clone()).await;
+    let mut config = busybox_config("cuda", &["sleep", "3600"], false);
+    config.cdi_devices = vec![CdiDevice {
+        name: "nvidia.com/gpu=all".into(),
+    }];
+    let id = create(&env, &mut rt, &pod_id, &pod, config).await;
+    start(&env, &mut rt, &id).await;
+    let (code, text) = sh(
+        &mut rt,
+        &id,
+        "stat -c '%n %t:%T' /dev/nvhost-ctrl /dev/nvmap && cat /usr/lib/aarch64-linux-gnu/tegra/libcuda.so.1.1 && echo \"$NVIDIA_VISIBLE_DEVICES\"",
+    )
+    .await;
+    assert_eq!(
+        (code, text.as_str()),
+        (
+            0,
+            "/dev/nvhost-ctrl 1:3\n/dev/nvmap 1:5\nnot really libcuda\nvoid"
+        )
+    );
+    // nvidia-cdi-hook create-symlinks found the rootfs through the bundle's config.json.
+    let (code, link) = sh(
+        &mut rt,
+        &id,
+        "readlink /usr/lib/aarch64-linux-gnu/tegra/libcuda.so",
+    )
+    .await;
+    assert_eq!(code, 0, "{link}\n{}", log_tail(&env.daemon.log(), 30));
+    assert!(link.starts_with("libcuda.so.1"), "{link}");
     stop_and_remove_pod(&mut rt, &pod_id).await;
     env.assert_clean(&[pod_id]).await;
 }

@@ -213,7 +213,8 @@ impl ContainerEdits {
         if other.intel_rdt.is_some() {
             self.intel_rdt = other.intel_rdt.clone();
         }
-        self.additional_gids.extend(other.additional_gids.iter().copied());
+        self.additional_gids
+            .extend(other.additional_gids.iter().copied());
     }
 }
 

@@ -5,12 +5,12 @@
 
 /// A fully-qualified name split in three; the message says which rule it breaks.
 pub fn parse_qualified(name: &str) -> Result<(&str, &str, &str), String> {
-    let (kind, device) = name
-        .split_once('=')
-        .ok_or_else(|| format!("{name:?} is not a qualified CDI device name (vendor.com/class=name)"))?;
-    let (vendor, class) = kind
-        .split_once('/')
-        .ok_or_else(|| format!("{name:?} is not a qualified CDI device name (vendor.com/class=name)"))?;
+    let (kind, device) = name.split_once('=').ok_or_else(|| {
+        format!("{name:?} is not a qualified CDI device name (vendor.com/class=name)")
+    })?;
+    let (vendor, class) = kind.split_once('/').ok_or_else(|| {
+        format!("{name:?} is not a qualified CDI device name (vendor.com/class=name)")
+    })?;
     check_vendor_or_class(vendor).map_err(|e| format!("{name:?}: vendor {e}"))?;
     check_vendor_or_class(class).map_err(|e| format!("{name:?}: class {e}"))?;
     check_device(device).map_err(|e| format!("{name:?}: device name {e}"))?;
@@ -18,14 +18,29 @@ pub fn parse_qualified(name: &str) -> Result<(&str, &str, &str), String> {
 }
 
 pub fn check_vendor_or_class(name: &str) -> Result<(), String> {
-    check(name, |c| c.is_ascii_alphabetic(), "_-.", "start with a letter")
+    check(
+        name,
+        |c| c.is_ascii_alphabetic(),
+        "_-.",
+        "start with a letter",
+    )
 }
 
 pub fn check_device(name: &str) -> Result<(), String> {
-    check(name, |c| c.is_ascii_alphanumeric(), "_-.:", "start with a letter or digit")
+    check(
+        name,
+        |c| c.is_ascii_alphanumeric(),
+        "_-.:",
+        "start with a letter or digit",
+    )
 }
 
-fn check(name: &str, first_ok: fn(char) -> bool, middle: &str, first_rule: &str) -> Result<(), String> {
+fn check(
+    name: &str,
+    first_ok: fn(char) -> bool,
+    middle: &str,
+    first_rule: &str,
+) -> Result<(), String> {
     let mut chars = name.chars();
     let Some(first) = chars.next() else {
         return Err("is empty".into());
@@ -41,7 +56,9 @@ fn check(name: &str, first_ok: fn(char) -> bool, middle: &str, first_rule: &str)
         .chars()
         .find(|c| !c.is_ascii_alphanumeric() && !middle.contains(*c))
     {
-        Some(bad) => Err(format!("{name:?} has {bad:?}, not a letter, digit or one of {middle}")),
+        Some(bad) => Err(format!(
+            "{name:?} has {bad:?}, not a letter, digit or one of {middle}"
+        )),
         None => Ok(()),
     }
 }

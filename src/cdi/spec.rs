@@ -241,7 +241,9 @@ impl Spec {
         }
         names::check_vendor_or_class(vendor).map_err(|e| format!("kind vendor: {e}"))?;
         names::check_vendor_or_class(class).map_err(|e| format!("kind class: {e}"))?;
-        self.container_edits.check().map_err(|e| format!("containerEdits: {e}"))?;
+        self.container_edits
+            .check()
+            .map_err(|e| format!("containerEdits: {e}"))?;
         if self.devices.is_empty() {
             return Err("no devices".into());
         }
@@ -263,8 +265,10 @@ impl Spec {
 
     /// The oldest version with every field this spec uses (CDI's `MinimumRequiredVersion`).
     fn minimum_version(&self) -> (u64, u64) {
-        let all_edits =
-            || std::iter::once(&self.container_edits).chain(self.devices.iter().map(|d| &d.container_edits));
+        let all_edits = || {
+            std::iter::once(&self.container_edits)
+                .chain(self.devices.iter().map(|d| &d.container_edits))
+        };
         let rdt_1_1 = |e: &ContainerEdits| {
             e.intel_rdt
                 .as_ref()
@@ -276,7 +280,8 @@ impl Spec {
         if all_edits().any(|e| e.intel_rdt.is_some() || !e.additional_gids.is_empty()) {
             return (0, 7);
         }
-        let class_has_dot = self.vendor_class().1.contains('.') && !self.vendor_class().0.is_empty();
+        let class_has_dot =
+            self.vendor_class().1.contains('.') && !self.vendor_class().0.is_empty();
         if !self.annotations.is_empty()
             || self.devices.iter().any(|d| !d.annotations.is_empty())
             || class_has_dot
@@ -339,7 +344,10 @@ impl ContainerEdits {
                 return Err("a device node has an empty path".into());
             }
             if !["", "b", "c", "u", "p"].contains(&node.kind.as_str()) {
-                return Err(format!("device node {}: unknown type {:?}", node.path, node.kind));
+                return Err(format!(
+                    "device node {}: unknown type {:?}",
+                    node.path, node.kind
+                ));
             }
             if node.permissions != "none" && !node.permissions.chars().all(|c| "rwm".contains(c)) {
                 return Err(format!(

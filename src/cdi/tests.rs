@@ -26,9 +26,15 @@ fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
 #[test]
 fn nvidia_ctk_yaml_parses_field_by_field() {
     let spec = parse("nvidia.yaml", NVIDIA_05).unwrap();
-    assert_eq!((spec.cdi_version.as_str(), spec.kind.as_str()), ("0.5.0", "nvidia.com/gpu"));
+    assert_eq!(
+        (spec.cdi_version.as_str(), spec.kind.as_str()),
+        ("0.5.0", "nvidia.com/gpu")
+    );
     let names: Vec<&str> = spec.devices.iter().map(|d| d.name.as_str()).collect();
-    assert_eq!(names, ["0", "GPU-4cf8db2d-06c0-7d70-1a51-e59b25b2c16c", "all"]);
+    assert_eq!(
+        names,
+        ["0", "GPU-4cf8db2d-06c0-7d70-1a51-e59b25b2c16c", "all"]
+    );
     let edits = &spec.container_edits;
     assert_eq!(edits.env, ["NVIDIA_VISIBLE_DEVICES=void"]);
     assert_eq!(edits.device_nodes.len(), 4);
@@ -37,8 +43,14 @@ fn nvidia_ctk_yaml_parses_field_by_field() {
     assert_eq!(edits.hooks[1].hook_name, "createContainer");
     assert_eq!(edits.hooks[1].path, "/usr/bin/nvidia-ctk");
     assert_eq!(edits.hooks[1].args[2], "update-ldcache");
-    assert_eq!(edits.mounts[1].container_path, "/run/nvidia-persistenced/socket");
-    assert_eq!(edits.mounts[1].options, ["ro", "nosuid", "nodev", "bind", "noexec"]);
+    assert_eq!(
+        edits.mounts[1].container_path,
+        "/run/nvidia-persistenced/socket"
+    );
+    assert_eq!(
+        edits.mounts[1].options,
+        ["ro", "nosuid", "nodev", "bind", "noexec"]
+    );
     // A quoted YAML number stays a string: the chmod mode.
     assert_eq!(spec.devices[0].container_edits.hooks[1].args[4], "755");
 
@@ -50,8 +62,14 @@ fn nvidia_ctk_yaml_parses_field_by_field() {
         "/dev/nvidia-caps/nvidia-cap21"
     );
     let start = &spec.container_edits.hooks[2];
-    assert_eq!((start.hook_name.as_str(), start.timeout), ("startContainer", Some(10)));
-    assert_eq!(spec.container_edits.hooks[1].env, ["NVIDIA_CTK_DEBUG=false"]);
+    assert_eq!(
+        (start.hook_name.as_str(), start.timeout),
+        ("startContainer", Some(10))
+    );
+    assert_eq!(
+        spec.container_edits.hooks[1].env,
+        ["NVIDIA_CTK_DEBUG=false"]
+    );
 }
 
 #[test]
@@ -59,10 +77,19 @@ fn intel_json_parses_with_numbers_modes_and_owners() {
     let spec = parse("intel.json", INTEL).unwrap();
     let node = &spec.devices[0].container_edits.device_nodes[1];
     assert_eq!(
-        (node.kind.as_str(), node.major, node.minor, node.file_mode, node.gid),
+        (
+            node.kind.as_str(),
+            node.major,
+            node.minor,
+            node.file_mode,
+            node.gid
+        ),
         ("c", 226, 128, Some(0o660), Some(44))
     );
-    assert_eq!(spec.devices[0].container_edits.device_nodes[0].permissions, "rw");
+    assert_eq!(
+        spec.devices[0].container_edits.device_nodes[0].permissions,
+        "rw"
+    );
 }
 
 #[test]
@@ -75,11 +102,24 @@ fn spec_edits_come_once_before_each_devices_own() {
         .inject(&["intel.com/gpu=card1".into(), "intel.com/gpu=card0".into()])
         .unwrap();
     // The spec's env once, then card1's (which sets the same key again), then card0's nodes.
-    assert_eq!(injection.edits.env, ["INTEL_GPU_PLUGIN=cdi", "INTEL_GPU_PLUGIN=card1"]);
-    let paths: Vec<&str> = injection.edits.device_nodes.iter().map(|n| n.path.as_str()).collect();
+    assert_eq!(
+        injection.edits.env,
+        ["INTEL_GPU_PLUGIN=cdi", "INTEL_GPU_PLUGIN=card1"]
+    );
+    let paths: Vec<&str> = injection
+        .edits
+        .device_nodes
+        .iter()
+        .map(|n| n.path.as_str())
+        .collect();
     assert_eq!(
         paths,
-        ["/dev/dri/card1", "/dev/dri/renderD129", "/dev/dri/card0", "/dev/dri/renderD128"]
+        [
+            "/dev/dri/card1",
+            "/dev/dri/renderD129",
+            "/dev/dri/card0",
+            "/dev/dri/renderD128"
+        ]
     );
     assert_eq!(injection.specs, [dir.path().join("intel.json")]);
 
@@ -96,7 +136,10 @@ fn spec_edits_come_once_before_each_devices_own() {
 fn unknown_devices_are_named_with_the_folders_and_broken_files() {
     let dir = dir_with(&[
         ("intel.json", INTEL),
-        ("broken.yaml", "cdiVersion: 0.6.0\nkind: x.com/y\ndevices: [\n"),
+        (
+            "broken.yaml",
+            "cdiVersion: 0.6.0\nkind: x.com/y\ndevices: [\n",
+        ),
         ("ignored.txt", "not a spec"),
     ]);
     let registry = Registry::load(&[dir.path().to_owned(), PathBuf::from("/nonexistent/cdi")]);
@@ -104,7 +147,10 @@ fn unknown_devices_are_named_with_the_folders_and_broken_files() {
         .inject(&["intel.com/gpu=card0".into(), "intel.com/gpu=card7".into()])
         .unwrap_err()
         .to_string();
-    assert!(err.starts_with("unresolvable CDI devices intel.com/gpu=card7: "), "{err}");
+    assert!(
+        err.starts_with("unresolvable CDI devices intel.com/gpu=card7: "),
+        "{err}"
+    );
     assert!(err.contains("/nonexistent/cdi"), "{err}");
     assert!(err.contains("broken.yaml"), "{err}");
     assert!(!err.contains("ignored.txt"), "{err}");
@@ -126,7 +172,10 @@ fn a_later_folder_wins_and_a_conflict_in_one_folder_hides_the_device() {
 
     let both = dir_with(&[("a.json", &spec("X=1")), ("b.json", &spec("X=2"))]);
     let registry = Registry::load(&[both.path().to_owned()]);
-    let err = registry.inject(&["vendor.com/dev=a".into()]).unwrap_err().to_string();
+    let err = registry
+        .inject(&["vendor.com/dev=a".into()])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("defined in both"), "{err}");
 }
 
@@ -148,11 +197,16 @@ fn yaml_octal_modes_read_as_go_reads_them() {
 
 #[test]
 fn versions() {
-    for ok in ["0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0", "1.0.0", "1.0.1", "1.1.0", "v0.6.0"] {
+    for ok in [
+        "0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0", "1.0.0", "1.0.1", "1.1.0", "v0.6.0",
+    ] {
         assert!(spec::parse_version(ok).is_ok(), "{ok}");
     }
     let newer = spec::parse_version("2.0.0").unwrap_err();
-    assert!(newer.contains("newer") && newer.contains("1.1.0"), "{newer}");
+    assert!(
+        newer.contains("newer") && newer.contains("1.1.0"),
+        "{newer}"
+    );
     assert!(spec::parse_version("1.2.0").unwrap_err().contains("newer"));
     assert!(spec::parse_version("0.2.0").unwrap_err().contains("0.3.0"));
     assert!(spec::parse_version("1.0").is_err());
@@ -163,24 +217,92 @@ fn versions() {
 #[test]
 fn refusals() {
     let cases: &[(&str, &str, &str)] = &[
-        ("x.yaml", "cdiVersion: 0.3.0\nkind: vendor.com/dev\ndevices:\n- name: a\n  containerEdits:\n    env: [A=1]\n    colour: red\n", "colour"),
-        ("x.json", r#"{"cdiVersion":"9.0.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#, "newer"),
+        (
+            "x.yaml",
+            "cdiVersion: 0.3.0\nkind: vendor.com/dev\ndevices:\n- name: a\n  containerEdits:\n    env: [A=1]\n    colour: red\n",
+            "colour",
+        ),
+        (
+            "x.json",
+            r#"{"cdiVersion":"9.0.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#,
+            "newer",
+        ),
         // hostPath needs 0.5.0, mount type 0.4.0, annotations 0.6.0, additionalGids 0.7.0.
-        ("x.json", r#"{"cdiVersion":"0.4.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"deviceNodes":[{"path":"/dev/a","hostPath":"/dev/null"}]}}]}"#, "0.5.0"),
-        ("x.json", r#"{"cdiVersion":"0.3.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"mounts":[{"hostPath":"/a","containerPath":"/a","type":"bind"}]}}]}"#, "0.4.0"),
-        ("x.json", r#"{"cdiVersion":"0.5.0","kind":"vendor.com/dev","annotations":{"a":"b"},"devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#, "0.6.0"),
-        ("x.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"additionalGids":[5]}}]}"#, "0.7.0"),
-        ("x.json", r#"{"cdiVersion":"0.4.0","kind":"vendor.com/dev","devices":[{"name":"0","containerEdits":{"env":["A=1"]}}]}"#, "0.5.0"),
-        ("x.json", r#"{"cdiVersion":"0.6.0","kind":"vendor","devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#, "kind"),
-        ("x.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[]}"#, "no devices"),
-        ("x.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a"}]}"#, "no containerEdits"),
-        ("x.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a-","containerEdits":{"env":["A=1"]}}]}"#, "end with"),
-        ("x.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"env":["A=1"]}},{"name":"a","containerEdits":{"env":["A=1"]}}]}"#, "twice"),
-        ("x.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"env":["=1"]}}]}"#, "KEY=VALUE"),
-        ("x.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"hooks":[{"hookName":"preStart","path":"/x"}]}}]}"#, "hook name"),
-        ("x.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"deviceNodes":[{"path":"/dev/a","type":"x"}]}}]}"#, "type"),
-        ("x.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"deviceNodes":[{"path":"/dev/a","permissions":"rwx"}]}}]}"#, "permissions"),
-        ("x.json", r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"mounts":[{"hostPath":"","containerPath":"/a"}]}}]}"#, "mount"),
+        (
+            "x.json",
+            r#"{"cdiVersion":"0.4.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"deviceNodes":[{"path":"/dev/a","hostPath":"/dev/null"}]}}]}"#,
+            "0.5.0",
+        ),
+        (
+            "x.json",
+            r#"{"cdiVersion":"0.3.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"mounts":[{"hostPath":"/a","containerPath":"/a","type":"bind"}]}}]}"#,
+            "0.4.0",
+        ),
+        (
+            "x.json",
+            r#"{"cdiVersion":"0.5.0","kind":"vendor.com/dev","annotations":{"a":"b"},"devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#,
+            "0.6.0",
+        ),
+        (
+            "x.json",
+            r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"additionalGids":[5]}}]}"#,
+            "0.7.0",
+        ),
+        (
+            "x.json",
+            r#"{"cdiVersion":"0.4.0","kind":"vendor.com/dev","devices":[{"name":"0","containerEdits":{"env":["A=1"]}}]}"#,
+            "0.5.0",
+        ),
+        (
+            "x.json",
+            r#"{"cdiVersion":"0.6.0","kind":"vendor","devices":[{"name":"a","containerEdits":{"env":["A=1"]}}]}"#,
+            "kind",
+        ),
+        (
+            "x.json",
+            r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[]}"#,
+            "no devices",
+        ),
+        (
+            "x.json",
+            r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a"}]}"#,
+            "no containerEdits",
+        ),
+        (
+            "x.json",
+            r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a-","containerEdits":{"env":["A=1"]}}]}"#,
+            "end with",
+        ),
+        (
+            "x.json",
+            r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"env":["A=1"]}},{"name":"a","containerEdits":{"env":["A=1"]}}]}"#,
+            "twice",
+        ),
+        (
+            "x.json",
+            r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"env":["=1"]}}]}"#,
+            "KEY=VALUE",
+        ),
+        (
+            "x.json",
+            r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"hooks":[{"hookName":"preStart","path":"/x"}]}}]}"#,
+            "hook name",
+        ),
+        (
+            "x.json",
+            r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"deviceNodes":[{"path":"/dev/a","type":"x"}]}}]}"#,
+            "type",
+        ),
+        (
+            "x.json",
+            r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"deviceNodes":[{"path":"/dev/a","permissions":"rwx"}]}}]}"#,
+            "permissions",
+        ),
+        (
+            "x.json",
+            r#"{"cdiVersion":"0.6.0","kind":"vendor.com/dev","devices":[{"name":"a","containerEdits":{"mounts":[{"hostPath":"","containerPath":"/a"}]}}]}"#,
+            "mount",
+        ),
         ("x.json", "[1, 2]", "invalid type"),
         ("x.yaml", "", "cdiVersion"),
     ];
@@ -210,7 +332,10 @@ fn nulls_and_newer_fields_read() {
         .inject(&["vendor.com/net=eth".into()])
         .unwrap_err()
         .to_string();
-    assert!(err.contains("vendor.com/net=eth") && err.contains("netDevices"), "{err}");
+    assert!(
+        err.contains("vendor.com/net=eth") && err.contains("netDevices"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -221,7 +346,10 @@ fn requested_devices_from_the_field_then_annotations_once_each() {
         }],
         annotations: [
             ("cdi.k8s.io/z".to_owned(), "vendor.com/dev=c".to_owned()),
-            ("cdi.k8s.io/b".to_owned(), "vendor.com/dev=b,vendor.com/dev=a".to_owned()),
+            (
+                "cdi.k8s.io/b".to_owned(),
+                "vendor.com/dev=b,vendor.com/dev=a".to_owned(),
+            ),
             ("other".to_owned(), "vendor.com/dev=x".to_owned()),
         ]
         .into(),

@@ -66,7 +66,10 @@ pub fn apply(injection: &Injection, built: &mut Built) -> Result<(), ContainerEr
     if !edits.mounts.is_empty() {
         for m in &edits.mounts {
             let mount = mount(m).map_err(fail)?;
-            built.spec.mounts.retain(|e| e.destination != mount.destination);
+            built
+                .spec
+                .mounts
+                .retain(|e| e.destination != mount.destination);
             built.spec.mounts.push(mount);
         }
         // Parents before children, otherwise in order (stable), as the reference does.
@@ -103,7 +106,11 @@ fn set_env(env: &mut Vec<String>, entry: &str) {
 /// numbers and mode missing from the spec come from the host node (`hostPath`, else
 /// `path`); owner from the spec, else the container's user when not root (as the
 /// reference).
-fn device_node(node: &DeviceNode, uid: u32, gid: u32) -> Result<(Device, Option<DeviceRule>), String> {
+fn device_node(
+    node: &DeviceNode,
+    uid: u32,
+    gid: u32,
+) -> Result<(Device, Option<DeviceRule>), String> {
     if !node.path.starts_with('/') {
         return Err(format!("device node path {:?} is not absolute", node.path));
     }
@@ -152,7 +159,10 @@ fn device_node(node: &DeviceNode, uid: u32, gid: u32) -> Result<(Device, Option<
         }
     }
     if major < 0 || minor < 0 || major > u32::MAX as i64 || minor > u32::MAX as i64 {
-        return Err(format!("device node {}: numbers {major}:{minor} out of range", node.path));
+        return Err(format!(
+            "device node {}: numbers {major}:{minor} out of range",
+            node.path
+        ));
     }
     let mode = node
         .file_mode
@@ -198,7 +208,10 @@ fn device_node(node: &DeviceNode, uid: u32, gid: u32) -> Result<(Device, Option<
 /// `bind` or `rbind` in its options gets `bind`.
 fn mount(m: &crate::cdi::Mount) -> Result<Mount, String> {
     if !m.container_path.starts_with('/') {
-        return Err(format!("mount containerPath {:?} is not absolute", m.container_path));
+        return Err(format!(
+            "mount containerPath {:?} is not absolute",
+            m.container_path
+        ));
     }
     let fstype = if m.kind.is_empty() { "bind" } else { &m.kind };
     let mut options = m.options.clone();
@@ -316,7 +329,13 @@ mod tests {
     fn device_nodes_take_what_is_missing_from_the_host() {
         let (device, rule) = device_node(&node("/dev/fake0", "/dev/null"), 0, 0).unwrap();
         assert_eq!(
-            (device.path.as_str(), device.kind, device.major, device.minor, device.mode),
+            (
+                device.path.as_str(),
+                device.kind,
+                device.major,
+                device.minor,
+                device.mode
+            ),
             ("/dev/fake0", 'c', 1, 3, 0o666)
         );
         assert_eq!(rule.unwrap().to_string(), "c 1:3 rwm");

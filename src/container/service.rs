@@ -597,8 +597,8 @@ impl Containers {
                 }
                 if let Some(hooks) = super::cdi::DaemonHooks::load(&record.dir) {
                     let (id, pid) = (record.id.clone(), record.pid);
-                    let _ = tokio::task::spawn_blocking(move || hooks.run("poststart", &id, pid))
-                        .await;
+                    let _ =
+                        tokio::task::spawn_blocking(move || hooks.run("poststart", &id, pid)).await;
                 }
                 self.refresh(record.clone()).await?;
                 tracing::info!(container = %record.id, "container started");

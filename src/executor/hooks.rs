@@ -135,7 +135,11 @@ pub fn create_container(spec: &ContainerSpec, bundle: &str) -> Result<()> {
         pid: std::process::id() as i32,
         bundle,
     };
-    Ok(crate::hooks::run_all("createContainer", &spec.hooks.create_container, &state)?)
+    Ok(crate::hooks::run_all(
+        "createContainer",
+        &spec.hooks.create_container,
+        &state,
+    )?)
 }
 
 /// `startContainer` hooks: after the start byte, just before the exec.

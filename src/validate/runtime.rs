@@ -394,7 +394,7 @@ pub(super) fn container_config(p: &str, c: &ContainerConfig) -> Result<(), Inval
         if key.starts_with(crate::cdi::ANNOTATION_PREFIX) {
             for name in value.split(',') {
                 crate::cdi::names::parse_qualified(name)
-                    .map_err(|e| invalid(&format!("{p}.annotations[{key:?}]"), e))?;
+                    .map_err(|e| invalid(format!("{p}.annotations[{key:?}]"), e))?;
             }
         }
     }
