@@ -14,8 +14,9 @@
 //!   user inside its root, just before the command's exec; a failure fails StartContainer.
 //! - `poststart`: the daemon, after the command runs, before StartContainer answers; a
 //!   failure is logged.
-//! - `poststop`: the daemon, once, when it records the container's exit (or the removal of
-//!   one that never started); a failure is logged.
+//! - `poststop`: the daemon, once, when it records the container's exit (also of one stopped
+//!   or removed before it started, or whose start failed), in the background; a failure is
+//!   logged.
 //!
 //! No thread is started here: the executor must stay single-threaded (joining a user
 //! namespace needs it). The hook's stdout and stderr go to a memfd read afterwards.

@@ -619,6 +619,7 @@ impl Containers {
                     &record.sandbox_id,
                 )
                 .await;
+                poststop(&record);
                 Err(e)
             }
         }
@@ -1087,11 +1088,7 @@ impl Containers {
             &record.sandbox_id,
         )
         .await;
-        if let Some(hooks) = super::cdi::DaemonHooks::load(&record.dir) {
-            // In the background: lists and status calls that noticed the exit do not wait.
-            let (id, pid) = (record.id.clone(), record.pid);
-            tokio::task::spawn_blocking(move || hooks.run("poststop", &id, pid));
-        }
+        poststop(&record);
         Ok(record)
     }
 
@@ -1185,6 +1182,15 @@ fn stop_signal(config: &ContainerConfig, image_signal: Option<&str>) -> i32 {
             );
             libc::SIGTERM
         }),
+    }
+}
+
+/// The CDI poststop hooks of a container whose exit was just recorded, in the background:
+/// lists and status calls that noticed the exit do not wait for them.
+fn poststop(record: &ContainerRecord) {
+    if let Some(hooks) = super::cdi::DaemonHooks::load(&record.dir) {
+        let (id, pid) = (record.id.clone(), record.pid);
+        tokio::task::spawn_blocking(move || hooks.run("poststop", &id, pid));
     }
 }
 
