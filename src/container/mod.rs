@@ -6,6 +6,7 @@ mod cache;
 mod device_nodes;
 pub mod events;
 mod exit_watch;
+pub mod image_volumes;
 pub mod record;
 pub mod resources;
 pub mod service;

@@ -9,7 +9,7 @@
 //!    there, or an exec's container's); the container's own session keyring (see
 //!    `keyring`); oom_score_adj;
 //! 3. a private mount namespace (see `rootfs` for propagation), the overlay root, the
-//!    spec's mounts;
+//!    spec's mounts (image volumes: see `image_volume`);
 //! 4. /dev nodes and links; 5. pivot_root, the terminal (made in the container's devpts,
 //!    see `terminal`), masked and read-only paths;
 //! 6. working directory, read-only root, the pod's user namespace (if any), rlimits,
@@ -27,6 +27,7 @@ mod cgroupfs;
 mod devices;
 mod error;
 mod exec;
+mod image_volume;
 mod inroot;
 mod keyring;
 mod mounts;
@@ -222,6 +223,8 @@ fn build_root(spec: &ContainerSpec, userns: Option<&std::fs::File>) -> Result<()
     for m in &spec.mounts {
         if m.fstype == "cgroup" {
             cgroupfs::mount_cgroups(&root, m, &spec.cgroup, own_cgroup_ns)
+        } else if let Some(image) = &m.image {
+            image_volume::apply(&root, m, image, userns)
         } else {
             mounts::apply(&root, m, userns)
         }
