@@ -502,7 +502,11 @@ fn cri_mount(m: &crate::cri::v1::Mount) -> Mount {
 /// someone else's process are data here). Its propagation is private: nothing mounts below it.
 fn image_mount(m: &crate::cri::v1::Mount, layers: &[PathBuf]) -> Mount {
     Mount {
-        source: m.image.as_ref().map(|i| i.image.clone()).unwrap_or_default(),
+        source: m
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default(),
         destination: m.container_path.clone(),
         fstype: "image".into(),
         options: to_strings(&["ro", "nosuid", "nodev", "noexec", "rprivate"]),

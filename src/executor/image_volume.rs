@@ -62,7 +62,9 @@ fn keep_only_sub_path(
     let tree = rustix::mount::open_tree(
         &sub,
         "",
-        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH,
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH,
     )
     .context(|| format!("clone {sub_path:?} of image {}", m.source))?;
     drop(sub);
