@@ -30,6 +30,8 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const UMOCI: &str = "docker.io/matrix/umoci:1";
 /// Built by `buildah bud`: one layer.
 const BUILDAH: &str = "docker.io/matrix/buildah-bud:1";
+/// `crane flatten` of a GNU tar layer: one layer that keeps /opt/matrix/owned as 1000:1000.
+const CRANE: &str = "docker.io/matrix/crane-flatten:1";
 
 async fn pull(env: &PodEnv, image: &str) -> String {
     env.daemon
@@ -337,6 +339,65 @@ async fn image_volumes_mount_read_only_noexec_with_sub_paths_and_outlive_a_remov
         .await,
         "an unused image's layers stayed"
     );
+    stop_and_remove_pod(&mut rt, &pod_id).await;
+    env.assert_clean(&[pod_id]).await;
+}
+
+#[tokio::test]
+async fn in_a_user_namespace_pod_image_volumes_are_idmapped() {
+    let _serial = SERIAL.lock().await;
+    let env = start_env(8);
+    pull_busybox(&env).await;
+    let crane = pull(&env, CRANE).await;
+    let umoci = pull(&env, UMOCI).await;
+    let mut rt = env.runtime().await;
+    // Container ids 0..65536 are host ids 300000..365536.
+    let mut pod = pod_with_logs(&env, "imgvol-userns", "uid-imgvol-userns");
+    let mapping = vec![IdMapping {
+        container_id: 0,
+        host_id: 300_000,
+        length: 65_536,
+    }];
+    pod.linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+        .namespace_options
+        .get_or_insert_with(Default::default)
+        .userns_options = Some(UserNamespace {
+        mode: NamespaceMode::Pod as i32,
+        uids: mapping.clone(),
+        gids: mapping,
+    });
+    let pod_id = run_pod(&env, &mut rt, pod.clone()).await;
+    let mut config = busybox_config("reader", &["sleep", "3600"], false);
+    config.mounts = vec![
+        image_mount("/one", &crane, CRANE, ""),
+        image_mount("/sub", &umoci, UMOCI, "opt/umoci"),
+    ];
+    let id = create(&env, &mut rt, &pod_id, &pod, config).await;
+    start(&env, &mut rt, &id).await;
+    // On disk the files are owned by 0 and 1000: through the idmapped layers the container
+    // sees the same ids (without the idmap, host ids outside the pod's range, they would be
+    // nobody, 65534).
+    let (code, out) = sh(
+        &mut rt,
+        &id,
+        "awk '{print $2}' /proc/self/uid_map; stat -c '%u %n' /one/bin/busybox \
+         /one/opt/matrix/owned /sub/replaced; cat /sub/replaced; touch /one/x 2>&1",
+    )
+    .await;
+    assert_ne!(code, 0, "touch on a read-only volume succeeded: {out}");
+    assert_eq!(
+        out,
+        "300000\n0 /one/bin/busybox\n1000 /one/opt/matrix/owned\n0 /sub/replaced\nreplaced\n\
+         touch: /one/x: Read-only file system\n"
+    );
+    rt.remove_container(RemoveContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .expect("RemoveContainer");
     stop_and_remove_pod(&mut rt, &pod_id).await;
     env.assert_clean(&[pod_id]).await;
 }
