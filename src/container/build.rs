@@ -783,6 +783,57 @@ mod tests {
     }
 
     #[test]
+    fn image_volumes_are_read_only_noexec_overlays_of_their_layers() {
+        let config = ContainerConfig {
+            mounts: vec![
+                crate::cri::v1::Mount {
+                    container_path: "/data".into(),
+                    host_path: "/tmp".into(),
+                    ..Default::default()
+                },
+                crate::cri::v1::Mount {
+                    container_path: "/plugins".into(),
+                    image: Some(crate::cri::v1::ImageSpec {
+                        image: "sha256:abc".into(),
+                        ..Default::default()
+                    }),
+                    image_sub_path: "bin".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let layers = VolumeLayers::from([(1, vec![PathBuf::from("/l/top"), "/l/bottom".into()])]);
+        let sandbox = SandboxRecord {
+            id: "p1".into(),
+            state: crate::sandbox::record::SandboxState::Ready,
+            created_at: 0,
+            runtime_handler: String::new(),
+            config: Default::default(),
+            dir: "/pods/p1".into(),
+            netns: None,
+            network: String::new(),
+            ip: String::new(),
+            additional_ips: Vec::new(),
+            cgroup: String::new(),
+            monitor_pid: 0,
+            pause_pid: 0,
+        };
+        let list = mounts(&config, &sandbox, false, false, &layers).unwrap();
+        let data = list.iter().find(|m| m.destination == "/data").unwrap();
+        assert_eq!((data.fstype.as_str(), data.image.is_none()), ("bind", true));
+        let volume = list.iter().find(|m| m.destination == "/plugins").unwrap();
+        assert_eq!(volume.fstype, "image");
+        // Read-only whatever the request said (readonly is false here).
+        for flag in ["ro", "nosuid", "nodev", "noexec"] {
+            assert!(volume.options.contains(&flag.to_owned()), "{flag}");
+        }
+        let image = volume.image.as_ref().unwrap();
+        assert_eq!(image.lower_dirs, layers[&1]);
+        assert_eq!(image.sub_path, "bin");
+    }
+
+    #[test]
     fn recursive_read_only_options() {
         let m = |readonly, propagation| crate::cri::v1::Mount {
             container_path: "/data".into(),
