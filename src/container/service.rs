@@ -281,6 +281,13 @@ impl Containers {
                     "image {image_name:?} is not present; pull it first"
                 ))
             })?;
+        if !image.artifact_type.is_empty() {
+            return Err(ContainerError::Precondition(format!(
+                "config.image.image: {image_name:?} is an OCI artifact ({}), not an image a \
+                 container runs; it can be mounted as an image volume",
+                image.artifact_type
+            )));
+        }
         let id = new_id();
         let dir = self.root.join(&id);
         let parent = sandbox
