@@ -401,3 +401,77 @@ async fn in_a_user_namespace_pod_image_volumes_are_idmapped() {
     stop_and_remove_pod(&mut rt, &pod_id).await;
     env.assert_clean(&[pod_id]).await;
 }
+
+/// Written by ORAS (hack/push-test-artifact.sh): greeting.txt and conf/app.ini, empty config.
+const ORAS_ARTIFACT: &str = "docker.io/ferrocri-imgvol/artifact:1";
+/// A Helm chart artifact (hack/images/corner_cases.py): one untitled tar+gzip blob.
+const HELM_ARTIFACT: &str = "docker.io/ferrocri-corner/artifact-helm:1";
+
+#[tokio::test]
+async fn oci_artifacts_mount_as_their_files_and_never_run() {
+    let _serial = SERIAL.lock().await;
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/push-test-artifact.sh");
+    let pushed = std::process::Command::new(&script)
+        .status()
+        .expect("run hack/push-test-artifact.sh");
+    assert!(pushed.success(), "hack/push-test-artifact.sh failed");
+    let env = start_env(8);
+    pull_busybox(&env).await;
+    let artifact = pull(&env, ORAS_ARTIFACT).await;
+    let helm = pull(&env, HELM_ARTIFACT).await;
+    // An artifact's ID is its manifest digest (they share the empty config).
+    assert_ne!(
+        artifact,
+        "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+    );
+    let mut rt = env.runtime().await;
+    let pod = pod_with_logs(&env, "imgvol-art", "uid-imgvol-art");
+    let pod_id = run_pod(&env, &mut rt, pod.clone()).await;
+
+    let mut runs_it = busybox_config("runs-it", &["sh"], false);
+    runs_it.image = Some(ImageSpec {
+        image: ORAS_ARTIFACT.into(),
+        ..Default::default()
+    });
+    let err = create_err(&mut rt, &pod_id, &pod, runs_it).await;
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    assert!(
+        err.message().contains("config.image.image") && err.message().contains("artifact"),
+        "{err}"
+    );
+
+    let mut config = busybox_config("reader", &["sleep", "3600"], false);
+    config.mounts = vec![
+        image_mount("/art", &artifact, ORAS_ARTIFACT, ""),
+        image_mount("/conf", &artifact, ORAS_ARTIFACT, "conf"),
+        image_mount("/helm", &helm, HELM_ARTIFACT, ""),
+    ];
+    let id = create(&env, &mut rt, &pod_id, &pod, config).await;
+    start(&env, &mut rt, &id).await;
+    let (code, out) = sh(
+        &mut rt,
+        &id,
+        "cat /art/greeting.txt /art/conf/app.ini; ls -A /conf; ls /helm | sed 's/-[0-9a-f]*$/-hex/'; \
+         stat -c '%a %u' /art/greeting.txt; echo x > /art/new 2>&1",
+    )
+    .await;
+    assert_ne!(code, 0, "wrote into an artifact: {out}");
+    assert_eq!(
+        out,
+        "hello from oras\na=1\napp.ini\nsha256-hex\n644 0\nsh: can't create /art/new: Read-only file system\n"
+    );
+    let (code, out) = sh(&mut rt, &id, "gzip -dc /helm/sha256-* | tar -tf -").await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "chart/Chart.yaml\n"),
+        "the chart is the blob as pushed"
+    );
+    rt.remove_container(RemoveContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .expect("RemoveContainer");
+    stop_and_remove_pod(&mut rt, &pod_id).await;
+    env.assert_clean(&[pod_id]).await;
+}
