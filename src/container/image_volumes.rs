@@ -87,8 +87,8 @@ pub async fn resolve(
     Ok((volumes, layers))
 }
 
-/// An empty directory to stack under a one-layer image (made if missing, emptied of
-/// anything that got there).
+/// The empty directory stacked under a one-layer image (made if missing; only the daemon
+/// writes under `root_dir`).
 pub fn empty_lower(root_dir: &Path) -> Result<PathBuf, ContainerError> {
     let dir = root_dir.join("image-volume-empty");
     std::fs::create_dir_all(&dir).map_err(|e| ContainerError::Failed {
