@@ -44,14 +44,13 @@ pub async fn resolve(
         let field = format!("config.mounts[{i}].image.image");
         // The kubelet (1.36+) also sends the ID it pulled; it names exactly that image.
         let mut image = None;
-        for name in [&spec.image_ref, &spec.image] {
+        for (part, name) in [("image_ref", &spec.image_ref), ("image", &spec.image)] {
             if name.is_empty() || image.is_some() {
                 continue;
             }
-            image = images
-                .status(name)
-                .await
-                .map_err(|e| ContainerError::InvalidValue(format!("{field}: {e}")))?;
+            image = images.status(name).await.map_err(|e| {
+                ContainerError::InvalidValue(format!("config.mounts[{i}].image.{part}: {e}"))
+            })?;
         }
         let image = image.ok_or_else(|| {
             ContainerError::NotFound(format!(
