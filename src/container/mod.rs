@@ -7,6 +7,7 @@ pub mod cdi;
 mod device_nodes;
 pub mod events;
 mod exit_watch;
+pub mod image_volumes;
 pub mod record;
 pub mod resources;
 pub mod service;

@@ -35,6 +35,9 @@ pub enum ContainerError {
         field: &'static str,
         message: String,
     },
+    /// A bad value whose field path the message starts with (`config.mounts[2]...`).
+    #[error("{0}")]
+    InvalidValue(String),
     #[error("{0}")]
     NotFound(String),
     #[error("container name {name:?} is already used by container {existing}")]
@@ -282,6 +285,13 @@ impl Containers {
                     "image {image_name:?} is not present; pull it first"
                 ))
             })?;
+        if !image.artifact_type.is_empty() {
+            return Err(ContainerError::Precondition(format!(
+                "config.image.image: {image_name:?} is an OCI artifact ({}), not an image a \
+                 container runs; it can be mounted as an image volume",
+                image.artifact_type
+            )));
+        }
         let id = new_id();
         let dir = self.root.join(&id);
         let parent = sandbox
@@ -303,11 +313,14 @@ impl Containers {
             .rev()
             .map(|c| self.images.layer_path(c))
             .collect();
+        let (image_volumes, volume_layers) =
+            super::image_volumes::resolve(&self.images, &config, &self.empty_lower()?).await?;
         let mut built = build::build(
             &config,
             &sandbox,
             &image,
             layer_dirs,
+            &volume_layers,
             Paths {
                 upper: dir.join("upper"),
                 work: dir.join("work"),
@@ -340,6 +353,7 @@ impl Containers {
             image_id: image.id.clone(),
             image_name,
             image_layers: image.chain_ids().cloned().collect(),
+            image_volumes,
             log_path: log_path.clone(),
             dir: dir.clone(),
             cgroup: cgroup.clone(),
@@ -733,7 +747,32 @@ impl Containers {
             .await;
         }
         tracing::info!(container = %record.id, "container removed");
+        self.collect_images_left(&record).await;
         Ok(())
+    }
+
+    /// After a removal: when an image the container used (its rootfs or a volume) was
+    /// removed meanwhile, its layers were kept for the container only; collect them now.
+    async fn collect_images_left(&self, record: &ContainerRecord) {
+        let used = std::iter::once(record.image_id.as_str())
+            .chain(super::image_volumes::image_ids(&record.image_volumes));
+        for id in used.filter(|id| !id.is_empty()) {
+            if let Ok(None) = self.images.status(id).await {
+                let images = self.images.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = images.collect_garbage().await {
+                        tracing::warn!(error = %e, "image garbage collection failed");
+                    }
+                });
+                return;
+            }
+        }
+    }
+
+    /// The empty lower dir one-layer image volumes stack on.
+    fn empty_lower(&self) -> Result<PathBuf, ContainerError> {
+        let root_dir = self.root.parent().unwrap_or(&self.root);
+        super::image_volumes::empty_lower(root_dir)
     }
 
     /// The container with this ID or unique ID prefix, its state brought up to date.

@@ -9,7 +9,7 @@
 //!    there, or an exec's container's); the container's own session keyring (see
 //!    `keyring`); oom_score_adj;
 //! 3. a private mount namespace (see `rootfs` for propagation), the overlay root, the
-//!    spec's mounts;
+//!    spec's mounts (image volumes: see `image_volume`);
 //! 4. /dev nodes and links; the `createRuntime` hooks (run by a helper forked before step
 //!    1, in the runtime's namespaces), then the `createContainer` hooks (see `hooks`);
 //! 5. pivot_root, the terminal (made in the container's devpts, see `terminal`), masked and
@@ -31,6 +31,7 @@ mod devices;
 mod error;
 mod exec;
 mod hooks;
+mod image_volume;
 mod inroot;
 mod keyring;
 mod mounts;
@@ -255,6 +256,8 @@ fn build_root(spec: &ContainerSpec, userns: Option<&std::fs::File>) -> Result<()
     for m in &spec.mounts {
         if m.fstype == "cgroup" {
             cgroupfs::mount_cgroups(&root, m, &spec.cgroup, own_cgroup_ns)
+        } else if let Some(image) = &m.image {
+            image_volume::apply(&root, m, image, userns)
         } else {
             mounts::apply(&root, m, userns)
         }

@@ -149,6 +149,22 @@ pub struct Mount {
     /// `rprivate`, `rslave`, `rshared`, `rro` (recursive read-only), and data options such as
     /// `mode=755` or `size=65536k`.
     pub options: Vec<String>,
+    /// An image volume (fstype `image`): the image's layers merged read-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageLayers>,
+}
+
+/// What an image volume mounts: an overlay of these layers with no upper dir (read-only by
+/// itself), or only `sub_path` of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageLayers {
+    /// Unpacked layers, TOP-MOST FIRST; at least two (overlayfs needs two lower dirs
+    /// without an upper one: a one-layer image gets an empty dir below it).
+    pub lower_dirs: Vec<PathBuf>,
+    /// A directory of the merged image to mount instead of its root; relative, resolved
+    /// inside the image (`openat2(RESOLVE_IN_ROOT)`). Empty: the root.
+    #[serde(default)]
+    pub sub_path: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -413,7 +413,27 @@ pub(super) fn container_config(p: &str, c: &ContainerConfig) -> Result<(), Inval
 
 fn mount(p: &str, m: &Mount) -> Result<(), Invalid> {
     absolute_path(&format!("{p}.container_path"), &m.container_path)?;
-    absolute_path(&format!("{p}.host_path"), &m.host_path)?;
+    match &m.image {
+        // An image volume: the image is the source.
+        Some(spec) => {
+            if !m.host_path.is_empty() {
+                return Err(invalid(
+                    format!("{p}.host_path"),
+                    "must be empty for an image volume (image is set)",
+                ));
+            }
+            super::image::image_spec(&format!("{p}.image"), spec)?;
+        }
+        None => {
+            absolute_path(&format!("{p}.host_path"), &m.host_path)?;
+            if !m.image_sub_path.is_empty() {
+                return Err(invalid(
+                    format!("{p}.image_sub_path"),
+                    "is only for an image volume (image is not set)",
+                ));
+            }
+        }
+    }
     known::<MountPropagation>(&format!("{p}.propagation"), m.propagation)?;
     if m.recursive_read_only {
         if !m.readonly {
