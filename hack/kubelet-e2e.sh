@@ -49,6 +49,8 @@ esac
 NODE=ferrocri-e2e
 RO=http://127.0.0.1:10255
 BUSYBOX=registry.k8s.io/e2e-test-images/busybox:1.29-2
+# Pushed by hack/image-matrix.sh (umoci: five layers, a whiteout, an opaque folder).
+IMGVOL_IMAGE=docker.io/matrix/umoci:1
 NGINX=registry.k8s.io/e2e-test-images/nginx:1.14-2
 # The kubelet's own bridge and subnet, apart from hack/cni (critest) and the default 10.88.
 BRIDGE=fcrikube0
@@ -481,6 +483,16 @@ write_manifests() {
   - {name: disk, emptyDir: {}}
   - {name: mem, emptyDir: {medium: Memory}}
   - {name: host, hostPath: {path: $work/hostpath, type: Directory}}"
+	# An image volume (KEP-4639, beta and on by default since 1.35): the kubelet pulls the
+	# umoci-built matrix image itself and passes its ID; a subPath becomes image_sub_path.
+	manifest imgvol "  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: $BUSYBOX
+    command: [sh, -c, '$LOOP']
+    volumeMounts: [{name: matrix, mountPath: /vol}, {name: matrix, mountPath: /sub, subPath: opt/umoci}]
+  volumes:
+  - {name: matrix, image: {reference: $IMGVOL_IMAGE, pullPolicy: IfNotPresent}}"
 	mkdir -p "$work/term"
 	manifest term "  terminationGracePeriodSeconds: 20
   containers:
@@ -804,6 +816,9 @@ run_pass() { # run_pass <name> <feature gates YAML>
 	check "emptyDir (disk and Memory) shared" "disk mem" 20 exec_is vols reader "disk mem" cat /disk/f /mem/f
 	check "emptyDir medium Memory is tmpfs" tmpfs 10 exec_is vols reader tmpfs sh -c 'awk '\''$2 == "/mem" {print $3}'\'' /proc/mounts'
 	check "hostPath written by the pod" host 10 file_is "$work/hostpath/f" host
+	check "image volume: Running" "Running true" 120 all_ready imgvol
+	check "image volume: merged layers, subPath" "matrix umoci replaced" 10 exec_is imgvol main "matrix umoci replaced" sh -c 'echo $(cat /vol/matrix-marker) $(ls /sub)'
+	check "image volume: read-only" "Read-only file system" 10 exec_has imgvol main "Read-only file system" sh -c 'touch /vol/x 2>&1; true'
 	check "term: Running" "Running true" 90 all_ready term
 	check "postStart hook ran" poststart 20 file_is "$work/term/events" poststart
 	check "hostNetwork: host's network namespace" "host netns" 90 netns_is_host

@@ -22,6 +22,12 @@ hack/check-layers.py
 step "local registry and test images"
 hack/registry.sh start
 hack/build-test-images.sh
+# The matrix images (one per builder) are inputs of cargo test's image volume tests and of
+# the kubelet e2e, so the matrix runs first.
+step "cargo build"
+cargo build --locked
+step "image builder matrix (Docker, buildah, podman, umoci, crane, ko, skopeo; trees checked against containerd)"
+hack/image-matrix.sh
 step "cargo test"
 cargo test --locked 2>&1 | tee /tmp/ferrocri-cargo-test.out
 step "crictl smoke test"
@@ -42,8 +48,6 @@ hack/critest.sh -ginkgo.focus Streaming -websocket-exec -websocket-attach -webso
 # CRI stats and metrics).
 step "kubelet e2e (kubelet v1.36.3, static pods, default and evented/CRI-stats gates)"
 hack/kubelet-e2e.sh --gates both
-step "image builder matrix (Docker, buildah, podman, umoci, crane, ko, skopeo; trees checked against containerd)"
-hack/image-matrix.sh
 # The same critest image set written by a second tool: the image, container and
 # security-context specs and the smoke test must pass with umoci's layers, configs and
 # manifests too. The default set is put back afterwards, pass or fail (a later build.py

@@ -71,6 +71,11 @@ stream_page_size = 500
 # further behind is dropped: its stream ends with RESOURCE_EXHAUSTED (kubelet then relists).
 event_buffer = 1024
 
+[cdi]
+# Folders of Container Device Interface specs (.json, .yaml), in rising priority: a device
+# defined in a later folder replaces one of the same name in an earlier folder.
+spec_dirs = ["/etc/cdi", "/var/run/cdi"]
+
 [metrics]
 # Address of the Prometheus endpoint (http://<address>/metrics), e.g. "127.0.0.1:9090";
 # empty serves no metrics. Plain HTTP without authentication: keep it on a trusted address.
@@ -93,6 +98,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub image: ImageConfig,
     pub cri: CriConfig,
+    pub cdi: CdiConfig,
     pub metrics: MetricsConfig,
 }
 
@@ -161,6 +167,24 @@ pub struct CriConfig {
     pub event_buffer: usize,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CdiConfig {
+    /// CDI spec folders, in rising priority.
+    pub spec_dirs: Vec<PathBuf>,
+}
+
+impl Default for CdiConfig {
+    fn default() -> Self {
+        CdiConfig {
+            spec_dirs: crate::cdi::DEFAULT_SPEC_DIRS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
@@ -189,6 +213,7 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             image: ImageConfig::default(),
             cri: CriConfig::default(),
+            cdi: CdiConfig::default(),
             metrics: MetricsConfig::default(),
         }
     }
@@ -308,6 +333,12 @@ impl Config {
                     format!("{} is not an absolute path", path.display()),
                 ));
             }
+        }
+        if let Some(dir) = self.cdi.spec_dirs.iter().find(|d| !d.is_absolute()) {
+            return Err(invalid(
+                "cdi.spec_dirs",
+                format!("{} is not an absolute path", dir.display()),
+            ));
         }
         if let Some(dir) = self.cni.bin_dirs.iter().find(|d| !d.is_absolute()) {
             return Err(invalid(

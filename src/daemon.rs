@@ -66,6 +66,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<()> {
         images.clone(),
         sandboxes.clone(),
         config.cri.event_buffer,
+        config.cdi.spec_dirs.clone(),
     ));
     tokio::spawn(containers.clone().watch_exits());
     let streaming = Streaming::start(&config.streaming, containers.clone(), sandboxes.clone())

@@ -81,6 +81,15 @@ pub fn hosts_toml(data: &[u8]) {
     }
 }
 
+/// A CDI spec file, read as YAML and as JSON, and a device of it resolved.
+pub fn cdi_spec(data: &[u8]) {
+    for name in ["vendor.yaml", "vendor.json"] {
+        if let Ok(spec) = crate::cdi::Spec::parse(Path::new(name), data) {
+            let _ = spec.vendor_class();
+        }
+    }
+}
+
 /// A registry's answer: a manifest or index under each content type a registry may claim,
 /// this host's platform chosen from an index, and an image config.
 pub fn image_documents(data: &[u8]) {
@@ -287,6 +296,17 @@ mod tests {
         let mut noise = Noise(0x4057_0000_7011_0001);
         for _ in 0..4000 {
             hosts_toml(&noise.mutate(seed));
+        }
+    }
+
+    #[test]
+    fn cdi_specs_survive_mutation() {
+        let yaml = include_bytes!("../tests/data/cdi/nvidia-ctk-0.6.0.yaml");
+        let json = include_bytes!("../tests/data/cdi/intel-gpu.json");
+        let seeds: [&[u8]; 2] = [yaml, json];
+        let mut noise = Noise(0xCD1_0000_5EC5_0001);
+        for round in 0..3000 {
+            cdi_spec(&noise.mutate(seeds[round % 2]));
         }
     }
 

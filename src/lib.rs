@@ -1,5 +1,6 @@
 //! ferrocri: a Kubernetes CRI runtime. See ARCHITECTURE.md for the module map.
 
+pub mod cdi;
 pub mod cgroup;
 pub mod cli;
 pub mod cni;
@@ -13,6 +14,7 @@ pub mod executor;
 #[doc(hidden)]
 pub mod fuzz_entries;
 pub mod gauges;
+pub mod hooks;
 pub mod ids;
 pub mod image;
 pub mod import;

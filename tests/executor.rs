@@ -125,6 +125,7 @@ fn mount(source: &str, destination: &str, fstype: &str, options: &[&str]) -> Mou
         destination: destination.into(),
         fstype: fstype.into(),
         options: options.iter().map(|s| s.to_string()).collect(),
+        image: None,
     }
 }
 

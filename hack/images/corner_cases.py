@@ -685,24 +685,29 @@ def manifest_cases(b):
                         "refused": 'layer has media type "%s"' % layer_type,
                         "code": "FailedPrecondition"})
 
-    # OCI artifacts that are not images.
+    # OCI artifacts that are not images: stored as files, one folder per blob (for image
+    # volumes), named by the blob's title annotation or, without one, its digest.
     helm_config = "application/vnd.cncf.helm.config.v1+json"
     chart = Layer(tar(entry("chart/Chart.yaml", b"name: x\n")),
                   media_type="application/vnd.cncf.helm.chart.content.v1.tar+gzip")
     b.image("%s/artifact-helm" % REPO, [chart], config_media_type=helm_config,
             config_bytes=b'{"name":"x","version":"1.0.0"}')
-    b.add("artifact-helm", refused='config has media type "%s"' % helm_config,
-          code="FailedPrecondition")
+    artifact_file(b, "artifact-helm", chart)
     wasm = Layer.__new__(Layer)
     wasm.blob, wasm.diff_id = b"\0asm\1\0\0\0", sha256(b"\0asm\1\0\0\0")
     wasm.media_type, wasm.digest = "application/wasm", sha256(wasm.blob)
     b.image("%s/artifact-empty-config" % REPO, [wasm],
             config_media_type="application/vnd.oci.empty.v1+json", config_bytes=b"{}",
             artifact_type="application/vnd.example.wasm.v1")
-    b.add("artifact-empty-config",
-          refused='config has media type "application/vnd.oci.empty.v1+json" '
-                  '(artifact type "application/vnd.example.wasm.v1")',
-          code="FailedPrecondition")
+    artifact_file(b, "artifact-empty-config", wasm)
+
+
+def artifact_file(b, name, layer):
+    """An artifact of one untitled blob: one folder holding the blob as sha256-<hex>."""
+    file = layer.digest.replace(":", "-", 1)
+    b.add(name, top_chain_id=sha256(("ferrocri artifact file %s %s" % (file, layer.digest)).encode()),
+          tree={file: {"type": "file", "mode": 0o644, "sha256": layer.digest,
+                       "size": len(layer.blob)}}, exact=True)
 
 
 def attestation_for(b, repo, image):

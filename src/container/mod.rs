@@ -3,9 +3,11 @@
 
 pub mod build;
 mod cache;
+pub mod cdi;
 mod device_nodes;
 pub mod events;
 mod exit_watch;
+pub mod image_volumes;
 pub mod record;
 pub mod service;
 pub mod signals;

@@ -8,6 +8,8 @@ use crate::cri::stored::Stored;
 use crate::cri::v1::ContainerConfig;
 use crate::digest::Digest;
 
+pub use super::image_volumes::ImageVolume;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -36,6 +38,9 @@ pub struct ContainerRecord {
     pub image_name: String,
     /// The layers its rootfs stacks; image GC keeps them while this record exists.
     pub image_layers: Vec<Digest>,
+    /// Its image volumes (CRI `Mount.image`); image GC keeps their layers too.
+    #[serde(default)]
+    pub image_volumes: Vec<ImageVolume>,
     /// Absolute CRI log path, or empty.
     pub log_path: PathBuf,
     /// Persistent files: the writable layer (`upper`) and overlayfs `work`.
@@ -78,6 +83,7 @@ impl ContainerRecord {
             image_id: String::new(),
             image_name: String::new(),
             image_layers: Vec::new(),
+            image_volumes: Vec::new(),
             log_path: Default::default(),
             dir: Default::default(),
             cgroup: String::new(),

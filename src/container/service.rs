@@ -35,6 +35,9 @@ pub enum ContainerError {
         field: &'static str,
         message: String,
     },
+    /// A bad value whose field path the message starts with (`config.mounts[2]...`).
+    #[error("{0}")]
+    InvalidValue(String),
     #[error("{0}")]
     NotFound(String),
     #[error("container name {name:?} is already used by container {existing}")]
@@ -88,6 +91,8 @@ pub struct Containers {
     /// Pods whose CONTAINER_STOPPED_EVENT went out (a stop and the pause's exit both report
     /// it; it goes out once), until their CONTAINER_DELETED_EVENT.
     pub(super) pods_stopped: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// CDI spec folders, in rising priority (`cdi.spec_dirs`).
+    cdi_dirs: Vec<PathBuf>,
 }
 
 impl Containers {
@@ -97,6 +102,7 @@ impl Containers {
         images: Arc<Images>,
         sandboxes: Arc<Sandboxes>,
         event_buffer: usize,
+        cdi_dirs: Vec<PathBuf>,
     ) -> Containers {
         let exit_watch = ExitWatch::new()
             .inspect_err(|e| {
@@ -116,6 +122,7 @@ impl Containers {
             transitions: KeyedLocks::default(),
             exit_watch,
             pods_stopped: Default::default(),
+            cdi_dirs,
         }
     }
 
@@ -274,6 +281,13 @@ impl Containers {
                     "image {image_name:?} is not present; pull it first"
                 ))
             })?;
+        if !image.artifact_type.is_empty() {
+            return Err(ContainerError::Precondition(format!(
+                "config.image.image: {image_name:?} is an OCI artifact ({}), not an image a \
+                 container runs; it can be mounted as an image volume",
+                image.artifact_type
+            )));
+        }
         let id = new_id();
         let dir = self.root.join(&id);
         let parent = sandbox
@@ -295,11 +309,14 @@ impl Containers {
             .rev()
             .map(|c| self.images.layer_path(c))
             .collect();
-        let built = build::build(
+        let (image_volumes, volume_layers) =
+            super::image_volumes::resolve(&self.images, &config, &self.empty_lower()?).await?;
+        let mut built = build::build(
             &config,
             &sandbox,
             &image,
             layer_dirs,
+            &volume_layers,
             Paths {
                 upper: dir.join("upper"),
                 work: dir.join("work"),
@@ -311,6 +328,10 @@ impl Containers {
             field: e.field,
             message: e.message,
         })?;
+        // Before anything is made, so an unknown device leaves nothing behind.
+        if let Some(injection) = super::cdi::resolve(&self.cdi_dirs, &config)? {
+            super::cdi::apply(&injection, &mut built)?;
+        }
         let stop_signal = stop_signal(
             &config,
             image.config.config.as_ref().map(|c| c.stop_signal.as_str()),
@@ -328,6 +349,7 @@ impl Containers {
             image_id: image.id.clone(),
             image_name,
             image_layers: image.chain_ids().cloned().collect(),
+            image_volumes,
             log_path: log_path.clone(),
             dir: dir.clone(),
             cgroup: cgroup.clone(),
@@ -357,6 +379,11 @@ impl Containers {
         }
         let mut spec = built.spec;
         spec.id = id.clone();
+        let bundle = monitor_layout::container_dir(&sandbox.dir, &id);
+        if let Err(e) = super::cdi::DaemonHooks::save(&dir, &bundle, &spec.hooks) {
+            self.discard(&sandbox, &record).await;
+            return Err(failed("writing the CDI hooks")(e.to_string()));
+        }
         let pid_mode = match built.pid_mode {
             protocol::PidMode::Target { .. } => {
                 let pid = match self.target_pid(&config, &sandbox).await {
@@ -577,6 +604,11 @@ impl Containers {
                     )
                     .await;
                 }
+                if let Some(hooks) = super::cdi::DaemonHooks::load(&record.dir) {
+                    let (id, pid) = (record.id.clone(), record.pid);
+                    let _ =
+                        tokio::task::spawn_blocking(move || hooks.run("poststart", &id, pid)).await;
+                }
                 self.refresh(record.clone()).await?;
                 tracing::info!(container = %record.id, "container started");
                 Ok(())
@@ -596,6 +628,7 @@ impl Containers {
                     &record.sandbox_id,
                 )
                 .await;
+                poststop(&record);
                 Err(e)
             }
         }
@@ -707,7 +740,32 @@ impl Containers {
             .await;
         }
         tracing::info!(container = %record.id, "container removed");
+        self.collect_images_left(&record).await;
         Ok(())
+    }
+
+    /// After a removal: when an image the container used (its rootfs or a volume) was
+    /// removed meanwhile, its layers were kept for the container only; collect them now.
+    async fn collect_images_left(&self, record: &ContainerRecord) {
+        let used = std::iter::once(record.image_id.as_str())
+            .chain(super::image_volumes::image_ids(&record.image_volumes));
+        for id in used.filter(|id| !id.is_empty()) {
+            if let Ok(None) = self.images.status(id).await {
+                let images = self.images.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = images.collect_garbage().await {
+                        tracing::warn!(error = %e, "image garbage collection failed");
+                    }
+                });
+                return;
+            }
+        }
+    }
+
+    /// The empty lower dir one-layer image volumes stack on.
+    fn empty_lower(&self) -> Result<PathBuf, ContainerError> {
+        let root_dir = self.root.parent().unwrap_or(&self.root);
+        super::image_volumes::empty_lower(root_dir)
     }
 
     /// The container with this ID or unique ID prefix, its state brought up to date.
@@ -1062,6 +1120,7 @@ impl Containers {
             &record.sandbox_id,
         )
         .await;
+        poststop(&record);
         Ok(record)
     }
 
@@ -1155,6 +1214,15 @@ fn stop_signal(config: &ContainerConfig, image_signal: Option<&str>) -> i32 {
             );
             libc::SIGTERM
         }),
+    }
+}
+
+/// The CDI poststop hooks of a container whose exit was just recorded, in the background:
+/// lists and status calls that noticed the exit do not wait for them.
+fn poststop(record: &ContainerRecord) {
+    if let Some(hooks) = super::cdi::DaemonHooks::load(&record.dir) {
+        let (id, pid) = (record.id.clone(), record.pid);
+        tokio::task::spawn_blocking(move || hooks.run("poststop", &id, pid));
     }
 }
 

@@ -61,6 +61,8 @@ fn make_node(root: &Root, device: &Device) -> Result<()> {
     let kind = match device.kind {
         'c' | 'u' => FileType::CharacterDevice,
         'b' => FileType::BlockDevice,
+        // A fifo (CDI's type `p`): no numbers.
+        'p' => FileType::Fifo,
         other => {
             return Err(format!("device {}: unknown type {other:?}", device.path).into());
         }

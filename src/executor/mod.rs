@@ -9,13 +9,16 @@
 //!    there, or an exec's container's); the container's own session keyring (see
 //!    `keyring`); oom_score_adj;
 //! 3. a private mount namespace (see `rootfs` for propagation), the overlay root, the
-//!    spec's mounts;
-//! 4. /dev nodes and links; 5. pivot_root, the terminal (made in the container's devpts,
-//!    see `terminal`), masked and read-only paths;
+//!    spec's mounts (image volumes: see `image_volume`);
+//! 4. /dev nodes and links; the `createRuntime` hooks (run by a helper forked before step
+//!    1, in the runtime's namespaces), then the `createContainer` hooks (see `hooks`);
+//! 5. pivot_root, the terminal (made in the container's devpts, see `terminal`), masked and
+//!    read-only paths;
 //! 6. working directory, read-only root, the pod's user namespace (if any), rlimits,
 //!    controlling terminal, no_new_privs, stdio owned by the user, user and groups,
 //!    capabilities;
-//! 7. `ready` on the report pipe, wait for the start byte, then exec.
+//! 7. `ready` on the report pipe, wait for the start byte, the `startContainer` hooks, then
+//!    exec.
 
 pub mod seccomp;
 pub mod spec;
@@ -27,6 +30,8 @@ mod cgroupfs;
 mod devices;
 mod error;
 mod exec;
+mod hooks;
+mod image_volume;
 mod inroot;
 mod keyring;
 mod mounts;
@@ -63,6 +68,11 @@ pub fn run(spec_file: &Path) -> std::process::ExitCode {
         // Removed before it started: nothing runs, nothing to report.
         std::process::exit(EXIT_NOT_STARTED);
     }
+    if let Some((id, start_hooks, bundle)) = &ready.start_hooks
+        && let Err(e) = hooks::start_container(id, start_hooks, bundle)
+    {
+        fail(&mut report, &e, EXIT_FAILED);
+    }
     if let Some(profile) = &ready.seccomp_before_exec
         && let Err(e) = process::load_seccomp(profile).context(|| "seccomp")
     {
@@ -78,6 +88,8 @@ struct Ready {
     program: exec::Program,
     /// With no_new_privs the filter is loaded last, so it never applies to the executor.
     seccomp_before_exec: Option<SeccompProfile>,
+    /// `startContainer` hooks with the container ID and the bundle, if there are any.
+    start_hooks: Option<(String, Vec<spec::Hook>, String)>,
 }
 
 fn fail(report: &mut Reporter, error: &Error, code: i32) -> ! {
@@ -111,6 +123,18 @@ fn prepare(spec_file: &Path, report: &mut Reporter) -> Result<Ready> {
         ),
         None => None,
     };
+    // Hooks are the container's, never an exec's.
+    let with_hooks = spec.exec_in.is_none() && !spec.hooks.is_empty();
+    let bundle = if with_hooks {
+        hooks::bundle(&spec, spec_file)?
+    } else {
+        String::new()
+    };
+    // Forked while this process is still in the runtime's namespaces.
+    let runtime_hooks = match spec.exec_in {
+        None => hooks::RuntimeHooks::fork(&spec, &bundle)?,
+        Some(_) => None,
+    };
     namespaces::enter(&spec.namespaces).context(|| "namespaces")?;
     join_cgroup(&spec.cgroup).context(|| "cgroup")?;
     let cgroup_ns = match spec.exec_in {
@@ -134,6 +158,13 @@ fn prepare(spec_file: &Path, report: &mut Reporter) -> Result<Ready> {
         }
         None => {
             build_root(&spec, userns.as_ref())?;
+            // As runc: the runtime's hooks, then the container's, then pivot_root.
+            if let Some(runtime_hooks) = runtime_hooks {
+                runtime_hooks.run()?;
+            }
+            if with_hooks {
+                hooks::create_container(&spec, &bundle)?;
+            }
             rootfs::pivot(&spec.rootfs.mount_point).context(|| "pivot_root")?;
             // As runc: after the mounts are in place, before paths are masked.
             make_terminal(&spec)?;
@@ -164,9 +195,12 @@ fn prepare(spec_file: &Path, report: &mut Reporter) -> Result<Ready> {
         process::take_terminal().context(|| "terminal")?;
     }
     become_container_user(&spec, report)?;
+    let start_hooks = (with_hooks && !spec.hooks.start_container.is_empty())
+        .then(|| (spec.id.clone(), spec.hooks.start_container.clone(), bundle));
     Ok(Ready {
         program,
         seccomp_before_exec: spec.seccomp.filter(|_| spec.no_new_privileges),
+        start_hooks,
     })
 }
 
@@ -222,6 +256,8 @@ fn build_root(spec: &ContainerSpec, userns: Option<&std::fs::File>) -> Result<()
     for m in &spec.mounts {
         if m.fstype == "cgroup" {
             cgroupfs::mount_cgroups(&root, m, &spec.cgroup, own_cgroup_ns)
+        } else if let Some(image) = &m.image {
+            image_volume::apply(&root, m, image, userns)
         } else {
             mounts::apply(&root, m, userns)
         }

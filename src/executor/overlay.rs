@@ -27,7 +27,8 @@ enum Plan {
     NewMountApi,
 }
 
-/// Mounts the overlay for `rootfs` at its mount point (which must exist).
+/// Mounts the overlay for `rootfs` at its mount point (which must exist). Without an upper
+/// dir it is read-only and needs at least two lower dirs.
 pub fn mount_rootfs(rootfs: &Rootfs) -> Result<()> {
     if rootfs.lower_dirs.is_empty() {
         return Err(Error::new("the rootfs has no lower dirs"));
@@ -179,7 +180,8 @@ fn mount_with_fsconfig(rootfs: &Rootfs) -> Result<()> {
         "",
         rustix::fs::CWD,
         &rootfs.mount_point,
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        // The mount point may be a `/proc/self/fd/N` link (an image volume's destination).
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_SYMLINKS,
     )
     .context(|| "move_mount")
 }

@@ -44,7 +44,39 @@ pub struct ContainerSpec {
     /// rootfs and bind mounts are idmapped with it. None: the host's.
     #[serde(default)]
     pub userns: Option<PathBuf>,
+    /// OCI hooks (from CDI devices). The executor runs `create_container` and
+    /// `start_container`; the daemon `poststart` and `poststop` (see `crate::hooks`).
+    #[serde(default)]
+    pub hooks: Hooks,
 }
+
+/// OCI hooks by the point where they run. `prestart` (deprecated) runs with
+/// `create_runtime`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hooks {
+    #[serde(default)]
+    pub create_runtime: Vec<Hook>,
+    #[serde(default)]
+    pub create_container: Vec<Hook>,
+    #[serde(default)]
+    pub start_container: Vec<Hook>,
+    #[serde(default)]
+    pub poststart: Vec<Hook>,
+    #[serde(default)]
+    pub poststop: Vec<Hook>,
+}
+
+impl Hooks {
+    pub fn is_empty(&self) -> bool {
+        self.create_runtime.is_empty()
+            && self.create_container.is_empty()
+            && self.start_container.is_empty()
+            && self.poststart.is_empty()
+            && self.poststop.is_empty()
+    }
+}
+
+pub use crate::hooks::Hook;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Rootfs {
@@ -103,6 +135,22 @@ pub struct Mount {
     /// `rprivate`, `rslave`, `rshared`, `rro` (recursive read-only), and data options such as
     /// `mode=755` or `size=65536k`.
     pub options: Vec<String>,
+    /// An image volume (fstype `image`): the image's layers merged read-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageLayers>,
+}
+
+/// What an image volume mounts: an overlay of these layers with no upper dir (read-only by
+/// itself), or only `sub_path` of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageLayers {
+    /// Unpacked layers, TOP-MOST FIRST; at least two (overlayfs needs two lower dirs
+    /// without an upper one: a one-layer image gets an empty dir below it).
+    pub lower_dirs: Vec<PathBuf>,
+    /// A directory of the merged image to mount instead of its root; relative, resolved
+    /// inside the image (`openat2(RESOLVE_IN_ROOT)`). Empty: the root.
+    #[serde(default)]
+    pub sub_path: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,6 +26,10 @@ pub struct ImageRecord {
     pub blobs: Vec<Digest>,
     /// Bytes of the image as stored in the registry (config and compressed layers).
     pub size: u64,
+    /// Set for an OCI artifact (its artifact type): not runnable, each layer blob is a file
+    /// of one layer directory, for image volumes. Its ID is its manifest digest.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub artifact_type: String,
 }
 
 /// One layer of an image.
@@ -192,6 +196,7 @@ mod tests {
             layers: vec![],
             blobs: vec![id],
             size: 1,
+            artifact_type: String::new(),
         }
     }
 

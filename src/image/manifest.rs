@@ -221,6 +221,21 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// What kind of OCI artifact this is (its `artifactType`, else its config's media type)
+    /// when its config is not an image config; None for an image. Artifacts are stored as
+    /// files, one per layer blob, for image volumes (see `pull`).
+    pub fn artifact_kind(&self) -> Option<String> {
+        let config = self.config.media_type.as_str();
+        if matches!(config, OCI_CONFIG | DOCKER_CONFIG | "") {
+            return None;
+        }
+        Some(if self.artifact_type.is_empty() {
+            config.to_owned()
+        } else {
+            self.artifact_type.clone()
+        })
+    }
+
     /// Refuses what is not a runnable image: an OCI artifact (Helm chart, WASM module,
     /// signature, SBOM, `application/vnd.oci.empty.v1+json` config) or a layer that is not a tar.
     pub fn check_is_image(&self) -> Result<(), ManifestError> {

@@ -60,30 +60,61 @@ pub(super) async fn fetch<S: Source>(
     let name = reference.to_string();
     let _no_gc = images.gc_lock.read().await;
     let resolved = resolve(&*source, &reference, &name).await?;
-    resolved
-        .manifest
-        .check_is_image()
-        .map_err(|source| ImageError::Manifest {
-            image: name.clone(),
-            source,
-        })?;
+    let artifact = resolved.manifest.artifact_kind();
+    if artifact.is_none() {
+        resolved
+            .manifest
+            .check_is_image()
+            .map_err(|source| ImageError::Manifest {
+                image: name.clone(),
+                source,
+            })?;
+    }
 
     let config_desc = resolved.manifest.config.clone();
     let config_bytes = fetch_small_blob(&*source, &config_desc, resolved.endpoint, &name).await?;
-    let config = ImageConfig::parse(&config_bytes).map_err(|source| ImageError::Manifest {
-        image: name.clone(),
-        source,
-    })?;
-    let diff_ids = config.rootfs.diff_ids.clone();
-    if diff_ids.len() != resolved.manifest.layers.len() {
-        return Err(ImageError::Manifest {
-            image: name,
-            source: manifest::ManifestError::LayerCount {
-                diff_ids: diff_ids.len(),
-                layers: resolved.manifest.layers.len(),
-            },
-        });
-    }
+    // An artifact's blobs are files, not tars: each is its own "layer" (a directory holding
+    // that one file) whose diff ID is the blob's digest.
+    let (config, diff_ids, chains, files) = if artifact.is_some() {
+        let files: Vec<Option<String>> = resolved
+            .manifest
+            .layers
+            .iter()
+            .map(|d| Some(artifact_file_name(d)))
+            .collect();
+        let diff_ids: Vec<Digest> = resolved
+            .manifest
+            .layers
+            .iter()
+            .map(|d| d.digest.clone())
+            .collect();
+        let chains = resolved
+            .manifest
+            .layers
+            .iter()
+            .zip(&files)
+            .map(|(d, f)| artifact_chain_id(d, f.as_deref().unwrap_or_default()))
+            .collect();
+        (ImageConfig::default(), diff_ids, chains, files)
+    } else {
+        let config = ImageConfig::parse(&config_bytes).map_err(|source| ImageError::Manifest {
+            image: name.clone(),
+            source,
+        })?;
+        let diff_ids = config.rootfs.diff_ids.clone();
+        if diff_ids.len() != resolved.manifest.layers.len() {
+            return Err(ImageError::Manifest {
+                image: name,
+                source: manifest::ManifestError::LayerCount {
+                    diff_ids: diff_ids.len(),
+                    layers: resolved.manifest.layers.len(),
+                },
+            });
+        }
+        let chains = chain_ids(&diff_ids);
+        let files = vec![None; diff_ids.len()];
+        (config, diff_ids, chains, files)
+    };
 
     let known = images.store.run(known_layer_usage).await?;
     let limit = Arc::new(Semaphore::new(images.max_concurrent_downloads));
@@ -92,8 +123,9 @@ pub(super) async fn fetch<S: Source>(
         .layers
         .iter()
         .zip(diff_ids.iter())
-        .zip(chain_ids(&diff_ids))
-        .map(|((desc, diff_id), chain_id)| {
+        .zip(chains)
+        .zip(files)
+        .map(|(((desc, diff_id), chain_id), file)| {
             fetch_layer(
                 images,
                 &source,
@@ -103,6 +135,7 @@ pub(super) async fn fetch<S: Source>(
                     chain_id,
                     endpoint: resolved.endpoint,
                     image: name.clone(),
+                    file,
                 },
                 limit.clone(),
                 &known,
@@ -132,7 +165,11 @@ pub(super) async fn fetch<S: Source>(
     blobs.push(config_desc.digest.clone());
     blobs.extend(layers.iter().map(|l| l.digest.clone()));
     let record = ImageRecord {
-        id: config_desc.digest.to_string(),
+        // Artifacts often share one config (the empty `{}`): the manifest names them.
+        id: match &artifact {
+            Some(_) => resolved.manifest_digest.to_string(),
+            None => config_desc.digest.to_string(),
+        },
         repo_tags: Vec::new(),
         repo_digests: Vec::new(),
         manifest_digest: resolved.manifest_digest,
@@ -146,6 +183,7 @@ pub(super) async fn fetch<S: Source>(
         config,
         layers,
         blobs,
+        artifact_type: artifact.unwrap_or_default(),
     };
     // A digest pull names no tag (critest: repo_tags stay empty).
     let tag = match reference.digest {
@@ -318,6 +356,8 @@ struct LayerJob {
     chain_id: Digest,
     endpoint: usize,
     image: String,
+    /// An artifact's blob: placed as this file instead of unpacked.
+    file: Option<String>,
 }
 
 /// Makes sure one layer's blob is stored and its directory unpacked.
@@ -359,20 +399,22 @@ async fn fetch_layer<S: Source>(
     } else {
         let (content, layers) = (images.content.clone(), images.layers.clone());
         let limits = images.layer_limits;
-        let (desc, diff_id, chain_id, image) = (
+        let (desc, diff_id, chain_id, image, file) = (
             job.desc.clone(),
             job.diff_id.clone(),
             job.chain_id.clone(),
             job.image.clone(),
+            job.file.clone(),
         );
         images
             .unpacks
             .run(job.chain_id.clone(), move || {
                 async move {
-                    tokio::task::spawn_blocking(move || {
-                        unpack(
+                    tokio::task::spawn_blocking(move || match file {
+                        Some(file) => place_file(&content, &layers, &desc, &file, &chain_id),
+                        None => unpack(
                             &content, &layers, &desc, &diff_id, &chain_id, &image, limits,
-                        )
+                        ),
                     })
                     .await
                     .map_err(|e| ImageError::io("unpacking", std::io::Error::other(e)))?
@@ -492,6 +534,68 @@ fn unpack(
         .map_err(io("cannot move the unpacked layer into place"))?;
     tracing::debug!(layer = %desc.digest, chain_id = %chain_id, entries = stats.entries, "layer unpacked");
     Ok((stats.bytes, stats.entries))
+}
+
+/// The file name an artifact's blob gets: its `org.opencontainers.image.title` when that is
+/// a plain relative path (no `.`, `..` or empty parts), else `sha256-<hex>` of its digest.
+fn artifact_file_name(desc: &Descriptor) -> String {
+    let title = desc
+        .annotations
+        .get("org.opencontainers.image.title")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let plain = !title.is_empty()
+        && title.len() <= 1024
+        && !title.contains('\0')
+        && title
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != ".." && part.len() <= 255);
+    if plain {
+        title.to_owned()
+    } else {
+        desc.digest.as_str().replacen(':', "-", 1)
+    }
+}
+
+/// The directory of one artifact file, named after the file and the blob.
+fn artifact_chain_id(desc: &Descriptor, file: &str) -> Digest {
+    Digest::of(format!("ferrocri artifact file {file} {}", desc.digest).as_bytes())
+}
+
+/// Puts a stored artifact blob, as `file` (mode 0644, owned by root), into a fresh directory
+/// and makes that the layer `chain_id`. Blocking.
+fn place_file(
+    content: &ContentStore,
+    layers: &LayerStore,
+    desc: &Descriptor,
+    file: &str,
+    chain_id: &Digest,
+) -> Result<LayerUsage, ImageError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |what: &str| {
+        let what = format!("artifact blob {}: {what}", desc.digest);
+        move |e| ImageError::io(what, e)
+    };
+    let scratch = layers
+        .scratch()
+        .map_err(io("cannot create a scratch directory"))?;
+    let target = scratch.path().join(file);
+    let mut dirs = 1;
+    if let Some(parent) = target.parent().filter(|p| *p != scratch.path()) {
+        std::fs::create_dir_all(parent).map_err(io("cannot create its folder"))?;
+        dirs += file.matches('/').count() as u64;
+    }
+    std::fs::copy(content.path(&desc.digest), &target).map_err(io("cannot copy"))?;
+    let mode = |m| std::fs::Permissions::from_mode(m);
+    std::fs::set_permissions(&target, mode(0o644)).map_err(io("cannot set its mode"))?;
+    std::fs::set_permissions(scratch.path(), mode(0o755)).map_err(io("cannot set a mode"))?;
+    std::fs::File::open(&target)
+        .and_then(|f| f.sync_all())
+        .map_err(io("cannot sync"))?;
+    layers
+        .commit(scratch, chain_id)
+        .map_err(io("cannot move the file into place"))?;
+    Ok((desc.size, dirs + 1))
 }
 
 /// Bytes and inodes of a layer directory unpacked before this daemon knew its size.

@@ -267,11 +267,19 @@ impl Images {
 
 /// The blobs and layers that images and containers still use.
 fn in_use(c: &crate::store::Conn<'_>) -> crate::store::Result<(HashSet<Digest>, HashSet<Digest>)> {
-    /// The one field of a container record image GC needs: the layers its rootfs stacks.
+    /// The fields of a container record image GC needs: the layers its rootfs stacks and
+    /// those of its image volumes.
     #[derive(serde::Deserialize)]
     struct ContainerLayers {
         #[serde(default)]
         image_layers: Vec<Digest>,
+        #[serde(default)]
+        image_volumes: Vec<VolumeLayers>,
+    }
+    #[derive(serde::Deserialize)]
+    struct VolumeLayers {
+        #[serde(default)]
+        layers: Vec<Digest>,
     }
     let mut blobs = HashSet::new();
     let mut layers = HashSet::new();
@@ -282,6 +290,9 @@ fn in_use(c: &crate::store::Conn<'_>) -> crate::store::Result<(HashSet<Digest>, 
     for row in c.rows(Table::Containers)? {
         if let Ok(container) = serde_json::from_str::<ContainerLayers>(&row.record) {
             layers.extend(container.image_layers);
+            for volume in container.image_volumes {
+                layers.extend(volume.layers);
+            }
         }
     }
     Ok((blobs, layers))

@@ -1,4 +1,6 @@
-//! Root filesystems: the unpacked image layers that overlayfs stacks for containers.
+//! Root filesystems: the unpacked image layers that overlayfs stacks for containers, and
+//! the image volumes made of them.
 
+pub mod image_volume;
 pub mod layers;
 pub mod usage;

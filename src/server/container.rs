@@ -70,6 +70,7 @@ impl CriServer {
                 "cgroup": record.cgroup,
                 "dir": record.dir,
                 "imageLayers": record.image_layers,
+                "imageVolumes": record.image_volumes,
             });
             HashMap::from([("info".to_owned(), info.to_string())])
         } else {

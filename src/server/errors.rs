@@ -127,7 +127,9 @@ impl From<ContainerError> for Status {
     fn from(e: ContainerError) -> Status {
         let message = e.to_string();
         match e.root() {
-            ContainerError::Invalid { .. } => Status::invalid_argument(message),
+            ContainerError::Invalid { .. } | ContainerError::InvalidValue(_) => {
+                Status::invalid_argument(message)
+            }
             ContainerError::NotFound(_) => Status::not_found(message),
             ContainerError::NameInUse { .. } => Status::already_exists(message),
             ContainerError::Precondition(_) => Status::failed_precondition(message),

@@ -383,10 +383,21 @@ pub(super) fn container_config(p: &str, c: &ContainerConfig) -> Result<(), Inval
         absolute_path(&format!("{p}.devices[{i}].host_path"), &d.host_path)?;
     }
     for (i, d) in c.cdi_devices.iter().enumerate() {
-        plain(&format!("{p}.CDI_devices[{i}].name"), &d.name)?;
+        let field = format!("{p}.CDI_devices[{i}].name");
+        plain(&field, &d.name)?;
+        crate::cdi::names::parse_qualified(&d.name).map_err(|e| invalid(&field, e))?;
     }
     labels(&format!("{p}.labels"), &c.labels)?;
     annotations(&format!("{p}.annotations"), &c.annotations)?;
+    // `cdi.k8s.io/<anything>`: a comma-separated list of qualified device names.
+    for (key, value) in &c.annotations {
+        if key.starts_with(crate::cdi::ANNOTATION_PREFIX) {
+            for name in value.split(',') {
+                crate::cdi::names::parse_qualified(name)
+                    .map_err(|e| invalid(format!("{p}.annotations[{key:?}]"), e))?;
+            }
+        }
+    }
     path_below(&format!("{p}.log_path"), &c.log_path)?;
     known::<Signal>(&format!("{p}.stop_signal"), c.stop_signal)?;
     if let Some(linux) = &c.linux {
@@ -402,7 +413,27 @@ pub(super) fn container_config(p: &str, c: &ContainerConfig) -> Result<(), Inval
 
 fn mount(p: &str, m: &Mount) -> Result<(), Invalid> {
     absolute_path(&format!("{p}.container_path"), &m.container_path)?;
-    absolute_path(&format!("{p}.host_path"), &m.host_path)?;
+    match &m.image {
+        // An image volume: the image is the source.
+        Some(spec) => {
+            if !m.host_path.is_empty() {
+                return Err(invalid(
+                    format!("{p}.host_path"),
+                    "must be empty for an image volume (image is set)",
+                ));
+            }
+            super::image::image_spec(&format!("{p}.image"), spec)?;
+        }
+        None => {
+            absolute_path(&format!("{p}.host_path"), &m.host_path)?;
+            if !m.image_sub_path.is_empty() {
+                return Err(invalid(
+                    format!("{p}.image_sub_path"),
+                    "is only for an image volume (image is not set)",
+                ));
+            }
+        }
+    }
     known::<MountPropagation>(&format!("{p}.propagation"), m.propagation)?;
     if m.recursive_read_only {
         if !m.readonly {

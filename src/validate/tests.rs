@@ -185,13 +185,27 @@ fn container_config() -> ContainerConfig {
             key: "PATH".into(),
             value: b"/bin:/usr/bin".to_vec(),
         }],
-        mounts: vec![Mount {
-            container_path: "/data".into(),
-            host_path: "/var/lib/kubelet/pods/x/volumes/data".into(),
-            readonly: true,
-            recursive_read_only: true,
-            ..Default::default()
-        }],
+        mounts: vec![
+            Mount {
+                container_path: "/data".into(),
+                host_path: "/var/lib/kubelet/pods/x/volumes/data".into(),
+                readonly: true,
+                recursive_read_only: true,
+                ..Default::default()
+            },
+            // An image volume, as kubelet sends it: no host path, the pulled image's ID.
+            Mount {
+                container_path: "/plugins".into(),
+                image: Some(ImageSpec {
+                    image: "sha256:0123456789abcdef".into(),
+                    user_specified_image: "example.com/plugins:1".into(),
+                    ..Default::default()
+                }),
+                image_sub_path: "bin/x".into(),
+                readonly: true,
+                ..Default::default()
+            },
+        ],
         devices: vec![Device {
             container_path: "/dev/fuse".into(),
             host_path: "/dev/fuse".into(),
@@ -282,9 +296,19 @@ fn create_container() {
             "config.mounts[0].recursive_read_only" => |r| cc(r).mounts[0].propagation = MountPropagation::PropagationBidirectional as i32;
             "config.mounts[0].mount_options[0]" => |r| cc(r).mounts[0].mount_options = vec!["no exec".into()];
             "config.mounts[0].image_sub_path" => |r| cc(r).mounts[0].image_sub_path = "../../etc".into();
+            "config.mounts[1].image_sub_path" => |r| cc(r).mounts[1].image_sub_path = "../../etc".into();
+            "config.mounts[1].image_sub_path" => |r| cc(r).mounts[1].image_sub_path = "/etc".into();
+            "config.mounts[1].image_sub_path" => |r| cc(r).mounts[1].image_sub_path = "a/../../b".into();
+            "config.mounts[1].host_path" => |r| cc(r).mounts[1].host_path = "/var/lib/x".into();
+            "config.mounts[1].image.image" => |r| cc(r).mounts[1].image.as_mut().unwrap().image.clear();
+            "config.mounts[1].image.image" => |r| cc(r).mounts[1].image.as_mut().unwrap().image = "a\nb".into();
+            "config.mounts[1].image.runtime_handler" => |r| cc(r).mounts[1].image.as_mut().unwrap().runtime_handler = "kata".into();
             "config.devices[0].container_path" => |r| cc(r).devices[0].container_path = "dev/fuse".into();
             "config.devices[0].host_path" => |r| cc(r).devices[0].host_path = "fuse".into();
             "config.CDI_devices[0].name" => |r| cc(r).cdi_devices = vec![CdiDevice { name: "v/g=0\n".into() }];
+            "config.CDI_devices[0].name" => |r| cc(r).cdi_devices = vec![CdiDevice { name: "gpu0".into() }];
+            "config.CDI_devices[0].name" => |r| cc(r).cdi_devices = vec![CdiDevice { name: "vendor.com/gpu=-0".into() }];
+            "config.annotations[\"cdi.k8s.io/gpu\"]" => |r| { cc(r).annotations.insert("cdi.k8s.io/gpu".into(), "vendor.com/gpu=0,gpu1".into()); };
             "config.labels" => |r| { cc(r).labels.insert("a/b/c".into(), "v".into()); };
             "config.annotations" => |r| { cc(r).annotations.insert(String::new(), "v".into()); };
             "config.log_path" => |r| cc(r).log_path = "/etc/passwd".into();
