@@ -19,11 +19,12 @@ use crate::ids::{new_id, now_nanos};
 use crate::image::service::Images;
 use crate::inflight::Inflight;
 use crate::keyed_lock::KeyedLocks;
-use crate::monitor::layout::{self as monitor_layout, SOCKET};
+use crate::monitor::client::{MonitorError, PodMonitor};
+use crate::monitor::layout as monitor_layout;
 use crate::monitor::protocol::{
-    self, AttachRequest, CreateRequest, ExecStreamRequest, Request, Response, StdioRequest,
+    self, AttachRequest, CreateRequest, ExecRequest, ExecStreamRequest, StdioRequest,
 };
-use crate::monitor::session::{self, SessionReader, SessionWriter};
+use crate::monitor::session::{SessionReader, SessionWriter};
 use crate::sandbox::record::{SandboxRecord, SandboxState};
 use crate::sandbox::service::Sandboxes;
 use crate::store::{Store, StoreError};
@@ -509,7 +510,7 @@ impl Containers {
         let json =
             serde_json::to_vec(spec).map_err(|e| failed("writing the spec")(e.to_string()))?;
         std::fs::write(&spec_path, json).map_err(|e| failed("writing the spec")(e.to_string()))?;
-        let request = Request::CreateContainer(CreateRequest {
+        let request = CreateRequest {
             id: record.id.clone(),
             spec: spec_path,
             log_path: record.log_path.clone(),
@@ -517,25 +518,14 @@ impl Containers {
             pid_mode,
             stdin: config.stdin,
             stdin_once: config.stdin_once,
-        });
-        match call(sandbox, &request).await? {
-            Response::Created { pid } => Ok(pid),
-            other => Err(failed("creating the container process")(format!(
-                "unexpected answer {other:?}"
-            ))),
-        }
+        };
+        monitor(sandbox).create(request).await.map_err(talking)
     }
 
     /// Undoes a create: the monitor forgets the process, the cgroup and folders go, and the
     /// record.
     async fn discard(&self, sandbox: &SandboxRecord, record: &ContainerRecord) {
-        let _ = call(
-            sandbox,
-            &Request::RemoveContainer {
-                id: record.id.clone(),
-            },
-        )
-        .await;
+        let _ = monitor(sandbox).remove(&record.id).await;
         self.remove_cgroup(&record.cgroup).await;
         let _ = std::fs::remove_dir_all(&record.dir);
         let _ = std::fs::remove_dir_all(monitor_layout::container_dir(&sandbox.dir, &record.id));
@@ -581,14 +571,7 @@ impl Containers {
             )));
         }
         let sandbox = self.sandbox_of(&record).await?;
-        match call(
-            &sandbox,
-            &Request::StartContainer {
-                id: record.id.clone(),
-            },
-        )
-        .await
-        {
+        match monitor(&sandbox).start(&record.id).await.map_err(talking) {
             Ok(_) => {
                 record.state = State::Running;
                 record.started_at = now_nanos();
@@ -645,13 +628,7 @@ impl Containers {
             State::Exited => Ok(()),
             State::Creating | State::Created => {
                 let sandbox = self.sandbox_of(&record).await?;
-                let _ = call(
-                    &sandbox,
-                    &Request::RemoveContainer {
-                        id: record.id.clone(),
-                    },
-                )
-                .await;
+                let _ = monitor(&sandbox).remove(&record.id).await;
                 self.mark_exited(record, 0, "Completed", now_nanos())
                     .await
                     .map(drop)
@@ -711,13 +688,7 @@ impl Containers {
         self.stop(&record.id, 0).await?;
         let sandbox = self.sandboxes.find(&record.sandbox_id).await.ok().flatten();
         if let Some(sandbox) = &sandbox {
-            let _ = call(
-                sandbox,
-                &Request::RemoveContainer {
-                    id: record.id.clone(),
-                },
-            )
-            .await;
+            let _ = monitor(sandbox).remove(&record.id).await;
             let _ =
                 std::fs::remove_dir_all(monitor_layout::container_dir(&sandbox.dir, &record.id));
         }
@@ -842,14 +813,10 @@ impl Containers {
     /// ReopenContainerLog: the monitor reopens the file at the same path.
     pub async fn reopen_log(&self, id: &str) -> Result<(), ContainerError> {
         let (record, sandbox) = self.running(id).await?;
-        call(
-            &sandbox,
-            &Request::ReopenLog {
-                id: record.id.clone(),
-            },
-        )
-        .await?;
-        Ok(())
+        monitor(&sandbox)
+            .reopen_log(&record.id)
+            .await
+            .map_err(talking)
     }
 
     /// UpdateContainerResources: new cgroup limits for a created or running container, kept
@@ -911,23 +878,22 @@ impl Containers {
             });
         }
         let (record, sandbox) = self.running(id).await?;
-        let request = Request::ExecSync(protocol::ExecRequest {
+        let request = ExecRequest {
             id: record.id.clone(),
             args: cmd,
             timeout_ms: (timeout.max(0) as u64).saturating_mul(1000),
-        });
-        match call(&sandbox, &request).await? {
-            Response::ExecResult(result) if result.timed_out => {
-                Err(ContainerError::Timeout(format!(
-                    "command in container {} timed out after {timeout}s and was killed",
-                    record.id
-                )))
-            }
-            Response::ExecResult(result) => Ok(result),
-            other => Err(failed("running the command")(format!(
-                "unexpected answer {other:?}"
-            ))),
+        };
+        let result = monitor(&sandbox)
+            .exec_sync(request)
+            .await
+            .map_err(talking)?;
+        if result.timed_out {
+            return Err(ContainerError::Timeout(format!(
+                "command in container {} timed out after {timeout}s and was killed",
+                record.id
+            )));
         }
+        Ok(result)
     }
 
     /// Checks an Exec request without running anything (the RPC calls it before handing out
@@ -967,7 +933,8 @@ impl Containers {
             stderr,
             size,
         };
-        session::exec(&sandbox.dir, request)
+        monitor(&sandbox)
+            .exec(request)
             .await
             .map_err(|e| failed("starting the exec session")(e.to_string()))
     }
@@ -1027,7 +994,8 @@ impl Containers {
             stdout,
             stderr,
         };
-        session::attach(&sandbox.dir, request)
+        monitor(&sandbox)
+            .attach(request)
             .await
             .map_err(|e| failed("attaching to the container")(e.to_string()))
     }
@@ -1226,23 +1194,16 @@ fn poststop(record: &ContainerRecord) {
     }
 }
 
-async fn call(sandbox: &SandboxRecord, request: &Request) -> Result<Response, ContainerError> {
-    protocol::call(&sandbox.dir.join(SOCKET), request)
-        .await
-        .map_err(|e| failed("talking to the pod monitor")(e.to_string()))
+/// The monitor of the container's pod.
+fn monitor(sandbox: &SandboxRecord) -> PodMonitor {
+    PodMonitor::of(&sandbox.dir)
 }
 
-async fn signal(
-    sandbox: &SandboxRecord,
-    id: &str,
-    signal: i32,
-) -> Result<Response, ContainerError> {
-    call(
-        sandbox,
-        &Request::SignalContainer {
-            id: id.to_owned(),
-            signal,
-        },
-    )
-    .await
+/// A failed monitor request, as the container operations report it.
+fn talking(e: MonitorError) -> ContainerError {
+    failed("talking to the pod monitor")(e.to_string())
+}
+
+async fn signal(sandbox: &SandboxRecord, id: &str, signal: i32) -> Result<(), ContainerError> {
+    monitor(sandbox).signal(id, signal).await.map_err(talking)
 }

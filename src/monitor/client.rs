@@ -7,7 +7,11 @@ use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 
 use super::layout::{SOCKET, SPEC_FILE};
-use super::protocol::{self, PodSpec, PodStatus, ProtocolError, Ready, Request, Response};
+use super::protocol::{
+    self, AttachRequest, CreateRequest, ExecRequest, ExecResult, ExecStreamRequest, PodSpec,
+    PodStatus, ProtocolError, Ready, Request, Response,
+};
+use super::session::{self, SessionReader, SessionWriter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
@@ -99,25 +103,104 @@ pub async fn start(dir: &Path, spec: &PodSpec) -> Result<Started, MonitorError> 
     }
 }
 
-/// The monitor's view of the pod; an error when the monitor is gone.
-pub async fn status(dir: &Path) -> Result<PodStatus, MonitorError> {
-    match protocol::call(&dir.join(SOCKET), &Request::Status).await? {
-        Response::Status(status) => Ok(status),
-        other => Err(MonitorError::Unexpected(other)),
-    }
+/// The daemon's handle on one pod's monitor: every request the monitor answers, typed.
+/// Pods and containers talk to their monitor only through it; nothing else in the daemon
+/// builds a [`Request`] or names the socket.
+#[derive(Debug, Clone)]
+pub struct PodMonitor {
+    dir: PathBuf,
 }
 
-/// Stops the pod's processes and the monitor. A monitor that is already gone is fine.
-pub async fn shutdown(dir: &Path) -> Result<(), MonitorError> {
-    let socket = dir.join(SOCKET);
-    if !socket.exists() {
-        return Ok(());
+impl PodMonitor {
+    /// The monitor of the pod whose state dir is `pod_dir`.
+    pub fn of(pod_dir: &Path) -> PodMonitor {
+        PodMonitor {
+            dir: pod_dir.to_owned(),
+        }
     }
-    match protocol::call(&socket, &Request::Shutdown).await {
-        Ok(Response::Done) => Ok(()),
-        Ok(other) => Err(MonitorError::Unexpected(other)),
-        // Nobody listens: the monitor died earlier; the caller kills what is left.
-        Err(ProtocolError::Io { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
+
+    /// The monitor's view of the pod; an error when the monitor is gone.
+    pub async fn status(&self) -> Result<PodStatus, MonitorError> {
+        match self.call(&Request::Status).await? {
+            Response::Status(status) => Ok(status),
+            other => Err(MonitorError::Unexpected(other)),
+        }
+    }
+
+    /// Stops the pod's processes and the monitor. A monitor that is already gone is fine.
+    pub async fn shutdown(&self) -> Result<(), MonitorError> {
+        let socket = self.dir.join(SOCKET);
+        if !socket.exists() {
+            return Ok(());
+        }
+        match protocol::call(&socket, &Request::Shutdown).await {
+            Ok(Response::Done) => Ok(()),
+            Ok(other) => Err(MonitorError::Unexpected(other)),
+            // Nobody listens: the monitor died earlier; the caller kills what is left.
+            Err(ProtocolError::Io { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Forks a container's executor; its pid once it is ready to exec.
+    pub async fn create(&self, request: CreateRequest) -> Result<i32, MonitorError> {
+        match self.call(&Request::CreateContainer(request)).await? {
+            Response::Created { pid } => Ok(pid),
+            other => Err(MonitorError::Unexpected(other)),
+        }
+    }
+
+    /// Lets a created container exec its process.
+    pub async fn start(&self, id: &str) -> Result<(), MonitorError> {
+        let id = id.to_owned();
+        self.call(&Request::StartContainer { id }).await.map(drop)
+    }
+
+    /// Sends `signal` to a container's process.
+    pub async fn signal(&self, id: &str, signal: i32) -> Result<(), MonitorError> {
+        let id = id.to_owned();
+        self.call(&Request::SignalContainer { id, signal })
+            .await
+            .map(drop)
+    }
+
+    /// Forgets a container, killing it if it still runs.
+    pub async fn remove(&self, id: &str) -> Result<(), MonitorError> {
+        let id = id.to_owned();
+        self.call(&Request::RemoveContainer { id }).await.map(drop)
+    }
+
+    /// Reopens a container's log file (kubelet rotated it).
+    pub async fn reopen_log(&self, id: &str) -> Result<(), MonitorError> {
+        let id = id.to_owned();
+        self.call(&Request::ReopenLog { id }).await.map(drop)
+    }
+
+    /// Runs a command in a running container and returns its output.
+    pub async fn exec_sync(&self, request: ExecRequest) -> Result<ExecResult, MonitorError> {
+        match self.call(&Request::ExecSync(request)).await? {
+            Response::ExecResult(result) => Ok(result),
+            other => Err(MonitorError::Unexpected(other)),
+        }
+    }
+
+    /// Starts a command in a running container as a session.
+    pub async fn exec(
+        &self,
+        request: ExecStreamRequest,
+    ) -> Result<(SessionWriter, SessionReader), MonitorError> {
+        session::exec(&self.dir, request).await
+    }
+
+    /// Attaches to a running container's stdio.
+    pub async fn attach(
+        &self,
+        request: AttachRequest,
+    ) -> Result<(SessionWriter, SessionReader), MonitorError> {
+        session::attach(&self.dir, request).await
+    }
+
+    async fn call(&self, request: &Request) -> Result<Response, MonitorError> {
+        Ok(protocol::call(&self.dir.join(SOCKET), request).await?)
     }
 }

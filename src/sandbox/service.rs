@@ -390,7 +390,7 @@ impl Sandboxes {
 
     async fn stop_processes(&self, record: &SandboxRecord) {
         let id = record.id.clone();
-        if let Err(e) = monitor_client::shutdown(&record.dir).await {
+        if let Err(e) = monitor_client::PodMonitor::of(&record.dir).shutdown().await {
             tracing::warn!(pod = %id, error = %e, "pod monitor did not shut down cleanly");
         }
         // Whatever the monitor could not stop (or a monitor that died) goes now. Cgroup work
@@ -507,7 +507,11 @@ impl Sandboxes {
                         .await?;
                 }
                 SandboxState::Ready => {
-                    if monitor_client::status(&record.dir).await.is_err() {
+                    if monitor_client::PodMonitor::of(&record.dir)
+                        .status()
+                        .await
+                        .is_err()
+                    {
                         tracing::warn!(pod = %record.id, "pod monitor is gone; stopping the pod");
                         self.stop(&record.id).await?;
                     }
@@ -523,7 +527,7 @@ impl Sandboxes {
     /// Whether the pod's pause still runs (for PodSandboxStatus).
     pub async fn is_running(&self, record: &SandboxRecord) -> bool {
         record.state == SandboxState::Ready
-            && matches!(monitor_client::status(&record.dir).await, Ok(s) if s.pause_exit.is_none())
+            && matches!(monitor_client::PodMonitor::of(&record.dir).status().await, Ok(s) if s.pause_exit.is_none())
     }
 
     /// The cgroup driver, shared with the containers of the pods.
