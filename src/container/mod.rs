@@ -11,5 +11,6 @@ pub mod image_volumes;
 pub mod record;
 pub mod service;
 pub mod signals;
+pub mod stats;
 pub mod status;
 pub mod user;

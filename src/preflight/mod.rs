@@ -501,6 +501,30 @@ fn check_socket(socket: &Path) -> Finding {
     }
 }
 
+/// Whether user namespace pods work here (the Status RPC's feature flag): probed once per
+/// process (see `userns::probe_host`), the reason logged when they do not.
+pub async fn user_namespaces_supported(root_dir: &Path, state_dir: &Path) -> bool {
+    static SUPPORTED: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+    let (root, state) = (root_dir.to_owned(), state_dir.to_owned());
+    *SUPPORTED
+        .get_or_init(|| async move {
+            let probe = tokio::task::spawn_blocking(move || {
+                let program = crate::monitor::client::program().map_err(|e| e.to_string())?;
+                crate::userns::probe_host(&program, &root, &state)
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            match probe {
+                Ok(()) => true,
+                Err(reason) => {
+                    tracing::warn!(%reason, "user namespace pods are not supported here");
+                    false
+                }
+            }
+        })
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

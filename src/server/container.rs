@@ -144,7 +144,10 @@ impl CriServer {
     pub(super) async fn container_stats(&self, id: &str) -> Result<ContainerStats, Status> {
         record_ids("container", id);
         let record = self.containers().status(id).await?;
-        Ok(self.container_stats_message(&record))
+        Ok(crate::container::stats::container_stats(
+            self.sandboxes(),
+            &record,
+        ))
     }
 
     pub(super) async fn list_container_stats(
@@ -163,7 +166,7 @@ impl CriServer {
                 filter.pod_sandbox_id.is_empty() || r.sandbox_id.starts_with(&filter.pod_sandbox_id)
             })
             .filter(|r| labels_match(&r.config.0.labels, &filter.label_selector))
-            .map(|r| self.container_stats_message(&r))
+            .map(|r| crate::container::stats::container_stats(self.sandboxes(), &r))
             .collect())
     }
 }

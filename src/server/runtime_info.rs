@@ -59,7 +59,11 @@ impl CriServer {
                 features: Some(RuntimeHandlerFeatures {
                     // Recursive read-only bind mounts need mount_setattr (Linux 5.12).
                     recursive_read_only_mounts: crate::probes::mount_setattr_supported(),
-                    user_namespaces: self.user_namespaces_supported().await,
+                    user_namespaces: crate::preflight::user_namespaces_supported(
+                        &self.config().root_dir,
+                        &self.config().state_dir,
+                    )
+                    .await,
                 }),
             }],
             features: Some(RuntimeFeatures {
@@ -68,31 +72,6 @@ impl CriServer {
                 mount_options: false,
             }),
         })
-    }
-
-    /// Whether user namespace pods work here: probed once (see `userns::probe_host`), the
-    /// reason logged when they do not.
-    async fn user_namespaces_supported(&self) -> bool {
-        static SUPPORTED: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
-        let config = self.config();
-        let (root, state) = (config.root_dir.clone(), config.state_dir.clone());
-        *SUPPORTED
-            .get_or_init(|| async move {
-                let probe = tokio::task::spawn_blocking(move || {
-                    let program = crate::monitor::client::program().map_err(|e| e.to_string())?;
-                    crate::userns::probe_host(&program, &root, &state)
-                })
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
-                match probe {
-                    Ok(()) => true,
-                    Err(reason) => {
-                        tracing::warn!(%reason, "user namespace pods are not supported here");
-                        false
-                    }
-                }
-            })
-            .await
     }
 
     /// The runtime is ready while its metadata store answers.

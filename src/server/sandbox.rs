@@ -207,7 +207,7 @@ impl CriServer {
             .get(&record.id)
             .into_iter()
             .flatten()
-            .map(|c| self.container_stats_message(c))
+            .map(|c| crate::container::stats::container_stats(self.sandboxes(), c))
             .collect();
         stats::pod_stats(self.sandboxes(), record, container_stats)
     }
