@@ -223,6 +223,7 @@ fn mount(m: &crate::cdi::Mount) -> Result<Mount, String> {
         destination: m.container_path.clone(),
         fstype: fstype.to_owned(),
         options,
+        image: None,
     })
 }
 
