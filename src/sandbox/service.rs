@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::FutureExt;
+use tracing::Instrument;
 
 use super::record::{SandboxRecord, SandboxState, name_key};
 use super::{files, netns, shm};
@@ -159,6 +160,7 @@ impl Sandboxes {
         let (rid, rkey, rrec) = (id.clone(), key.clone(), record.clone());
         self.store
             .run(move |c| c.insert(Table::Sandboxes, &rid, &rkey, "", &rrec))
+            .instrument(tracing::debug_span!("runp.store_insert"))
             .await
             .map_err(|e| match e {
                 StoreError::NameInUse { existing_id, .. } => SandboxError::NameInUse {
@@ -170,7 +172,9 @@ impl Sandboxes {
         match self.build(&mut record).await {
             Ok(()) => {
                 record.state = SandboxState::Ready;
-                self.save(&record).await?;
+                self.save(&record)
+                    .instrument(tracing::debug_span!("runp.store_ready"))
+                    .await?;
                 tracing::info!(pod = %id, name = %key, ip = %record.ip, "pod sandbox ready");
                 Ok(id)
             }
@@ -211,6 +215,7 @@ impl Sandboxes {
                     tracing::debug!(pod = %record.id, ms = started.elapsed().as_secs_f64() * 1000.0, "user namespace made");
                 }
                 _ => {
+                    let _span = tracing::debug_span!("runp.netns").entered();
                     netns::create(&pin)
                         .map_err(|e| step("creating the network namespace")(e.to_string()))?;
                     record.netns = Some(pin);
@@ -229,19 +234,26 @@ impl Sandboxes {
             .unwrap_or_else(|| DEFAULT_CGROUP_PARENT.to_owned());
         record.cgroup = format!("{}/{}", parent.trim_end_matches('/'), record.id);
         // Everything teardown must undo is named in the store before any of it exists.
-        self.save(record).await?;
+        self.save(record)
+            .instrument(tracing::debug_span!("runp.store_names"))
+            .await?;
         let attach = async {
             match &network {
                 Some(network) => self
                     .cni
                     .add(network, &self.attachment(record, &config))
+                    .instrument(tracing::debug_span!("runp.cni_add"))
                     .await
                     .map(Some)
                     .map_err(|e| step("attaching the pod network (CNI ADD)")(e.to_string())),
                 None => Ok(None),
             }
         };
-        let (attached, started) = tokio::join!(attach, self.start_processes(record, &config));
+        let (attached, started) = tokio::join!(
+            attach,
+            self.start_processes(record, &config)
+                .instrument(tracing::debug_span!("runp.processes"))
+        );
         let started = started?;
         record.monitor_pid = started.monitor_pid;
         record.pause_pid = started.pause_pid;
@@ -263,8 +275,9 @@ impl Sandboxes {
             &record.ip,
             config.dns_config.as_ref(),
         )
-        .map_err(|e| step("writing resolv.conf, hosts and hostname")(e.to_string()))?;
-        self.save(record).await
+        .map_err(|e| step("writing resolv.conf, hosts and hostname")(e.to_string()))
+        // The caller saves the addresses with the Ready state: one commit (and fsync) less; a
+        // crash before it leaves a Creating record, which recovery undoes.
     }
 
     /// The pod cgroup, its /dev/shm, and the monitor with the pause.
@@ -281,6 +294,7 @@ impl Sandboxes {
             );
             // The monitor and pause need no device beyond the default list (the monitor opens
             // /dev/null, /dev/ptmx and ptys; the containers have cgroups of their own).
+            let _span = tracing::debug_span!("runp.cgroup").entered();
             cgroups
                 .create(&record.cgroup)
                 .and_then(|()| cgroups.apply(&record.cgroup, &resources))
@@ -319,6 +333,7 @@ impl Sandboxes {
             userns: record.userns_pin(),
         };
         monitor_client::start(&record.dir, &spec)
+            .instrument(tracing::debug_span!("runp.monitor"))
             .await
             .map_err(|e| step("starting the pod monitor")(e.to_string()))
     }
