@@ -371,7 +371,14 @@ impl Cgroups {
 
 /// Whether `pid` is in `cg` in the cgroup2 tree (its `0::` line in /proc/<pid>/cgroup).
 fn in_unified_cgroup(pid: i32, cg: &CgroupPath) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|text| {
+    // A process that moves itself may know its pid only in its own PID namespace (the
+    // executor), which /proc, mounted for the host's, would read as another process.
+    let file = if u32::try_from(pid) == Ok(std::process::id()) {
+        "/proc/self/cgroup".to_owned()
+    } else {
+        format!("/proc/{pid}/cgroup")
+    };
+    std::fs::read_to_string(file).is_ok_and(|text| {
         text.lines()
             .filter_map(|l| l.strip_prefix("0::"))
             .any(|path| path == cg.to_string())

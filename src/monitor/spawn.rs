@@ -111,4 +111,36 @@ mod tests {
             }
         }
     }
+
+    /// On a host with a cgroup2 tree (v2 or hybrid; root only), the child starts in the
+    /// directory given, with no write to cgroup.procs.
+    #[test]
+    fn the_child_starts_in_the_cgroup() {
+        let Ok(Some(dir)) = crate::cgroup::Cgroups::detect()
+            .map_err(|_| ())
+            .and_then(|c| c.unified_dir("/ferrocri-spawn-test").map_err(|_| ()))
+        else {
+            eprintln!("skipped: no cgroup2 tree");
+            return;
+        };
+        if std::fs::create_dir_all(&dir).is_err() {
+            eprintln!("skipped: cannot create {} (not root?)", dir.display());
+            return;
+        }
+        // SAFETY: the child only waits for a signal.
+        let child = match unsafe { fork_into(Some(&dir)) }.unwrap() {
+            ForkResult::Child => loop {
+                unsafe { libc::pause() };
+            },
+            ForkResult::Parent { child } => child,
+        };
+        let cgroup = std::fs::read_to_string(format!("/proc/{child}/cgroup")).unwrap();
+        nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL).unwrap();
+        nix::sys::wait::waitpid(child, None).unwrap();
+        std::fs::remove_dir(&dir).unwrap();
+        assert!(
+            cgroup.lines().any(|l| l == "0::/ferrocri-spawn-test"),
+            "{cgroup}"
+        );
+    }
 }
