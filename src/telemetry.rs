@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use tracing::{Instrument, Span, field};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::config::{LogFormat, LogLevel};
 
@@ -21,8 +22,16 @@ pub fn init(level: LogLevel, format: LogFormat) {
         LogLevel::Error => "error",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // At debug and trace, each step span logs its duration when it closes: the breakdown of
+    // an RPC (see `step`).
+    let span_events = if matches!(level, LogLevel::Debug | LogLevel::Trace) {
+        FmtSpan::CLOSE
+    } else {
+        FmtSpan::NONE
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_span_events(span_events)
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, never in log files.
         .with_ansi(std::io::stderr().is_terminal());

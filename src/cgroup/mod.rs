@@ -171,10 +171,27 @@ impl Cgroups {
             });
         }
         self.must_exist(&cg)?;
-        for dir in self.dirs(&cg) {
-            fs::write(&cg, &dir.join("cgroup.procs"), &pid.to_string())?;
+        // A process made by clone3(CLONE_INTO_CGROUP) is in its cgroup2 directory already;
+        // writing cgroup.procs anyway would cost the RCU grace period that clone avoided.
+        let placed = self.unified.is_some() && in_unified_cgroup(pid, &cg);
+        for mount in self.mounts() {
+            if placed && Some(mount) == self.unified.as_deref() {
+                continue;
+            }
+            fs::write(
+                &cg,
+                &cg.dir_in(mount).join("cgroup.procs"),
+                &pid.to_string(),
+            )?;
         }
         Ok(())
+    }
+
+    /// The cgroup's directory in the cgroup2 tree (v2, or hybrid hosts' controller-less one):
+    /// where clone3(CLONE_INTO_CGROUP) can start a process.
+    pub fn unified_dir(&self, path: &str) -> Result<Option<PathBuf>, CgroupError> {
+        let cg = CgroupPath::parse(path)?;
+        Ok(self.unified.as_deref().map(|m| cg.dir_in(m)))
     }
 
     /// The processes in the cgroup and its descendants, in any hierarchy; sorted. A cgroup
@@ -351,4 +368,20 @@ impl Cgroups {
             _ => Ok(()),
         }
     }
+}
+
+/// Whether `pid` is in `cg` in the cgroup2 tree (its `0::` line in /proc/<pid>/cgroup).
+fn in_unified_cgroup(pid: i32, cg: &CgroupPath) -> bool {
+    // A process that moves itself may know its pid only in its own PID namespace (the
+    // executor), which /proc, mounted for the host's, would read as another process.
+    let file = if u32::try_from(pid) == Ok(std::process::id()) {
+        "/proc/self/cgroup".to_owned()
+    } else {
+        format!("/proc/{pid}/cgroup")
+    };
+    std::fs::read_to_string(file).is_ok_and(|text| {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("0::"))
+            .any(|path| path == cg.to_string())
+    })
 }

@@ -1046,3 +1046,21 @@ fn real_device_program_on_cgroup2_denies_what_the_list_does_not_allow() {
     let out = probe_devices(&cgroups, &open);
     assert!(!out.contains("Operation not permitted"), "{out}");
 }
+
+/// The executor skips the cgroup2 move when clone3 already put it there: the check reads the
+/// `0::` line of the process's own cgroup file.
+#[test]
+fn in_unified_cgroup_reads_the_processs_own_line() {
+    let text = stdfs::read_to_string("/proc/self/cgroup").unwrap();
+    let Some(own) = text.lines().find_map(|l| l.strip_prefix("0::")) else {
+        eprintln!("skipped: no cgroup2 tree here");
+        return;
+    };
+    let own = CgroupPath::parse(own).unwrap();
+    let me = std::process::id() as i32;
+    assert!(in_unified_cgroup(me, &own));
+    let elsewhere = CgroupPath::parse("/ferrocri-not-here/x").unwrap();
+    assert!(!in_unified_cgroup(me, &elsewhere));
+    // A pid that does not exist is never "already there" (so the write happens).
+    assert!(!in_unified_cgroup(i32::MAX, &own));
+}

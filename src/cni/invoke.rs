@@ -2,7 +2,7 @@
 //!
 //! - ADD runs the plugins in order; each gets the previous plugin's result as `prevResult`.
 //!   Before the first plugin runs, the attachment (configuration list, arguments, netns) is
-//!   recorded durably in the cache; the final result is added to that record before `add`
+//!   recorded in the cache; the final result is added to that record before `add`
 //!   returns. A failed ADD is undone at once with a DEL of the whole list.
 //! - DEL runs the plugins in reverse order with `prevResult` = the cached ADD result, using the
 //!   *cached* configuration list when there is one, so it works after a restart and after the
@@ -20,6 +20,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -282,7 +283,9 @@ impl Cni {
         };
         // Recorded before anything is created: a crash during ADD leaves an entry that DEL
         // (e.g. the restarted daemon's clean-up) can undo.
-        store_entry(&path, &entry).await?;
+        store_entry(&path, &entry)
+            .instrument(tracing::debug_span!("cni.cache_write"))
+            .await?;
 
         // ADD gets the path as given: a plugin names it when it is not a namespace.
         let env = self.env(att, &att.netns.to_string_lossy());
@@ -294,6 +297,7 @@ impl Cni {
                 let stdin = plugin_stdin(net, plugin, prev.as_ref(), &caps);
                 let out = self
                     .exec(&net.name, binary, Command::Add, &env, stdin)
+                    .instrument(tracing::debug_span!("cni.plugin", plugin = %binary.plugin))
                     .await?;
                 let result: Value = serde_json::from_slice(&out)
                     .map_err(|e| bad_result(net, binary, Command::Add, format!("not JSON: {e}")))?;
@@ -315,7 +319,10 @@ impl Cni {
             }
         };
         entry.result = Some(added.raw.clone());
-        if let Err(e) = store_entry(&path, &entry).await {
+        if let Err(e) = store_entry(&path, &entry)
+            .instrument(tracing::debug_span!("cni.cache_write"))
+            .await
+        {
             self.undo_failed_add(net, att, &env, &path).await;
             return Err(e);
         }

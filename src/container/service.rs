@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use super::build::{self, Paths};
 use super::cache::RecordCache;
 use super::events::EventHub;
@@ -272,6 +274,7 @@ impl Containers {
         let image = self
             .images
             .status(&image_name)
+            .instrument(tracing::debug_span!("create.image"))
             .await
             .map_err(|e| ContainerError::Invalid {
                 field: "config.image.image",
@@ -311,7 +314,10 @@ impl Containers {
             .map(|c| self.images.layer_path(c))
             .collect();
         let (image_volumes, volume_layers) =
-            super::image_volumes::resolve(&self.images, &config, &self.empty_lower()?).await?;
+            super::image_volumes::resolve(&self.images, &config, &self.empty_lower()?)
+                .instrument(tracing::debug_span!("create.image_volumes"))
+                .await?;
+        let built_span = tracing::debug_span!("create.build").entered();
         let mut built = build::build(
             &config,
             &sandbox,
@@ -333,6 +339,7 @@ impl Containers {
         if let Some(injection) = super::cdi::resolve(&self.cdi_dirs, &config)? {
             super::cdi::apply(&injection, &mut built)?;
         }
+        drop(built_span);
         let stop_signal = stop_signal(
             &config,
             image.config.config.as_ref().map(|c| c.stop_signal.as_str()),
@@ -363,6 +370,7 @@ impl Containers {
         };
         self.records
             .insert(key.clone(), record.clone())
+            .instrument(tracing::debug_span!("create.store_insert"))
             .await
             .map_err(|e| match e {
                 StoreError::NameInUse { existing_id, .. } => ContainerError::NameInUse {
@@ -412,7 +420,10 @@ impl Containers {
             Ok(pid) => {
                 record.pid = pid;
                 record.state = State::Created;
-                self.records.update(record.clone()).await?;
+                self.records
+                    .update(record.clone())
+                    .instrument(tracing::debug_span!("create.store_update"))
+                    .await?;
                 self.publish(ContainerEventType::ContainerCreatedEvent, &id, &sandbox.id)
                     .await;
                 tracing::info!(container = %id, pod = %sandbox.id, "container created");
@@ -470,6 +481,7 @@ impl Containers {
         pid_mode: protocol::PidMode,
         config: &ContainerConfig,
     ) -> Result<i32, ContainerError> {
+        let folders = tracing::debug_span!("create.folders").entered();
         for d in [
             &spec.rootfs.upper_dir,
             &spec.rootfs.work_dir,
@@ -488,6 +500,7 @@ impl Containers {
                 |e| failed("creating the container folders")(format!("chown upper dir: {e}")),
             )?;
         }
+        drop(folders);
         if let Some(cgroups) = self.cgroups.as_ref().filter(|_| !record.cgroup.is_empty()) {
             let resources = crate::cgroup::Resources::from_cri(
                 config.linux.as_ref().and_then(|l| l.resources.as_ref()),
@@ -499,10 +512,12 @@ impl Containers {
                 cgroups.apply(&path, &resources)?;
                 cgroups.set_devices(&path, &device_rules)
             })
+            .instrument(tracing::debug_span!("create.cgroup"))
             .await
             .map_err(|e| failed("creating the container cgroup")(e.to_string()))?
             .map_err(|e| failed("creating the container cgroup")(e.to_string()))?;
         }
+        let spec_span = tracing::debug_span!("create.spec_file").entered();
         let monitor_dir = monitor_layout::container_dir(&sandbox.dir, &record.id);
         std::fs::create_dir_all(&monitor_dir)
             .map_err(|e| failed("writing the spec")(e.to_string()))?;
@@ -510,6 +525,7 @@ impl Containers {
         let json =
             serde_json::to_vec(spec).map_err(|e| failed("writing the spec")(e.to_string()))?;
         std::fs::write(&spec_path, json).map_err(|e| failed("writing the spec")(e.to_string()))?;
+        drop(spec_span);
         let request = CreateRequest {
             id: record.id.clone(),
             spec: spec_path,
@@ -519,7 +535,11 @@ impl Containers {
             stdin: config.stdin,
             stdin_once: config.stdin_once,
         };
-        monitor(sandbox).create(request).await.map_err(talking)
+        monitor(sandbox)
+            .create(request)
+            .instrument(tracing::debug_span!("create.monitor"))
+            .await
+            .map_err(talking)
     }
 
     /// Undoes a create: the monitor forgets the process, the cgroup and folders go, and the

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::{ForkResult, Pid, fork};
+use nix::unistd::{ForkResult, Pid};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::unix::pipe;
 
@@ -70,6 +70,8 @@ pub struct Containers {
     exec_count: u64,
     /// Exits recorded so far (see [`EXITS_FILE`]).
     exit_count: u64,
+    /// The host's cgroup hierarchies, to start executors in their cgroup (see `spawn`).
+    cgroups: Option<crate::cgroup::Cgroups>,
 }
 
 impl Containers {
@@ -80,6 +82,7 @@ impl Containers {
         let containers = Containers {
             pod_dir: pod_dir.to_owned(),
             pod_pid_ns,
+            cgroups: crate::cgroup::Cgroups::detect().ok(),
             ..Default::default()
         };
         containers.write_exit_count();
@@ -121,7 +124,14 @@ impl Containers {
             stdout: true,
             stderr: true,
         })?;
-        let pid = self.fork_executor(&request, &stdio, &report_w, &start_r)?;
+        let cgroup2_dir = self.cgroup2_dir(&spec.cgroup);
+        let pid = self.fork_executor(
+            &request,
+            cgroup2_dir.as_deref(),
+            &stdio,
+            &report_w,
+            &start_r,
+        )?;
         drop((report_w, start_r));
         let ends = stdio.parent_ends();
         let mut report = BufReader::new(receiver(report_r)?);
@@ -322,7 +332,10 @@ impl Containers {
         let spec_path = dir.join(format!("exec-{}.json", self.exec_count));
         let json = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
         std::fs::write(&spec_path, json).map_err(|e| format!("cannot write the exec spec: {e}"))?;
-        let result = self.run_exec(target, &spec_path, stdio, size).await;
+        let cgroup2_dir = self.cgroup2_dir(&spec.cgroup);
+        let result = self
+            .run_exec(target, &spec_path, cgroup2_dir.as_deref(), stdio, size)
+            .await;
         let _ = std::fs::remove_file(&spec_path);
         result
     }
@@ -364,10 +377,19 @@ impl Containers {
         Ok(container)
     }
 
+    /// The container cgroup's cgroup2 directory, if the host has a cgroup2 tree.
+    fn cgroup2_dir(&self, cgroup: &str) -> Option<PathBuf> {
+        if cgroup.is_empty() {
+            return None;
+        }
+        self.cgroups.as_ref()?.unified_dir(cgroup).ok().flatten()
+    }
+
     async fn run_exec(
         &mut self,
         target: Pid,
         spec_path: &Path,
+        cgroup2_dir: Option<&Path>,
         stdio: StdioRequest,
         size: Option<(u16, u16)>,
     ) -> Result<ExecRunning, String> {
@@ -381,7 +403,7 @@ impl Containers {
             .map_err(|e| format!("cannot enter the container's PID namespace: {e}"))?;
         let args = executor_args(spec_path);
         // SAFETY: single-threaded monitor; the child only rearranges fds and execs.
-        let forked = unsafe { fork() };
+        let forked = unsafe { super::spawn::fork_into(cgroup2_dir) };
         let restored = self.leave_pid_namespace(PidMode::Container);
         let pid = match forked {
             Err(e) => return Err(format!("cannot fork: {e}")),
@@ -451,6 +473,7 @@ impl Containers {
     fn fork_executor(
         &self,
         request: &CreateRequest,
+        cgroup2_dir: Option<&Path>,
         stdio: &Stdio,
         report_w: &OwnedFd,
         start_r: &OwnedFd,
@@ -459,7 +482,7 @@ impl Containers {
         let args = executor_args(&request.spec);
         // SAFETY: the monitor is single-threaded, so the child may run ordinary code; it only
         // rearranges fds and execs.
-        let forked = unsafe { fork() };
+        let forked = unsafe { super::spawn::fork_into(cgroup2_dir) };
         let restored = self.leave_pid_namespace(request.pid_mode);
         match forked {
             Err(e) => Err(format!("cannot fork: {e}")),

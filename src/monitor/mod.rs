@@ -17,6 +17,7 @@ pub mod logs;
 pub mod pause;
 pub mod protocol;
 pub mod session;
+mod spawn;
 mod stdin;
 mod streams;
 pub mod title;

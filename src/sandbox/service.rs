@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use super::record::{SandboxRecord, SandboxState, name_key};
 use super::{files, shm};
 use crate::cgroup::Cgroups;
@@ -148,6 +150,7 @@ impl Sandboxes {
         let (rid, rkey, rrec) = (id.clone(), key.clone(), record.clone());
         self.store
             .run(move |c| c.insert(Table::Sandboxes, &rid, &rkey, "", &rrec))
+            .instrument(tracing::debug_span!("runp.store_insert"))
             .await
             .map_err(|e| match e {
                 StoreError::NameInUse { existing_id, .. } => SandboxError::NameInUse {
@@ -159,7 +162,9 @@ impl Sandboxes {
         match self.build(&mut record).await {
             Ok(()) => {
                 record.state = SandboxState::Ready;
-                self.save(&record).await?;
+                self.save(&record)
+                    .instrument(tracing::debug_span!("runp.store_ready"))
+                    .await?;
                 tracing::info!(pod = %id, name = %key, ip = %record.ip, "pod sandbox ready");
                 Ok(id)
             }
@@ -200,6 +205,7 @@ impl Sandboxes {
                     tracing::debug!(pod = %record.id, ms = started.elapsed().as_secs_f64() * 1000.0, "user namespace made");
                 }
                 _ => {
+                    let _span = tracing::debug_span!("runp.netns").entered();
                     netns::create(&pin)
                         .map_err(|e| step("creating the network namespace")(e.to_string()))?;
                     record.netns = Some(pin);
@@ -218,19 +224,26 @@ impl Sandboxes {
             .unwrap_or_else(|| DEFAULT_CGROUP_PARENT.to_owned());
         record.cgroup = format!("{}/{}", parent.trim_end_matches('/'), record.id);
         // Everything teardown must undo is named in the store before any of it exists.
-        self.save(record).await?;
+        self.save(record)
+            .instrument(tracing::debug_span!("runp.store_names"))
+            .await?;
         let attach = async {
             match &network {
                 Some(network) => self
                     .cni
                     .add(network, &self.attachment(record, &config))
+                    .instrument(tracing::debug_span!("runp.cni_add"))
                     .await
                     .map(Some)
                     .map_err(|e| step("attaching the pod network (CNI ADD)")(e.to_string())),
                 None => Ok(None),
             }
         };
-        let (attached, started) = tokio::join!(attach, self.start_processes(record, &config));
+        let (attached, started) = tokio::join!(
+            attach,
+            self.start_processes(record, &config)
+                .instrument(tracing::debug_span!("runp.processes"))
+        );
         let started = started?;
         record.monitor_pid = started.monitor_pid;
         record.pause_pid = started.pause_pid;
@@ -252,8 +265,9 @@ impl Sandboxes {
             &record.ip,
             config.dns_config.as_ref(),
         )
-        .map_err(|e| step("writing resolv.conf, hosts and hostname")(e.to_string()))?;
-        self.save(record).await
+        .map_err(|e| step("writing resolv.conf, hosts and hostname")(e.to_string()))
+        // The caller saves the addresses with the Ready state: one commit (and fsync) less; a
+        // crash before it leaves a Creating record, which recovery undoes.
     }
 
     /// The pod cgroup, its /dev/shm, and the monitor with the pause.
@@ -270,6 +284,7 @@ impl Sandboxes {
             );
             // The monitor and pause need no device beyond the default list (the monitor opens
             // /dev/null, /dev/ptmx and ptys; the containers have cgroups of their own).
+            let _span = tracing::debug_span!("runp.cgroup").entered();
             cgroups
                 .create(&record.cgroup)
                 .and_then(|()| cgroups.apply(&record.cgroup, &resources))
@@ -308,6 +323,7 @@ impl Sandboxes {
             userns: record.userns_pin(),
         };
         monitor_client::start(&record.dir, &spec)
+            .instrument(tracing::debug_span!("runp.monitor"))
             .await
             .map_err(|e| step("starting the pod monitor")(e.to_string()))
     }
