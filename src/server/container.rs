@@ -155,7 +155,7 @@ impl CriServer {
         filter: Option<ContainerStatsFilter>,
     ) -> Result<Vec<ContainerStats>, Status> {
         let filter = filter.unwrap_or_default();
-        Ok(self
+        let records = self
             .containers()
             .list()
             .await?
@@ -166,7 +166,7 @@ impl CriServer {
                 filter.pod_sandbox_id.is_empty() || r.sandbox_id.starts_with(&filter.pod_sandbox_id)
             })
             .filter(|r| labels_match(&r.config.0.labels, &filter.label_selector))
-            .map(|r| crate::container::stats::container_stats(self.sandboxes(), &r))
-            .collect())
+            .collect();
+        Ok(crate::container::stats::many(self.sandboxes(), records).await)
     }
 }
