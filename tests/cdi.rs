@@ -491,22 +491,6 @@ fn cdi_env(slot: u8, spec_dirs: &[&Path]) -> PodEnv {
 /// One change to a good container config.
 type ConfigChange = Box<dyn Fn(&mut ContainerConfig)>;
 
-type Rt =
-    ferrocri::cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>;
-
-/// `sh -c script` in the container: (exit code, stdout + stderr).
-async fn sh(rt: &mut Rt, id: &str, script: &str) -> (i32, String) {
-    let out = exec(rt, id, &["sh", "-c", script], 20)
-        .await
-        .unwrap_or_else(|e| panic!("ExecSync {script:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.exit_code, text.trim().to_owned())
-}
-
 fn read_json(path: &Path) -> Value {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

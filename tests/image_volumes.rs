@@ -70,18 +70,6 @@ fn image_mount(container_path: &str, id: &str, named: &str, sub_path: &str) -> M
     }
 }
 
-async fn sh(rt: &mut RuntimeServiceClient, id: &str, script: &str) -> (i32, String) {
-    let out = exec(rt, id, &["sh", "-c", script], 20)
-        .await
-        .unwrap_or_else(|e| panic!("ExecSync {script:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.exit_code, text)
-}
-
 /// The unpacked layer folders of an image, by its chain IDs (from verbose ImageStatus).
 async fn layer_dirs(env: &PodEnv, image: &str) -> Vec<PathBuf> {
     let resp = env

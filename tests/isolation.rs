@@ -36,19 +36,6 @@ const DEFAULT_LIST: [&str; 11] = [
     "c 5:2 rwm",
 ];
 
-/// Runs `script` with `sh -c` in the container; returns (exit code, stdout + stderr).
-async fn sh(rt: &mut RuntimeServiceClient, id: &str, script: &str) -> (i32, String) {
-    let out = exec(rt, id, &["sh", "-c", script], 20)
-        .await
-        .unwrap_or_else(|e| panic!("ExecSync {script:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.exit_code, text)
-}
-
 /// The container's directory in the v1 devices hierarchy (None on other hosts).
 fn devices_dir(container_id: &str) -> Option<PathBuf> {
     let dir = Path::new("/sys/fs/cgroup/devices");

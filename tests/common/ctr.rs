@@ -180,6 +180,19 @@ pub async fn exec(
     .map(|r| r.into_inner())
 }
 
+/// `sh -c script` in the container (ExecSync, 20 s): (exit code, stdout + stderr).
+pub async fn sh(rt: &mut RuntimeServiceClient<Channel>, id: &str, script: &str) -> (i32, String) {
+    let out = exec(rt, id, &["sh", "-c", script], 20)
+        .await
+        .unwrap_or_else(|e| panic!("ExecSync {script:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.exit_code, text)
+}
+
 /// One record of a CRI log file: `<RFC 3339 time> <stream> <F|P> <message>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord {
