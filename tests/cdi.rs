@@ -491,6 +491,18 @@ fn cdi_env(slot: u8, spec_dirs: &[&Path]) -> PodEnv {
 /// One change to a good container config.
 type ConfigChange = Box<dyn Fn(&mut ContainerConfig)>;
 
+/// `sh -c script` in the container, its output trimmed (the checks here compare whole lines).
+async fn sh(
+    rt: &mut ferrocri::cri::v1::runtime_service_client::RuntimeServiceClient<
+        tonic::transport::Channel,
+    >,
+    id: &str,
+    script: &str,
+) -> (i32, String) {
+    let (code, text) = ctr::sh(rt, id, script).await;
+    (code, text.trim().to_owned())
+}
+
 fn read_json(path: &Path) -> Value {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
