@@ -1064,3 +1064,52 @@ fn in_unified_cgroup_reads_the_processs_own_line() {
     // A pid that does not exist is never "already there" (so the write happens).
     assert!(!in_unified_cgroup(i32::MAX, &own));
 }
+
+/// `usage` agrees with `stats` on every field ContainerStats reports, in both layouts.
+fn assert_usage_matches(cgroups: &Cgroups) {
+    let (stats, usage) = (cgroups.stats("/c").unwrap(), cgroups.usage("/c").unwrap());
+    assert_ne!(usage.cpu_usage_ns, 0);
+    assert_eq!(usage.cpu_usage_ns, stats.cpu_usage_ns);
+    assert_eq!(usage.memory_usage_bytes, stats.memory_usage_bytes);
+    assert_eq!(
+        usage.memory_working_set_bytes,
+        stats.memory_working_set_bytes
+    );
+    assert_eq!(usage.memory_rss_bytes, stats.memory_rss_bytes);
+    assert_eq!(usage.page_faults, stats.page_faults);
+    assert_eq!(usage.major_page_faults, stats.major_page_faults);
+    assert_eq!(usage.swap_usage_bytes, stats.swap_usage_bytes);
+    assert_eq!(usage.limits.memory_bytes, stats.limits.memory_bytes);
+}
+
+#[test]
+fn fake_usage_is_the_container_part_of_stats() {
+    let (tmp, v2) = fake_v2();
+    for (file, value) in [
+        ("cpu.stat", "usage_usec 1500\n"),
+        ("memory.current", "1000000\n"),
+        (
+            "memory.stat",
+            "anon 300000\ninactive_file 200000\npgfault 42\npgmajfault 3\n",
+        ),
+        ("memory.swap.current", "4096\n"),
+        ("memory.max", "67108864\n"),
+    ] {
+        put(&tmp.path().join("c").join(file), value);
+    }
+    assert_usage_matches(&v2);
+    let (tmp, v1) = fake_v1();
+    for (file, value) in [
+        ("cpu,cpuacct/c/cpuacct.usage", "123456789\n"),
+        ("memory/c/memory.usage_in_bytes", "1000000\n"),
+        (
+            "memory/c/memory.stat",
+            "total_rss 300000\ntotal_inactive_file 250000\ntotal_pgfault 9\ntotal_pgmajfault 1\n",
+        ),
+        ("memory/c/memory.memsw.usage_in_bytes", "1200000\n"),
+        ("memory/c/memory.limit_in_bytes", "67108864\n"),
+    ] {
+        put(&tmp.path().join(file), value);
+    }
+    assert_usage_matches(&v1);
+}

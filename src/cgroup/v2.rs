@@ -191,6 +191,22 @@ pub(crate) fn cpu_usage_ns(cg: &CgroupPath, dir: &Path) -> Result<Option<u64>, C
         .map(|us| us.saturating_mul(1000)))
 }
 
+/// The part of [`stats`] a ContainerStats reports (see `v1::usage`).
+pub(crate) fn usage(cg: &CgroupPath, dir: &Path) -> Result<Stats, CgroupError> {
+    let mut stats = Stats {
+        cpu_usage_ns: cpu_usage_ns(cg, dir)?.unwrap_or(0),
+        ..Stats::default()
+    };
+    if let Some(usage) = fs::read_u64_optional(cg, &dir.join("memory.current"))? {
+        let memory_stat = fs::read_optional(cg, &dir.join("memory.stat"))?.unwrap_or_default();
+        stats::fill_memory(&mut stats, usage, &memory_stat, &stats::V2_MEMORY_KEYS);
+    }
+    stats.swap_usage_bytes =
+        fs::read_u64_optional(cg, &dir.join("memory.swap.current"))?.unwrap_or(0);
+    stats.limits.memory_bytes = fs::read_limit(cg, &dir.join("memory.max"))?;
+    Ok(stats)
+}
+
 pub(crate) fn stats(cg: &CgroupPath, dir: &Path) -> Result<Stats, CgroupError> {
     let mut stats = Stats {
         cpu_usage_ns: cpu_usage_ns(cg, dir)?.unwrap_or(0),
