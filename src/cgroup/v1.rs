@@ -224,22 +224,36 @@ pub(crate) fn usage(
     unified: Option<&Path>,
 ) -> Result<Stats, CgroupError> {
     let mut stats = Stats::default();
+    fill_usage(cg, hierarchies, unified, &mut stats)?;
+    Ok(stats)
+}
+
+/// Fills what [`usage`] reports; returns the memory directory when it has a usage (the rest of
+/// the memory figures are read only then).
+fn fill_usage(
+    cg: &CgroupPath,
+    hierarchies: &[V1Hierarchy],
+    unified: Option<&Path>,
+    stats: &mut Stats,
+) -> Result<Option<PathBuf>, CgroupError> {
     if let Some(dir) = dir_of(cg, hierarchies, "cpuacct") {
         stats.cpu_usage_ns = fs::read_u64_optional(cg, &dir.join("cpuacct.usage"))?.unwrap_or(0);
     } else if let Some(dir) = unified {
         stats.cpu_usage_ns = v2::cpu_usage_ns(cg, dir)?.unwrap_or(0);
     }
-    if let Some(dir) = dir_of(cg, hierarchies, "memory")
-        && let Some(usage) = fs::read_u64_optional(cg, &dir.join("memory.usage_in_bytes"))?
-    {
-        let memory_stat = fs::read_optional(cg, &dir.join("memory.stat"))?.unwrap_or_default();
-        stats::fill_memory(&mut stats, usage, &memory_stat, &stats::V1_MEMORY_KEYS);
-        if let Some(memsw) = fs::read_u64_optional(cg, &dir.join("memory.memsw.usage_in_bytes"))? {
-            stats.swap_usage_bytes = memsw.saturating_sub(usage);
-        }
-        stats.limits.memory_bytes = fs::read_limit(cg, &dir.join("memory.limit_in_bytes"))?;
+    let Some(dir) = dir_of(cg, hierarchies, "memory") else {
+        return Ok(None);
+    };
+    let Some(usage) = fs::read_u64_optional(cg, &dir.join("memory.usage_in_bytes"))? else {
+        return Ok(None);
+    };
+    let memory_stat = fs::read_optional(cg, &dir.join("memory.stat"))?.unwrap_or_default();
+    stats::fill_memory(stats, usage, &memory_stat, &stats::V1_MEMORY_KEYS);
+    if let Some(memsw) = fs::read_u64_optional(cg, &dir.join("memory.memsw.usage_in_bytes"))? {
+        stats.swap_usage_bytes = memsw.saturating_sub(usage);
     }
-    Ok(stats)
+    stats.limits.memory_bytes = fs::read_limit(cg, &dir.join("memory.limit_in_bytes"))?;
+    Ok(Some(dir))
 }
 
 pub(crate) fn stats(
@@ -248,15 +262,14 @@ pub(crate) fn stats(
     unified: Option<&Path>,
 ) -> Result<Stats, CgroupError> {
     let mut stats = Stats::default();
+    let memory = fill_usage(cg, hierarchies, unified, &mut stats)?;
     if let Some(dir) = dir_of(cg, hierarchies, "cpuacct") {
         let read = |name: &str| fs::read_u64_optional(cg, &dir.join(name));
-        stats.cpu_usage_ns = read("cpuacct.usage")?.unwrap_or(0);
         stats.cpu_user_ns = read("cpuacct.usage_user")?.unwrap_or(0);
         stats.cpu_system_ns = read("cpuacct.usage_sys")?.unwrap_or(0);
     } else if let Some(dir) = unified {
         // Hybrid hosts keep CPU time for every cgroup2 cgroup.
         let cpu_stat = fs::read_optional(cg, &dir.join("cpu.stat"))?.unwrap_or_default();
-        stats.cpu_usage_ns = v2::cpu_usage_ns(cg, dir)?.unwrap_or(0);
         stats::fill_cpu_v2(&mut stats, &cpu_stat);
     }
     if let Some(dir) = dir_of(cg, hierarchies, "cpu") {
@@ -265,20 +278,12 @@ pub(crate) fn stats(
         stats.limits.cpu_period_us = fs::read_limit(cg, &dir.join("cpu.cfs_period_us"))?;
         stats.limits.cpu_shares = fs::read_limit(cg, &dir.join("cpu.shares"))?;
     }
-    if let Some(dir) = dir_of(cg, hierarchies, "memory")
-        && let Some(usage) = fs::read_u64_optional(cg, &dir.join("memory.usage_in_bytes"))?
-    {
-        let memory_stat = fs::read_optional(cg, &dir.join("memory.stat"))?.unwrap_or_default();
-        stats::fill_memory(&mut stats, usage, &memory_stat, &stats::V1_MEMORY_KEYS);
-        if let Some(memsw) = fs::read_u64_optional(cg, &dir.join("memory.memsw.usage_in_bytes"))? {
-            stats.swap_usage_bytes = memsw.saturating_sub(usage);
-        }
+    if let Some(dir) = memory {
         let read = |name: &str| fs::read_u64_optional(cg, &dir.join(name));
         stats.memory_kernel_bytes = read("memory.kmem.usage_in_bytes")?.unwrap_or(0);
         stats.memory_max_usage_bytes = read("memory.max_usage_in_bytes")?.unwrap_or(0);
         stats.memory_failcnt = read("memory.failcnt")?.unwrap_or(0);
         let limits = &mut stats.limits;
-        limits.memory_bytes = fs::read_limit(cg, &dir.join("memory.limit_in_bytes"))?;
         limits.memory_reservation_bytes =
             fs::read_limit(cg, &dir.join("memory.soft_limit_in_bytes"))?;
         limits.memory_swap_bytes = fs::read_limit(cg, &dir.join("memory.memsw.limit_in_bytes"))?;

@@ -193,36 +193,43 @@ pub(crate) fn cpu_usage_ns(cg: &CgroupPath, dir: &Path) -> Result<Option<u64>, C
 
 /// The part of [`stats`] a ContainerStats reports (see `v1::usage`).
 pub(crate) fn usage(cg: &CgroupPath, dir: &Path) -> Result<Stats, CgroupError> {
-    let mut stats = Stats {
-        cpu_usage_ns: cpu_usage_ns(cg, dir)?.unwrap_or(0),
-        ..Stats::default()
-    };
-    if let Some(usage) = fs::read_u64_optional(cg, &dir.join("memory.current"))? {
-        let memory_stat = fs::read_optional(cg, &dir.join("memory.stat"))?.unwrap_or_default();
-        stats::fill_memory(&mut stats, usage, &memory_stat, &stats::V2_MEMORY_KEYS);
-    }
-    stats.swap_usage_bytes =
-        fs::read_u64_optional(cg, &dir.join("memory.swap.current"))?.unwrap_or(0);
+    let mut stats = Stats::default();
+    fill_usage(cg, dir, &mut stats)?;
     stats.limits.memory_bytes = fs::read_limit(cg, &dir.join("memory.max"))?;
     Ok(stats)
 }
 
-pub(crate) fn stats(cg: &CgroupPath, dir: &Path) -> Result<Stats, CgroupError> {
-    let mut stats = Stats {
-        cpu_usage_ns: cpu_usage_ns(cg, dir)?.unwrap_or(0),
-        ..Stats::default()
+/// Fills what [`usage`] reports but the limit; returns `memory.stat` when the cgroup has a
+/// memory usage (the rest of the memory figures are read only then).
+fn fill_usage(
+    cg: &CgroupPath,
+    dir: &Path,
+    stats: &mut Stats,
+) -> Result<Option<String>, CgroupError> {
+    stats.cpu_usage_ns = cpu_usage_ns(cg, dir)?.unwrap_or(0);
+    let memory_stat = match fs::read_u64_optional(cg, &dir.join("memory.current"))? {
+        Some(usage) => {
+            let memory_stat = fs::read_optional(cg, &dir.join("memory.stat"))?.unwrap_or_default();
+            stats::fill_memory(stats, usage, &memory_stat, &stats::V2_MEMORY_KEYS);
+            Some(memory_stat)
+        }
+        None => None,
     };
+    stats.swap_usage_bytes =
+        fs::read_u64_optional(cg, &dir.join("memory.swap.current"))?.unwrap_or(0);
+    Ok(memory_stat)
+}
+
+pub(crate) fn stats(cg: &CgroupPath, dir: &Path) -> Result<Stats, CgroupError> {
+    let mut stats = Stats::default();
+    let memory_stat = fill_usage(cg, dir, &mut stats)?;
     let cpu_stat = fs::read_optional(cg, &dir.join("cpu.stat"))?.unwrap_or_default();
     stats::fill_cpu_v2(&mut stats, &cpu_stat);
-    if let Some(usage) = fs::read_u64_optional(cg, &dir.join("memory.current"))? {
-        let memory_stat = fs::read_optional(cg, &dir.join("memory.stat"))?.unwrap_or_default();
-        stats::fill_memory(&mut stats, usage, &memory_stat, &stats::V2_MEMORY_KEYS);
+    if let Some(memory_stat) = memory_stat {
         stats.memory_kernel_bytes = stats::flat_keyed(&memory_stat, "kernel").unwrap_or(0);
         stats.memory_max_usage_bytes =
             fs::read_u64_optional(cg, &dir.join("memory.peak"))?.unwrap_or(0);
     }
-    stats.swap_usage_bytes =
-        fs::read_u64_optional(cg, &dir.join("memory.swap.current"))?.unwrap_or(0);
     let limit = |name: &str| fs::read_limit(cg, &dir.join(name));
     stats.limits = stats::Limits {
         memory_bytes: limit("memory.max")?,
