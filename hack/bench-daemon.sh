@@ -18,7 +18,7 @@ root_dir = "$work/root"
 state_dir = "$work/state"
 socket = "$sock"
 [log]
-level = "warn"
+level = "${BENCH_LOG_LEVEL:-warn}"
 [cni]
 conf_dir = "$PWD/hack/cni"
 bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]

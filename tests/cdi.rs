@@ -75,7 +75,6 @@ fn blank() -> Built {
             gid: 0,
             groups: Vec::new(),
         },
-        pid_mode: ferrocri::monitor::protocol::PidMode::Pod,
     }
 }
 
@@ -582,8 +581,13 @@ async fn cdi_devices_reach_the_container_and_their_hooks_run_where_they_belong()
         .insert("cdi.k8s.io/test".into(), "ferrocri.test/fake=ctl".into());
     let id = create(&env, &mut rt, &pod_id, &pod, config.clone()).await;
 
+    // The process is made by StartContainer (as containerd runs `runc create` there): no
+    // hook has run yet.
+    assert_eq!(entries(&out), Vec::<String>::new());
+    start(&env, &mut rt, &id).await;
+
     // createRuntime: the host's namespaces; createContainer: the container's (pod network,
-    // its own mount namespace). Both before StartContainer; poststart not yet.
+    // its own mount namespace). Both before the process started.
     let runtime_state = read_json(&out.join("create-runtime.json"));
     let container_state = read_json(&out.join("create-container.json"));
     assert_eq!(runtime_state["status"], "creating");
@@ -605,7 +609,6 @@ async fn cdi_devices_reach_the_container_and_their_hooks_run_where_they_belong()
         read_trimmed(&out.join("create-container.mntns")),
         host_ns("mnt")
     );
-    assert!(!out.join("poststart.json").exists());
     // The bundle holds a config.json naming the rootfs, for hooks that read it.
     let bundle = PathBuf::from(container_state["bundle"].as_str().unwrap());
     let bundle_config = read_json(&bundle.join("config.json"));
@@ -617,7 +620,6 @@ async fn cdi_devices_reach_the_container_and_their_hooks_run_where_they_belong()
         "{bundle_config}"
     );
 
-    start(&env, &mut rt, &id).await;
     let (_, info) = container_status(&mut rt, &id).await;
     let pid = info["pid"].as_i64().expect("pid");
     // createRuntime got the container's host pid; poststart ran before StartContainer

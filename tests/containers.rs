@@ -488,6 +488,8 @@ async fn container_lifecycle_status_logs_and_exec() {
         busybox_config("other", &["true"], true),
     )
     .await;
+    // Its log file is made when it starts (as with containerd).
+    start(&env, &mut rt, &other).await;
     let other_log = PathBuf::from(container_status(&mut rt, &other).await.0.log_path);
     assert!(
         eventually(Duration::from_secs(5), || other_log.exists()).await,

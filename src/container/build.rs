@@ -74,7 +74,6 @@ pub struct Built {
     /// The devices cgroup allowlist, written before the process joins the cgroup.
     pub device_rules: Vec<DeviceRule>,
     pub identity: Identity,
-    pub pid_mode: PidMode,
 }
 
 pub fn build(
@@ -176,12 +175,10 @@ pub fn build(
         userns: sandbox.userns_pin(),
         hooks: Default::default(),
     };
-    let pid_mode = pid_mode(&security, sandbox);
     Ok(Built {
         spec,
         device_rules: crate::cgroup::devices::container_rules(privileged, &requested_rules),
         identity,
-        pid_mode,
     })
 }
 
@@ -281,6 +278,16 @@ fn namespaces(sandbox: &SandboxRecord, privileged: bool) -> crate::executor::spe
         // host's, as containerd gives them (for nested runtimes; the cgroup v2 KEP).
         cgroup: if privileged { Ns::Host } else { Ns::New },
     }
+}
+
+/// The PID namespace a container's process is made in (StartContainer asks the monitor for
+/// it); a TARGET's pid is left 0 for the caller to fill in.
+pub fn pid_mode_of(config: &ContainerConfig, sandbox: &SandboxRecord) -> PidMode {
+    let security = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref());
+    pid_mode(security.unwrap_or(&Default::default()), sandbox)
 }
 
 fn pid_mode(security: &LinuxContainerSecurityContext, sandbox: &SandboxRecord) -> PidMode {

@@ -89,6 +89,8 @@ pub struct Containers {
     /// A container's state changes and their events, one at a time per container, so that
     /// subscribers see each container's events in the order of its states.
     transitions: KeyedLocks,
+    /// StartContainer, one at a time per container.
+    starting: KeyedLocks,
     /// None when inotify is not available: exits are then found by lists and status calls.
     exit_watch: Option<ExitWatch>,
     /// Pods whose CONTAINER_STOPPED_EVENT went out (a stop and the pause's exit both report
@@ -123,6 +125,7 @@ impl Containers {
             exits_read: Default::default(),
             events: EventHub::new(event_buffer),
             transitions: KeyedLocks::default(),
+            starting: KeyedLocks::default(),
             exit_watch,
             pods_stopped: Default::default(),
             cdi_dirs,
@@ -393,47 +396,35 @@ impl Containers {
             self.discard(&sandbox, &record).await;
             return Err(failed("writing the CDI hooks")(e.to_string()));
         }
-        let pid_mode = match built.pid_mode {
-            protocol::PidMode::Target { .. } => {
-                let pid = match self.target_pid(&config, &sandbox).await {
-                    Ok(pid) => pid,
-                    Err(e) => {
-                        self.discard(&sandbox, &record).await;
-                        return Err(e);
-                    }
-                };
-                protocol::PidMode::Target { pid }
-            }
-            other => other,
-        };
-        match self
-            .prepare(
-                &sandbox,
-                &record,
-                &spec,
-                &built.device_rules,
-                pid_mode,
-                &config,
-            )
+        // A TARGET must be a running container of this pod now; StartContainer looks it up
+        // again, as that is when the process joins it.
+        if let protocol::PidMode::Target { .. } = build::pid_mode_of(&config, &sandbox)
+            && let Err(e) = self.target_pid(&config, &sandbox).await
+        {
+            self.discard(&sandbox, &record).await;
+            return Err(e);
+        }
+        if let Err(e) = self
+            .prepare(&sandbox, &record, &spec, &built.device_rules, &config)
             .await
         {
-            Ok(pid) => {
-                record.pid = pid;
-                record.state = State::Created;
-                self.records
-                    .update(record.clone())
-                    .instrument(tracing::debug_span!("create.store_update"))
-                    .await?;
-                self.publish(ContainerEventType::ContainerCreatedEvent, &id, &sandbox.id)
-                    .await;
-                tracing::info!(container = %id, pod = %sandbox.id, "container created");
-                Ok(id)
-            }
-            Err(e) => {
-                self.discard(&sandbox, &record).await;
-                Err(e)
-            }
+            self.discard(&sandbox, &record).await;
+            return Err(e);
         }
+        record.state = State::Created;
+        if let Err(e) = self
+            .records
+            .update(record.clone())
+            .instrument(tracing::debug_span!("create.store_update"))
+            .await
+        {
+            self.discard(&sandbox, &record).await;
+            return Err(e.into());
+        }
+        self.publish(ContainerEventType::ContainerCreatedEvent, &id, &sandbox.id)
+            .await;
+        tracing::info!(container = %id, pod = %sandbox.id, "container created");
+        Ok(id)
     }
 
     /// The pid of the running container a TARGET PID namespace option names (same pod).
@@ -470,17 +461,18 @@ impl Containers {
         Ok(target.pid)
     }
 
-    /// Folders, cgroup with limits and device rules (before any process is in it), the spec
-    /// file, and the process waiting in the monitor.
+    /// Folders, cgroup with limits and device rules (before any process is in it) and the
+    /// spec file. The process is made by StartContainer (`spawn`), as containerd makes its
+    /// task there: CreateContainer answers without waiting for a fork, an exec and the
+    /// executor's mounts.
     async fn prepare(
         &self,
         sandbox: &SandboxRecord,
         record: &ContainerRecord,
         spec: &crate::executor::spec::ContainerSpec,
         device_rules: &[crate::cgroup::DeviceRule],
-        pid_mode: protocol::PidMode,
         config: &ContainerConfig,
-    ) -> Result<i32, ContainerError> {
+    ) -> Result<(), ContainerError> {
         let folders = tracing::debug_span!("create.folders").entered();
         for d in [
             &spec.rootfs.upper_dir,
@@ -518,26 +510,44 @@ impl Containers {
             .map_err(|e| failed("creating the container cgroup")(e.to_string()))?;
         }
         let spec_span = tracing::debug_span!("create.spec_file").entered();
-        let monitor_dir = monitor_layout::container_dir(&sandbox.dir, &record.id);
-        std::fs::create_dir_all(&monitor_dir)
-            .map_err(|e| failed("writing the spec")(e.to_string()))?;
-        let spec_path = monitor_dir.join("spec.json");
+        let spec_path = spec_file(sandbox, &record.id);
+        if let Some(monitor_dir) = spec_path.parent() {
+            std::fs::create_dir_all(monitor_dir)
+                .map_err(|e| failed("writing the spec")(e.to_string()))?;
+        }
         let json =
             serde_json::to_vec(spec).map_err(|e| failed("writing the spec")(e.to_string()))?;
         std::fs::write(&spec_path, json).map_err(|e| failed("writing the spec")(e.to_string()))?;
         drop(spec_span);
+        Ok(())
+    }
+
+    /// Has the monitor make the container's process, set up and waiting to exec: the
+    /// executor's namespaces, mounts, pivot_root and limits, as `runc create` does.
+    async fn spawn(
+        &self,
+        sandbox: &SandboxRecord,
+        record: &ContainerRecord,
+    ) -> Result<i32, ContainerError> {
+        let config = &record.config.0;
+        let pid_mode = match build::pid_mode_of(config, sandbox) {
+            protocol::PidMode::Target { .. } => protocol::PidMode::Target {
+                pid: self.target_pid(config, sandbox).await?,
+            },
+            other => other,
+        };
         let request = CreateRequest {
             id: record.id.clone(),
-            spec: spec_path,
+            spec: spec_file(sandbox, &record.id),
             log_path: record.log_path.clone(),
-            tty: spec.tty,
+            tty: config.tty,
             pid_mode,
             stdin: config.stdin,
             stdin_once: config.stdin_once,
         };
         monitor(sandbox)
             .create(request)
-            .instrument(tracing::debug_span!("create.monitor"))
+            .instrument(tracing::debug_span!("start.monitor_create"))
             .await
             .map_err(talking)
     }
@@ -583,6 +593,10 @@ impl Containers {
 
     /// StartContainer: the waiting process execs its command.
     pub async fn start(&self, id: &str) -> Result<(), ContainerError> {
+        let record = self.get(id).await?;
+        let sandbox = self.sandbox_of(&record).await?;
+        // One start at a time per container; a second finds it no longer created.
+        let _one_start = self.starting.lock(&record.id).await;
         let mut record = self.get(id).await?;
         if record.state != State::Created {
             return Err(ContainerError::Precondition(format!(
@@ -590,8 +604,18 @@ impl Containers {
                 record.id, record.state
             )));
         }
-        let sandbox = self.sandbox_of(&record).await?;
-        match monitor(&sandbox).start(&record.id).await.map_err(talking) {
+        let started = match self.spawn(&sandbox, &record).await {
+            Ok(pid) => {
+                record.pid = pid;
+                monitor(&sandbox)
+                    .start(&record.id)
+                    .instrument(tracing::debug_span!("start.monitor_start"))
+                    .await
+                    .map_err(talking)
+            }
+            Err(e) => Err(e),
+        };
+        match started {
             Ok(_) => {
                 record.state = State::Running;
                 record.started_at = now_nanos();
@@ -617,7 +641,8 @@ impl Containers {
                 Ok(())
             }
             Err(e) => {
-                // The exec failed: the container is over, with the reason kept for status.
+                // No process, or it could not exec: the container is over, with the reason
+                // kept for status.
                 record.state = State::Exited;
                 record.finished_at = now_nanos();
                 record.exit_code = 128;
@@ -1212,6 +1237,11 @@ fn poststop(record: &ContainerRecord) {
         let (id, pid) = (record.id.clone(), record.pid);
         tokio::task::spawn_blocking(move || hooks.run("poststop", &id, pid));
     }
+}
+
+/// Where the daemon writes a container's executor spec for the monitor to read.
+fn spec_file(sandbox: &SandboxRecord, id: &str) -> PathBuf {
+    monitor_layout::container_dir(&sandbox.dir, id).join("spec.json")
 }
 
 /// The monitor of the container's pod.
