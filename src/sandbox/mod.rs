@@ -2,6 +2,8 @@
 //! share, held by the pod's monitor and its built-in pause process.
 
 pub mod container_logs;
+pub mod edges;
+pub mod error;
 pub mod files;
 pub mod record;
 pub mod resources;

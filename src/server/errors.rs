@@ -5,7 +5,7 @@ use tonic::Status;
 use crate::container::service::ContainerError;
 use crate::image::error::ImageError;
 use crate::image::registry::Failure;
-use crate::sandbox::service::SandboxError;
+use crate::sandbox::error::{ErrorKind, SandboxError};
 use crate::store::StoreError;
 
 /// The answer of an RPC ferrocri does not serve (yet): names the RPC and why.
@@ -110,15 +110,14 @@ impl From<ImageError> for Status {
 impl From<SandboxError> for Status {
     fn from(e: SandboxError) -> Status {
         let message = e.to_string();
-        match e.root() {
-            SandboxError::Invalid { .. } => Status::invalid_argument(message),
-            SandboxError::NotFound(_) => Status::not_found(message),
-            SandboxError::NameInUse { .. } => Status::already_exists(message),
-            SandboxError::NotReady(_) => Status::failed_precondition(message),
-            SandboxError::Step { .. }
-            | SandboxError::Failed { .. }
-            | SandboxError::Store(_)
-            | SandboxError::Shared(_) => internal_or_full(e.root(), message),
+        match e.kind() {
+            ErrorKind::InvalidArgument => Status::invalid_argument(message),
+            ErrorKind::NotFound => Status::not_found(message),
+            ErrorKind::AlreadyExists => Status::already_exists(message),
+            ErrorKind::FailedPrecondition => Status::failed_precondition(message),
+            ErrorKind::ResourceExhausted => Status::resource_exhausted(message),
+            ErrorKind::Unavailable => Status::unavailable(message),
+            ErrorKind::Internal => internal_or_full(e.root(), message),
         }
     }
 }
