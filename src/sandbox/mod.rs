@@ -11,3 +11,8 @@ pub mod service;
 pub mod shm;
 pub mod stats;
 pub mod status;
+
+#[cfg(test)]
+mod fakes;
+#[cfg(test)]
+mod tests;

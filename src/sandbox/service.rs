@@ -110,12 +110,18 @@ impl Sandboxes {
                 },
                 other => other.into(),
             })?;
-        match self.build(&mut record).await {
+        let built = match self.build(&mut record).await {
             Ok(()) => {
                 record.state = SandboxState::Ready;
+                // A pod whose Ready state cannot be saved is undone like any failed step.
                 self.save(&record)
                     .instrument(tracing::debug_span!("runp.store_ready"))
-                    .await?;
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match built {
+            Ok(()) => {
                 tracing::info!(pod = %id, name = %key, ip = %record.ip, "pod sandbox ready");
                 Ok(id)
             }
