@@ -2,6 +2,7 @@
 
 use tonic::Status;
 
+use crate::container::pods::PodError;
 use crate::container::service::ContainerError;
 use crate::image::error::ImageError;
 use crate::image::registry::Failure;
@@ -118,6 +119,15 @@ impl From<SandboxError> for Status {
             ErrorKind::ResourceExhausted => Status::resource_exhausted(message),
             ErrorKind::Unavailable => Status::unavailable(message),
             ErrorKind::Internal => internal_or_full(e.root(), message),
+        }
+    }
+}
+
+impl From<PodError> for Status {
+    fn from(e: PodError) -> Status {
+        match e {
+            PodError::Sandbox(e) => e.into(),
+            PodError::Container(e) => e.into(),
         }
     }
 }
