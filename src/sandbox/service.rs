@@ -146,39 +146,7 @@ impl Sandboxes {
         let network = if record.host_network() {
             None
         } else {
-            let pin = record.dir.join("ns").join("net");
-            std::fs::create_dir_all(record.dir.join("ns"))
-                .map_err(step("creating the network namespace"))?;
-            match (record.userns_mappings(), record.userns_pin()) {
-                (Some(mappings), Some(user_pin)) => {
-                    record.netns = Some(pin.clone());
-                    let started = std::time::Instant::now();
-                    let host = self.edges.host.clone();
-                    tokio::task::spawn_blocking(move || {
-                        host.create_userns(&mappings, &user_pin, &pin)
-                    })
-                    .await
-                    .map_err(StepError::from)
-                    .and_then(|r| r.map_err(StepError::from))
-                    .map_err(step("creating the user and network namespaces"))?;
-                    tracing::debug!(pod = %record.id, ms = started.elapsed().as_secs_f64() * 1000.0, "user namespace made");
-                }
-                _ => {
-                    let _span = tracing::debug_span!("runp.netns").entered();
-                    self.edges
-                        .host
-                        .create_netns(&pin)
-                        .map_err(step("creating the network namespace"))?;
-                    record.netns = Some(pin);
-                }
-            }
-            let network = self
-                .edges
-                .network
-                .ready()
-                .map_err(step("finding the CNI network"))?;
-            record.network = network.name.clone();
-            Some(network)
+            Some(self.join_network(record).await?)
         };
         let parent = config
             .linux
@@ -231,6 +199,42 @@ impl Sandboxes {
         .map_err(step("writing resolv.conf, hosts and hostname"))
         // The caller saves the addresses with the Ready state: one commit (and fsync) less; a
         // crash before it leaves a Creating record, which recovery undoes.
+    }
+
+    /// The pod's network namespace (owned by its user namespace when it has one), and the
+    /// CNI network it will join.
+    async fn join_network(&self, record: &mut SandboxRecord) -> Result<NetworkList, SandboxError> {
+        let pin = record.dir.join("ns").join("net");
+        std::fs::create_dir_all(record.dir.join("ns"))
+            .map_err(step("creating the network namespace"))?;
+        match (record.userns_mappings(), record.userns_pin()) {
+            (Some(mappings), Some(user_pin)) => {
+                record.netns = Some(pin.clone());
+                let started = std::time::Instant::now();
+                let host = self.edges.host.clone();
+                tokio::task::spawn_blocking(move || host.create_userns(&mappings, &user_pin, &pin))
+                    .await
+                    .map_err(StepError::from)
+                    .and_then(|r| r.map_err(StepError::from))
+                    .map_err(step("creating the user and network namespaces"))?;
+                tracing::debug!(pod = %record.id, ms = started.elapsed().as_secs_f64() * 1000.0, "user namespace made");
+            }
+            _ => {
+                let _span = tracing::debug_span!("runp.netns").entered();
+                self.edges
+                    .host
+                    .create_netns(&pin)
+                    .map_err(step("creating the network namespace"))?;
+                record.netns = Some(pin);
+            }
+        }
+        let network = self
+            .edges
+            .network
+            .ready()
+            .map_err(step("finding the CNI network"))?;
+        record.network = network.name.clone();
+        Ok(network)
     }
 
     /// The pod cgroup, its /dev/shm, and the monitor with the pause.
@@ -337,9 +341,8 @@ impl Sandboxes {
     /// Stops the pod's processes and releases its network, shm and cgroup. Every step is
     /// idempotent and runs even when an earlier one failed; failures are logged. Stopping the
     /// processes and detaching the network run side by side: the netns pin keeps the
-    /// namespace for CNI DEL whether or not the pause still lives.
-    /// Stops the pod's processes and takes it off its network; returns whether the network
-    /// is detached (so a later teardown need not run CNI DEL again).
+    /// namespace for CNI DEL whether or not the pause still lives. Returns whether the
+    /// network is detached (so a later teardown need not run CNI DEL again).
     async fn teardown(&self, record: &SandboxRecord) -> bool {
         let started = std::time::Instant::now();
         let done = |what: &str| {
