@@ -179,6 +179,48 @@ async fn host_network_pod_has_no_netns_and_no_cni() {
     assert_eq!(hostname, "fake-host\n");
 }
 
+#[tokio::test]
+async fn user_namespace_pod_pins_both_namespaces_and_remove_unpins_them() {
+    use crate::cri::v1::{IdMapping, NamespaceMode, NamespaceOption, UserNamespace};
+    let h = Harness::new();
+    let mut config = pod("userns");
+    let mapping = vec![IdMapping {
+        host_id: 100_000,
+        container_id: 0,
+        length: 65_536,
+    }];
+    let linux = config.linux.get_or_insert_with(Default::default);
+    let security = linux.security_context.get_or_insert_with(Default::default);
+    security.namespace_options = Some(NamespaceOption {
+        userns_options: Some(UserNamespace {
+            mode: NamespaceMode::Pod as i32,
+            uids: mapping.clone(),
+            gids: mapping,
+        }),
+        ..Default::default()
+    });
+    let id = h
+        .sandboxes
+        .run(config, String::new())
+        .await
+        .expect("created");
+    let mut expected = CREATE_CALLS.to_vec();
+    expected[0] = "userns.create";
+    assert_eq!(h.fakes.take_calls(), expected);
+    let dir = h.record(&id).await.expect("a record").dir;
+    let live = h.fakes.live();
+    assert!(
+        live.contains(&format!("netns {}", dir.join("ns/user").display())),
+        "{live:?}"
+    );
+    assert!(
+        live.contains(&format!("netns {}", dir.join("ns/net").display())),
+        "{live:?}"
+    );
+    h.sandboxes.remove(&id).await.expect("removed");
+    assert_eq!(h.fakes.live(), BTreeSet::new());
+}
+
 /// Fails creation at `step` and checks that nothing is left: no record, no pod folder,
 /// nothing on the fake host; returns the error and the calls after the failing one.
 async fn fail_creation_at(step: &'static str) -> (SandboxError, Vec<&'static str>) {

@@ -149,3 +149,82 @@ impl From<ContainerError> for Status {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tonic::Code;
+
+    use super::*;
+    use crate::cni::invoke::{CniError, Command};
+    use crate::sandbox::error::StepError;
+
+    fn step(source: StepError) -> SandboxError {
+        SandboxError::Step {
+            step: "testing",
+            source,
+        }
+    }
+
+    fn cni_timeout() -> StepError {
+        StepError::Cni(CniError::Timeout {
+            network: "net".into(),
+            plugin: "bridge".into(),
+            command: Command::Add,
+            timeout: std::time::Duration::from_secs(1),
+        })
+    }
+
+    #[test]
+    fn sandbox_errors_get_the_code_of_their_kind() {
+        let io = |errno| StepError::Io(std::io::Error::from_raw_os_error(errno));
+        let cases = [
+            (SandboxError::NotFound("p".into()), Code::NotFound),
+            (
+                SandboxError::NameInUse {
+                    name: "n".into(),
+                    existing: "p".into(),
+                },
+                Code::AlreadyExists,
+            ),
+            (SandboxError::NotReady("p".into()), Code::FailedPrecondition),
+            (
+                step(StepError::NetworkNotReady(
+                    crate::cni::config::NotReady::NoConfig("/etc/cni/net.d".into()),
+                )),
+                Code::FailedPrecondition,
+            ),
+            (step(cni_timeout()), Code::Unavailable),
+            (
+                SandboxError::Shared(Arc::new(step(cni_timeout()))),
+                Code::Unavailable,
+            ),
+            (
+                step(StepError::Cgroup(
+                    crate::cgroup::CgroupError::InvalidValue {
+                        path: "/p".into(),
+                        setting: "cpu.shares".into(),
+                        value: "0".into(),
+                        reason: "too small",
+                    },
+                )),
+                Code::InvalidArgument,
+            ),
+            (step(io(libc::ENOSPC)), Code::ResourceExhausted),
+            (step(io(libc::EPERM)), Code::Internal),
+            (
+                step(StepError::Monitor(
+                    crate::monitor::client::MonitorError::Start("gone".into()),
+                )),
+                Code::Internal,
+            ),
+        ];
+        for (error, code) in cases {
+            let text = error.to_string();
+            let status = Status::from(error);
+            assert_eq!(status.code(), code, "{text}");
+            assert_eq!(status.message(), text);
+        }
+    }
+}
