@@ -55,7 +55,11 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<()> {
             "cannot write the default CNI network; pods wait until one is configured"
         ),
     }
-    let sandboxes = Arc::new(Sandboxes::new(&config, store.clone()));
+    let sandboxes = Arc::new(Sandboxes::new(
+        &config,
+        store.clone(),
+        crate::sandbox::edges::Edges::real(&config),
+    ));
     sandboxes
         .recover()
         .await

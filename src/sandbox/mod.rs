@@ -2,6 +2,8 @@
 //! share, held by the pod's monitor and its built-in pause process.
 
 pub mod container_logs;
+pub mod edges;
+pub mod error;
 pub mod files;
 pub mod record;
 pub mod resources;
@@ -9,3 +11,8 @@ pub mod service;
 pub mod shm;
 pub mod stats;
 pub mod status;
+
+#[cfg(test)]
+mod fakes;
+#[cfg(test)]
+mod tests;

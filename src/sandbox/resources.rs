@@ -4,6 +4,7 @@
 //! kept in the sandbox's config so that they survive a daemon restart. The values were
 //! checked by `validate::resources`.
 
+use super::error::StepError;
 use super::record::SandboxState;
 use super::service::{SandboxError, Sandboxes};
 use crate::cgroup::CgroupError;
@@ -29,7 +30,7 @@ impl Sandboxes {
         if record.state != SandboxState::Ready {
             return Err(SandboxError::NotReady(record.id));
         }
-        if let (Some(cgroups), Some(limits)) = (self.cgroups(), &resources)
+        if let (Some(cgroups), Some(limits)) = (self.cgroup_driver(), &resources)
             && !record.cgroup.is_empty()
         {
             let limits = crate::cgroup::Resources::from_cri(Some(limits));
@@ -38,7 +39,7 @@ impl Sandboxes {
                 .await
                 .map_err(|e| SandboxError::Failed {
                     step: "updating the pod cgroup",
-                    message: e.to_string(),
+                    source: StepError::from(e),
                 })?;
             match applied {
                 Ok(()) => {}
@@ -64,7 +65,7 @@ impl Sandboxes {
                 Err(other) => {
                     return Err(SandboxError::Failed {
                         step: "updating the pod cgroup",
-                        message: other.to_string(),
+                        source: other.into(),
                     });
                 }
             }

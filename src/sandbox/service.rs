@@ -7,94 +7,42 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
+use super::edges::Edges;
+use super::error::{StepError, step};
+use super::files;
 use super::record::{SandboxRecord, SandboxState, name_key};
-use super::{files, shm};
 use crate::cgroup::Cgroups;
-use crate::cni::config::{self as cni_config, NetworkList};
-use crate::cni::invoke::{Attachment, Cni, PortMapping};
+use crate::cni::config::{NetworkList, NotReady};
+use crate::cni::invoke::{Attachment, PortMapping};
 use crate::config::Config;
 use crate::cri::stored::Stored;
 use crate::cri::v1::{NamespaceMode, PodSandboxConfig, Protocol};
 use crate::ids::{new_id, now_nanos};
 use crate::inflight::Inflight;
-use crate::monitor::{self, client as monitor_client, protocol::PodSpec};
-use crate::netns;
+use crate::monitor::{client as monitor_client, protocol::PodSpec};
 use crate::store::{Store, StoreError, Table};
+
+pub use super::error::SandboxError;
 
 /// The cgroup parent of pods whose config names none (critest's cgroupfs case).
 const DEFAULT_CGROUP_PARENT: &str = "/ferrocri";
 const POD_IFNAME: &str = "eth0";
 
-#[derive(Debug, thiserror::Error)]
-pub enum SandboxError {
-    #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
-    #[error("pod sandbox {0} not found")]
-    NotFound(String),
-    #[error("pod sandbox name {name:?} is already used by sandbox {existing}")]
-    NameInUse { name: String, existing: String },
-    #[error("pod sandbox {0} is not ready")]
-    NotReady(String),
-    #[error("RunPodSandbox failed while {step}: {message}")]
-    Step { step: &'static str, message: String },
-    #[error("{step}: {message}")]
-    Failed { step: &'static str, message: String },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The same failure, reported to every caller of one creation.
-    #[error("{0}")]
-    Shared(Arc<SandboxError>),
-}
-
-impl From<Arc<SandboxError>> for SandboxError {
-    fn from(e: Arc<SandboxError>) -> Self {
-        SandboxError::Shared(e)
-    }
-}
-
-impl SandboxError {
-    pub fn root(&self) -> &SandboxError {
-        match self {
-            SandboxError::Shared(inner) => inner.root(),
-            other => other,
-        }
-    }
-}
-
-fn step(step: &'static str) -> impl FnOnce(String) -> SandboxError {
-    move |message| SandboxError::Step { step, message }
-}
-
 pub struct Sandboxes {
     store: Store,
     state_dir: PathBuf,
-    cni_conf_dir: PathBuf,
-    cni: Cni,
-    cgroups: Option<Arc<Cgroups>>,
+    edges: Edges,
     creating: Inflight<String, String, SandboxError>,
 }
 
 impl Sandboxes {
-    pub fn new(config: &Config, store: Store) -> Sandboxes {
-        let cgroups = match Cgroups::detect() {
-            Ok(c) => Some(Arc::new(c)),
-            Err(e) => {
-                tracing::warn!(error = %e, "no usable cgroup filesystem: pods run without cgroups");
-                None
-            }
-        };
+    /// The pod service over `store`, reaching the host through `edges` ([`Edges::real`] in
+    /// the daemon, fakes in unit tests).
+    pub fn new(config: &Config, store: Store, edges: Edges) -> Sandboxes {
         Sandboxes {
             store,
             state_dir: config.state_dir.clone(),
-            cni_conf_dir: config.cni.conf_dir.clone(),
-            cni: Cni::new(
-                config.cni.bin_dirs.clone(),
-                config.root_dir.join("cni").join("results"),
-            ),
-            cgroups,
+            edges,
             creating: Inflight::default(),
         }
     }
@@ -119,7 +67,10 @@ impl Sandboxes {
             .run_detached(
                 key,
                 move || async move { this.create(config, runtime_handler, work_key).await },
-                step("running"),
+                |message| SandboxError::Step {
+                    step: "running",
+                    source: StepError::Task(message),
+                },
             )
             .await
             .map_err(SandboxError::from)
@@ -159,12 +110,18 @@ impl Sandboxes {
                 },
                 other => other.into(),
             })?;
-        match self.build(&mut record).await {
+        let built = match self.build(&mut record).await {
             Ok(()) => {
                 record.state = SandboxState::Ready;
+                // A pod whose Ready state cannot be saved is undone like any failed step.
                 self.save(&record)
                     .instrument(tracing::debug_span!("runp.store_ready"))
-                    .await?;
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match built {
+            Ok(()) => {
                 tracing::info!(pod = %id, name = %key, ip = %record.ip, "pod sandbox ready");
                 Ok(id)
             }
@@ -185,36 +142,11 @@ impl Sandboxes {
     /// slow part) is attached while the cgroup, /dev/shm and the monitor and pause are set up.
     async fn build(&self, record: &mut SandboxRecord) -> Result<(), SandboxError> {
         let config = record.config.0.clone();
-        std::fs::create_dir_all(&record.dir)
-            .map_err(|e| step("creating the pod folder")(e.to_string()))?;
+        std::fs::create_dir_all(&record.dir).map_err(step("creating the pod folder"))?;
         let network = if record.host_network() {
             None
         } else {
-            let pin = record.dir.join("ns").join("net");
-            std::fs::create_dir_all(record.dir.join("ns"))
-                .map_err(|e| step("creating the network namespace")(e.to_string()))?;
-            match (record.userns_mappings(), record.userns_pin()) {
-                (Some(mappings), Some(user_pin)) => {
-                    record.netns = Some(pin.clone());
-                    let started = std::time::Instant::now();
-                    tokio::task::spawn_blocking(move || create_userns(&mappings, &user_pin, &pin))
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| e.to_string()))
-                        .map_err(step("creating the user and network namespaces"))?;
-                    tracing::debug!(pod = %record.id, ms = started.elapsed().as_secs_f64() * 1000.0, "user namespace made");
-                }
-                _ => {
-                    let _span = tracing::debug_span!("runp.netns").entered();
-                    netns::create(&pin)
-                        .map_err(|e| step("creating the network namespace")(e.to_string()))?;
-                    record.netns = Some(pin);
-                }
-            }
-            let network = cni_config::check_ready(&self.cni_conf_dir, &self.cni.bin_dirs)
-                .map_err(|e| step("finding the CNI network")(e.to_string()))?;
-            record.network = network.name.clone();
-            Some(network)
+            Some(self.join_network(record).await?)
         };
         let parent = config
             .linux
@@ -230,12 +162,13 @@ impl Sandboxes {
         let attach = async {
             match &network {
                 Some(network) => self
-                    .cni
+                    .edges
+                    .network
                     .add(network, &self.attachment(record, &config))
                     .instrument(tracing::debug_span!("runp.cni_add"))
                     .await
                     .map(Some)
-                    .map_err(|e| step("attaching the pod network (CNI ADD)")(e.to_string())),
+                    .map_err(step("attaching the pod network (CNI ADD)")),
                 None => Ok(None),
             }
         };
@@ -253,9 +186,7 @@ impl Sandboxes {
             record.additional_ips = ips.collect();
         }
         let hostname = if record.host_network() {
-            nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default()
+            self.edges.host.hostname()
         } else {
             config.hostname.clone()
         };
@@ -265,9 +196,45 @@ impl Sandboxes {
             &record.ip,
             config.dns_config.as_ref(),
         )
-        .map_err(|e| step("writing resolv.conf, hosts and hostname")(e.to_string()))
+        .map_err(step("writing resolv.conf, hosts and hostname"))
         // The caller saves the addresses with the Ready state: one commit (and fsync) less; a
         // crash before it leaves a Creating record, which recovery undoes.
+    }
+
+    /// The pod's network namespace (owned by its user namespace when it has one), and the
+    /// CNI network it will join.
+    async fn join_network(&self, record: &mut SandboxRecord) -> Result<NetworkList, SandboxError> {
+        let pin = record.dir.join("ns").join("net");
+        std::fs::create_dir_all(record.dir.join("ns"))
+            .map_err(step("creating the network namespace"))?;
+        match (record.userns_mappings(), record.userns_pin()) {
+            (Some(mappings), Some(user_pin)) => {
+                record.netns = Some(pin.clone());
+                let started = std::time::Instant::now();
+                let host = self.edges.host.clone();
+                tokio::task::spawn_blocking(move || host.create_userns(&mappings, &user_pin, &pin))
+                    .await
+                    .map_err(StepError::from)
+                    .and_then(|r| r.map_err(StepError::from))
+                    .map_err(step("creating the user and network namespaces"))?;
+                tracing::debug!(pod = %record.id, ms = started.elapsed().as_secs_f64() * 1000.0, "user namespace made");
+            }
+            _ => {
+                let _span = tracing::debug_span!("runp.netns").entered();
+                self.edges
+                    .host
+                    .create_netns(&pin)
+                    .map_err(step("creating the network namespace"))?;
+                record.netns = Some(pin);
+            }
+        }
+        let network = self
+            .edges
+            .network
+            .ready()
+            .map_err(step("finding the CNI network"))?;
+        record.network = network.name.clone();
+        Ok(network)
     }
 
     /// The pod cgroup, its /dev/shm, and the monitor with the pause.
@@ -276,7 +243,7 @@ impl Sandboxes {
         record: &SandboxRecord,
         config: &PodSandboxConfig,
     ) -> Result<monitor_client::Started, SandboxError> {
-        if let Some(cgroups) = &self.cgroups {
+        if let Some(cgroups) = &self.edges.cgroups {
             // The sandbox's own resources (kubelet sends them as for a container) limit the
             // pause and monitor, as containerd applies them to its sandbox container.
             let resources = crate::cgroup::Resources::from_cri(
@@ -289,11 +256,13 @@ impl Sandboxes {
                 .create(&record.cgroup)
                 .and_then(|()| cgroups.apply(&record.cgroup, &resources))
                 .and_then(|()| cgroups.set_devices(&record.cgroup, &crate::cgroup::DEFAULT_DEVICES))
-                .map_err(|e| step("creating the pod cgroup")(e.to_string()))?;
+                .map_err(step("creating the pod cgroup"))?;
         }
         if record.ipc_mode() != NamespaceMode::Node {
-            shm::mount_shm(&record.dir.join("shm"))
-                .map_err(|e| step("mounting the pod's /dev/shm")(e.to_string()))?;
+            self.edges
+                .host
+                .mount_shm(&record.dir.join("shm"))
+                .map_err(step("mounting the pod's /dev/shm"))?;
         }
         let spec = PodSpec {
             sandbox_id: record.id.clone(),
@@ -315,17 +284,19 @@ impl Sandboxes {
                 })
                 .unwrap_or_default(),
             // Without a cgroup filesystem the monitor stays where it starts.
-            cgroup: if self.cgroups.is_some() {
+            cgroup: if self.edges.cgroups.is_some() {
                 record.cgroup.clone()
             } else {
                 String::new()
             },
             userns: record.userns_pin(),
         };
-        monitor_client::start(&record.dir, &spec)
+        self.edges
+            .monitors
+            .start(&record.dir, &spec)
             .instrument(tracing::debug_span!("runp.monitor"))
             .await
-            .map_err(|e| step("starting the pod monitor")(e.to_string()))
+            .map_err(step("starting the pod monitor"))
     }
 
     fn attachment(&self, record: &SandboxRecord, config: &PodSandboxConfig) -> Attachment {
@@ -370,9 +341,8 @@ impl Sandboxes {
     /// Stops the pod's processes and releases its network, shm and cgroup. Every step is
     /// idempotent and runs even when an earlier one failed; failures are logged. Stopping the
     /// processes and detaching the network run side by side: the netns pin keeps the
-    /// namespace for CNI DEL whether or not the pause still lives.
-    /// Stops the pod's processes and takes it off its network; returns whether the network
-    /// is detached (so a later teardown need not run CNI DEL again).
+    /// namespace for CNI DEL whether or not the pause still lives. Returns whether the
+    /// network is detached (so a later teardown need not run CNI DEL again).
     async fn teardown(&self, record: &SandboxRecord) -> bool {
         let started = std::time::Instant::now();
         let done = |what: &str| {
@@ -390,14 +360,15 @@ impl Sandboxes {
         };
         let ((), detached) = tokio::join!(processes, network);
         let id = &record.id;
-        if let Some(Err(e)) = record.netns.as_ref().map(|pin| netns::remove(pin)) {
+        let host = &self.edges.host;
+        if let Some(Err(e)) = record.netns.as_ref().map(|pin| host.remove_pin(pin)) {
             tracing::warn!(pod = %id, error = %e, "cannot remove the network namespace");
         }
-        monitor::layout::unpin_namespaces(&record.dir);
-        if let Err(e) = netns::remove(&record.dir.join("ns").join("user")) {
+        host.unpin_monitor_namespaces(&record.dir);
+        if let Err(e) = host.remove_pin(&record.dir.join("ns").join("user")) {
             tracing::warn!(pod = %id, error = %e, "cannot remove the user namespace pin");
         }
-        if let Err(e) = shm::unmount_shm(&record.dir.join("shm")) {
+        if let Err(e) = host.unmount_shm(&record.dir.join("shm")) {
             tracing::warn!(pod = %id, error = %e, "cannot unmount the pod's /dev/shm");
         }
         tracing::debug!(pod = %id, ms = started.elapsed().as_secs_f64() * 1000.0, "pod torn down");
@@ -406,12 +377,17 @@ impl Sandboxes {
 
     async fn stop_processes(&self, record: &SandboxRecord) {
         let id = record.id.clone();
-        if let Err(e) = monitor_client::PodMonitor::of(&record.dir).shutdown().await {
+        if let Err(e) = self.edges.monitors.of(&record.dir).shutdown().await {
             tracing::warn!(pod = %id, error = %e, "pod monitor did not shut down cleanly");
         }
         // Whatever the monitor could not stop (or a monitor that died) goes now. Cgroup work
         // blocks (it waits for processes to die), so it runs on the blocking pool.
-        let cgroups = self.cgroups.clone().filter(|_| !record.cgroup.is_empty());
+        let cgroups = self
+            .edges
+            .cgroups
+            .clone()
+            .filter(|_| !record.cgroup.is_empty());
+        let host = self.edges.host.clone();
         let record = record.clone();
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(cgroups) = cgroups {
@@ -426,12 +402,7 @@ impl Sandboxes {
                 }
             }
             // A pause that outlived its monitor and has no cgroup to be found by.
-            if record.pause_pid > 0 && process_belongs_to(record.pause_pid, &record) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(record.pause_pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+            host.kill_stray_pause(&record);
         })
         .await;
     }
@@ -441,7 +412,7 @@ impl Sandboxes {
             return true;
         }
         let attachment = self.attachment(record, &record.config.0);
-        match self.cni.del(&record.network, &attachment).await {
+        match self.edges.network.del(&record.network, &attachment).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(pod = %record.id, error = %e, "CNI DEL failed");
@@ -523,11 +494,7 @@ impl Sandboxes {
                         .await?;
                 }
                 SandboxState::Ready => {
-                    if monitor_client::PodMonitor::of(&record.dir)
-                        .status()
-                        .await
-                        .is_err()
-                    {
+                    if self.edges.monitors.of(&record.dir).status().await.is_err() {
                         tracing::warn!(pod = %record.id, "pod monitor is gone; stopping the pod");
                         self.stop(&record.id).await?;
                     }
@@ -543,53 +510,25 @@ impl Sandboxes {
     /// Whether the pod's pause still runs (for PodSandboxStatus).
     pub async fn is_running(&self, record: &SandboxRecord) -> bool {
         record.state == SandboxState::Ready
-            && matches!(monitor_client::PodMonitor::of(&record.dir).status().await, Ok(s) if s.pause_exit.is_none())
+            && matches!(self.edges.monitors.of(&record.dir).status().await, Ok(s) if s.pause_exit.is_none())
     }
 
     /// The cgroup driver, shared with the containers of the pods.
     pub fn cgroups(&self) -> Option<Arc<Cgroups>> {
-        self.cgroups.clone()
+        self.edges.shared_cgroups.clone()
     }
 
     /// Counters of a pod cgroup; None without cgroups or when it cannot be read.
     pub fn cgroup_stats(&self, path: &str) -> Option<crate::cgroup::Stats> {
-        self.cgroups.as_ref()?.stats(path).ok()
+        self.edges.cgroups.as_ref()?.stats(path).ok()
     }
 
-    pub fn network_ready(&self) -> Result<NetworkList, cni_config::NotReady> {
-        cni_config::check_ready(&self.cni_conf_dir, &self.cni.bin_dirs)
+    pub fn network_ready(&self) -> Result<NetworkList, NotReady> {
+        self.edges.network.ready()
     }
-}
 
-/// Whether `pid` still is the pause of this pod and not a reused pid: it is named "pause"
-/// and sits in one of the pod's pinned namespaces (checked before the pins go).
-fn process_belongs_to(pid: i32, record: &SandboxRecord) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let named_pause =
-        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "pause");
-    let pins = [
-        ("ipc", monitor::layout::namespace_pin(&record.dir, "ipc")),
-        ("uts", monitor::layout::namespace_pin(&record.dir, "uts")),
-    ];
-    let net = record.netns.clone().map(|p| ("net", p));
-    named_pause
-        && pins.into_iter().chain(net).any(|(kind, pin)| {
-            let ours = std::fs::metadata(&pin).map(|m| m.ino());
-            let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{kind}")).map(|m| m.ino());
-            matches!((ours, theirs), (Ok(a), Ok(b)) if a == b)
-        })
-}
-
-/// The pod's user namespace (maps written by [`userns::Helper`]) and a network namespace it
-/// owns, both pinned, with `lo` up. Blocking.
-fn create_userns(
-    mappings: &crate::userns::Mappings,
-    user_pin: &std::path::Path,
-    net_pin: &std::path::Path,
-) -> std::io::Result<()> {
-    let helper = crate::userns::Helper::start(&monitor_client::program()?, mappings)?;
-    crate::userns::pin(&helper.ns_path("user"), user_pin)?;
-    crate::userns::pin(&helper.ns_path("net"), net_pin)?;
-    drop(helper);
-    netns::run_in(net_pin, || netns::set_link_up("lo"))?
+    /// The pod cgroup driver (None without cgroups).
+    pub(super) fn cgroup_driver(&self) -> Option<Arc<dyn super::edges::CgroupDriver>> {
+        self.edges.cgroups.clone()
+    }
 }

@@ -8,7 +8,6 @@ use tonic::Status;
 use super::CriServer;
 use super::sandbox::labels_match;
 use crate::container::record::State;
-use crate::container::service::ContainerError;
 use crate::container::status::{cri_state, image_spec, status_message};
 use crate::cri::v1::*;
 use crate::telemetry::record_ids;
@@ -35,26 +34,12 @@ impl CriServer {
 
     pub(super) async fn stop_container(&self, id: &str, timeout: i64) -> Result<(), Status> {
         record_ids("container", id);
-        let _one_at_a_time = self.lock_pod_of(id).await?;
-        Ok(self.containers().stop(id, timeout).await?)
+        Ok(self.pods().stop_container(id, timeout).await?)
     }
 
     pub(super) async fn remove_container(&self, id: &str) -> Result<(), Status> {
         record_ids("container", id);
-        let _one_at_a_time = self.lock_pod_of(id).await?;
-        Ok(self.containers().remove(id).await?)
-    }
-
-    /// The lock of the container's pod (None for an unknown container: nothing to guard).
-    async fn lock_pod_of(
-        &self,
-        id: &str,
-    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>, Status> {
-        match self.containers().status(id).await {
-            Ok(record) => Ok(Some(self.lock_pod(&record.sandbox_id).await)),
-            Err(e) if matches!(e.root(), ContainerError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.pods().remove_container(id).await?)
     }
 
     pub(super) async fn container_status(

@@ -2,10 +2,11 @@
 
 use tonic::Status;
 
+use crate::container::pods::PodError;
 use crate::container::service::ContainerError;
 use crate::image::error::ImageError;
 use crate::image::registry::Failure;
-use crate::sandbox::service::SandboxError;
+use crate::sandbox::error::{ErrorKind, SandboxError};
 use crate::store::StoreError;
 
 /// The answer of an RPC ferrocri does not serve (yet): names the RPC and why.
@@ -110,15 +111,23 @@ impl From<ImageError> for Status {
 impl From<SandboxError> for Status {
     fn from(e: SandboxError) -> Status {
         let message = e.to_string();
-        match e.root() {
-            SandboxError::Invalid { .. } => Status::invalid_argument(message),
-            SandboxError::NotFound(_) => Status::not_found(message),
-            SandboxError::NameInUse { .. } => Status::already_exists(message),
-            SandboxError::NotReady(_) => Status::failed_precondition(message),
-            SandboxError::Step { .. }
-            | SandboxError::Failed { .. }
-            | SandboxError::Store(_)
-            | SandboxError::Shared(_) => internal_or_full(e.root(), message),
+        match e.kind() {
+            ErrorKind::InvalidArgument => Status::invalid_argument(message),
+            ErrorKind::NotFound => Status::not_found(message),
+            ErrorKind::AlreadyExists => Status::already_exists(message),
+            ErrorKind::FailedPrecondition => Status::failed_precondition(message),
+            ErrorKind::ResourceExhausted => Status::resource_exhausted(message),
+            ErrorKind::Unavailable => Status::unavailable(message),
+            ErrorKind::Internal => internal_or_full(e.root(), message),
+        }
+    }
+}
+
+impl From<PodError> for Status {
+    fn from(e: PodError) -> Status {
+        match e {
+            PodError::Sandbox(e) => e.into(),
+            PodError::Container(e) => e.into(),
         }
     }
 }
@@ -137,6 +146,85 @@ impl From<ContainerError> for Status {
             ContainerError::Failed { .. }
             | ContainerError::Store(_)
             | ContainerError::Shared(_) => internal_or_full(e.root(), message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tonic::Code;
+
+    use super::*;
+    use crate::cni::invoke::{CniError, Command};
+    use crate::sandbox::error::StepError;
+
+    fn step(source: StepError) -> SandboxError {
+        SandboxError::Step {
+            step: "testing",
+            source,
+        }
+    }
+
+    fn cni_timeout() -> StepError {
+        StepError::Cni(CniError::Timeout {
+            network: "net".into(),
+            plugin: "bridge".into(),
+            command: Command::Add,
+            timeout: std::time::Duration::from_secs(1),
+        })
+    }
+
+    #[test]
+    fn sandbox_errors_get_the_code_of_their_kind() {
+        let io = |errno| StepError::Io(std::io::Error::from_raw_os_error(errno));
+        let cases = [
+            (SandboxError::NotFound("p".into()), Code::NotFound),
+            (
+                SandboxError::NameInUse {
+                    name: "n".into(),
+                    existing: "p".into(),
+                },
+                Code::AlreadyExists,
+            ),
+            (SandboxError::NotReady("p".into()), Code::FailedPrecondition),
+            (
+                step(StepError::NetworkNotReady(
+                    crate::cni::config::NotReady::NoConfig("/etc/cni/net.d".into()),
+                )),
+                Code::FailedPrecondition,
+            ),
+            (step(cni_timeout()), Code::Unavailable),
+            (
+                SandboxError::Shared(Arc::new(step(cni_timeout()))),
+                Code::Unavailable,
+            ),
+            (
+                step(StepError::Cgroup(
+                    crate::cgroup::CgroupError::InvalidValue {
+                        path: "/p".into(),
+                        setting: "cpu.shares".into(),
+                        value: "0".into(),
+                        reason: "too small",
+                    },
+                )),
+                Code::InvalidArgument,
+            ),
+            (step(io(libc::ENOSPC)), Code::ResourceExhausted),
+            (step(io(libc::EPERM)), Code::Internal),
+            (
+                step(StepError::Monitor(
+                    crate::monitor::client::MonitorError::Start("gone".into()),
+                )),
+                Code::Internal,
+            ),
+        ];
+        for (error, code) in cases {
+            let text = error.to_string();
+            let status = Status::from(error);
+            assert_eq!(status.code(), code, "{text}");
+            assert_eq!(status.message(), text);
         }
     }
 }

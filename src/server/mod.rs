@@ -84,8 +84,8 @@ struct Shared {
     sandboxes: Arc<Sandboxes>,
     containers: Arc<Containers>,
     streaming: Arc<Streaming>,
-    /// Stop and Remove of one pod, and of its containers, run one at a time.
-    pod_locks: crate::keyed_lock::KeyedLocks,
+    /// Operations on a pod and its containers together, under the pod's lock.
+    pods: crate::container::pods::Pods,
 }
 
 impl CriServer {
@@ -102,10 +102,10 @@ impl CriServer {
                 config,
                 store,
                 images,
+                pods: crate::container::pods::Pods::new(sandboxes.clone(), containers.clone()),
                 sandboxes,
                 containers,
                 streaming,
-                pod_locks: Default::default(),
             }),
         }
     }
@@ -114,9 +114,8 @@ impl CriServer {
         &self.inner.containers
     }
 
-    /// Holds off other Stop and Remove calls on the pod `sandbox_id` (a full ID).
-    async fn lock_pod(&self, sandbox_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        self.inner.pod_locks.lock(sandbox_id).await
+    fn pods(&self) -> &crate::container::pods::Pods {
+        &self.inner.pods
     }
 
     fn streaming(&self) -> &Arc<Streaming> {

@@ -18,69 +18,21 @@ impl CriServer {
         request: RunPodSandboxRequest,
     ) -> Result<RunPodSandboxResponse, Status> {
         let config = request.config.unwrap_or_default();
-        let id = self
-            .sandboxes()
-            .run(config, request.runtime_handler)
-            .await?;
+        let id = self.pods().run(config, request.runtime_handler).await?;
         record_ids("pod", &id);
-        if let Some(pod) = self.sandboxes().find(&id).await? {
-            self.containers().watch_pod(&pod);
-            for kind in [
-                ContainerEventType::ContainerCreatedEvent,
-                ContainerEventType::ContainerStartedEvent,
-            ] {
-                self.containers().publish_pod(kind, &pod).await;
-            }
-        }
         Ok(RunPodSandboxResponse { pod_sandbox_id: id })
     }
 
-    /// Stops the pod's containers (kubelet normally has, with their grace periods; what is
-    /// left is killed) and then the pod.
     pub(super) async fn stop_pod_sandbox(&self, id: &str) -> Result<(), Status> {
         record_ids("pod", id);
-        let Some(pod) = self.sandboxes().find(id).await? else {
-            return Ok(());
-        };
-        let _one_at_a_time = self.lock_pod(&pod.id).await;
-        // The containers are killed while the pod comes off its network (CNI DEL is the
-        // slow part); the monitor's shutdown would kill them too, and records each exit.
-        let containers = self.containers().of_sandbox(&pod.id).await?;
-        let stop_containers = futures::future::try_join_all(
-            containers
-                .iter()
-                .map(|container| self.containers().stop(&container.id, 0)),
-        );
-        let (containers, stopped) = tokio::join!(stop_containers, self.sandboxes().stop(&pod.id));
-        containers?;
-        stopped?;
-        if pod.state == SandboxState::Ready
-            && let Some(pod) = self.sandboxes().find(&pod.id).await?
-        {
-            let stopped = ContainerEventType::ContainerStoppedEvent;
-            self.containers().publish_pod(stopped, &pod).await;
-        }
-        Ok(())
+        Ok(self.pods().stop(id).await?)
     }
 
-    /// Removes the pod's containers, then the pod.
     pub(super) async fn remove_pod_sandbox(&self, id: &str) -> Result<(), Status> {
         record_ids("pod", id);
-        let Some(pod) = self.sandboxes().find(id).await? else {
-            return Ok(());
-        };
-        let _one_at_a_time = self.lock_pod(&pod.id).await;
-        for container in self.containers().of_sandbox(&pod.id).await? {
-            self.containers().remove(&container.id).await?;
-        }
-        self.sandboxes().remove(&pod.id).await?;
-        let deleted = ContainerEventType::ContainerDeletedEvent;
-        self.containers().publish_pod(deleted, &pod).await;
-        Ok(())
+        Ok(self.pods().remove(id).await?)
     }
 
-    /// UpdatePodSandboxResources: the request is checked first, then the pod is looked up,
-    /// and its record is rewritten under its lock (so a Stop cannot be undone by it).
     pub(super) async fn update_pod_sandbox_resources(
         &self,
         request: UpdatePodSandboxResourcesRequest,
@@ -91,16 +43,10 @@ impl CriServer {
             resources,
         } = request;
         record_ids("pod", &id);
-        let pod = self
-            .sandboxes()
-            .find(&id)
-            .await?
-            .ok_or_else(|| not_found(&id))?;
-        let _one_at_a_time = self.lock_pod(&pod.id).await;
-        self.sandboxes()
-            .update_resources(&pod.id, overhead, resources)
-            .await?;
-        Ok(())
+        Ok(self
+            .pods()
+            .update_resources(&id, overhead, resources)
+            .await?)
     }
 
     pub(super) async fn pod_sandbox_status(
