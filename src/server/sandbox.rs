@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use tonic::Status;
 
-use super::CriServer;
+use super::{CriServer, errors};
 use crate::cri::v1::*;
 use crate::sandbox::record::{SandboxRecord, SandboxState};
 use crate::sandbox::stats;
@@ -95,7 +95,7 @@ impl CriServer {
             .sandboxes()
             .find(&id)
             .await?
-            .ok_or_else(|| not_found(&id))?;
+            .ok_or_else(|| errors::pod_not_found(&id))?;
         let _one_at_a_time = self.lock_pod(&pod.id).await;
         self.sandboxes()
             .update_resources(&pod.id, overhead, resources)
@@ -112,7 +112,7 @@ impl CriServer {
             .sandboxes()
             .find(&request.pod_sandbox_id)
             .await?
-            .ok_or_else(|| not_found(&request.pod_sandbox_id))?;
+            .ok_or_else(|| errors::pod_not_found(&request.pod_sandbox_id))?;
         let timestamp = crate::ids::now_nanos();
         let ready = self.sandboxes().is_running(&record).await;
         let info = if request.verbose {
@@ -171,7 +171,7 @@ impl CriServer {
             .sandboxes()
             .find(id)
             .await?
-            .ok_or_else(|| not_found(id))?;
+            .ok_or_else(|| errors::pod_not_found(id))?;
         let containers = self.running_containers_by_pod().await?;
         Ok(self.pod_stats_message(&record, &containers))
     }
@@ -211,10 +211,6 @@ impl CriServer {
             .collect();
         stats::pod_stats(self.sandboxes(), record, container_stats)
     }
-}
-
-fn not_found(id: &str) -> Status {
-    Status::not_found(format!("pod sandbox {id:?} not found"))
 }
 
 fn cri_state(record: &SandboxRecord) -> PodSandboxState {
