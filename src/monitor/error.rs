@@ -73,12 +73,14 @@ impl RequestError {
             RequestError::AlreadyStarted(_) | RequestError::NotRunning(_) => {
                 ErrorKind::FailedPrecondition
             }
-            RequestError::BadSignal { .. } | RequestError::Request(_) => ErrorKind::InvalidArgument,
+            RequestError::BadSignal { .. } => ErrorKind::InvalidArgument,
             RequestError::Os { source, .. } => ErrorKind::of_io(source),
             RequestError::Reported(text) => ErrorKind::of_text(text),
-            RequestError::Spec { .. } | RequestError::Cgroup { .. } | RequestError::Timeout(..) => {
-                ErrorKind::Internal
-            }
+            // A request this monitor cannot read came from the daemon: ferrocri's own fault.
+            RequestError::Request(_)
+            | RequestError::Spec { .. }
+            | RequestError::Cgroup { .. }
+            | RequestError::Timeout(..) => ErrorKind::Internal,
         }
     }
 }
