@@ -10,6 +10,7 @@ pub mod cri;
 pub mod cri_metrics;
 pub mod daemon;
 pub mod digest;
+pub mod error_kind;
 pub mod executor;
 #[doc(hidden)]
 pub mod fuzz_entries;

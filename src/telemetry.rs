@@ -101,7 +101,8 @@ where
                 let result = future.await;
                 let elapsed = started.elapsed();
                 let ms = elapsed.as_secs_f64() * 1000.0;
-                let code = match &result {
+                // (code, whether the status came with a message)
+                let (code, said) = match &result {
                     Ok(resp) => {
                         // Unary errors travel as a trailers-only response: the status is in the
                         // headers, its message percent-encoded for the wire; log it decoded.
@@ -109,22 +110,22 @@ where
                             Some(status) if status.code() != tonic::Code::Ok => {
                                 let code = format!("{:?}", status.code());
                                 tracing::info!(ms, code, message = status.message(), "rpc failed");
-                                status
+                                (status.code(), !status.message().is_empty())
                             }
                             _ => {
                                 tracing::debug!(ms, "rpc done");
-                                tonic::Status::ok("")
+                                (tonic::Code::Ok, false)
                             }
                         }
                     }
                     Err(e) => {
                         tracing::warn!(ms, error = %e, "rpc transport error");
-                        tonic::Status::unknown("")
+                        (tonic::Code::Unknown, false)
                     }
                 };
                 crate::prometheus::metrics().record_rpc(
-                    metric_rpc_name(&rpc, &code),
-                    &code_name(code.code()),
+                    metric_rpc_name(&rpc, code, said),
+                    &code_name(code),
                     elapsed,
                 );
                 result
@@ -136,8 +137,8 @@ where
 
 /// The RPC's name as a metric label. A path that names no RPC gets tonic's bare Unimplemented
 /// (ours always say which RPC); those share one label, so clients cannot grow the label set.
-fn metric_rpc_name<'a>(rpc: &'a str, status: &tonic::Status) -> &'a str {
-    if status.code() == tonic::Code::Unimplemented && status.message().is_empty() {
+fn metric_rpc_name(rpc: &str, code: tonic::Code, with_message: bool) -> &str {
+    if code == tonic::Code::Unimplemented && !with_message {
         "unknown"
     } else {
         rpc

@@ -390,6 +390,66 @@ async fn streaming_requests_are_checked_before_a_url_is_handed_out() {
     );
 }
 
+/// ExecSync's errors keep their codes through the typed monitor errors: an unknown container
+/// is NotFound, one not running (created, or stopped) FailedPrecondition, an empty command
+/// InvalidArgument; a running one answers.
+#[tokio::test]
+async fn exec_sync_errors_have_the_code_of_their_kind() {
+    let env = start_env(5);
+    let (mut rt, pod, id) = idle_container(&env, "execsync-codes").await;
+    let exec_sync = |id: &str, cmd: &[&str]| ExecSyncRequest {
+        container_id: id.to_owned(),
+        cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
+        timeout: 10,
+    };
+    let code = |r: Result<tonic::Response<ExecSyncResponse>, tonic::Status>| r.unwrap_err().code();
+    assert_eq!(
+        code(
+            rt.exec_sync(exec_sync("no-such-container", &["true"]))
+                .await
+        ),
+        Code::NotFound
+    );
+    assert_eq!(
+        code(rt.exec_sync(exec_sync(&id, &["true"])).await),
+        Code::FailedPrecondition,
+        "created, not started"
+    );
+    start(&env, &mut rt, &id).await;
+    assert_eq!(
+        code(rt.exec_sync(exec_sync(&id, &[])).await),
+        Code::InvalidArgument
+    );
+    let answered = rt
+        .exec_sync(exec_sync(&id, &["sh", "-c", "echo -n hi; exit 4"]))
+        .await
+        .expect("ExecSync in a running container")
+        .into_inner();
+    assert_eq!(
+        (answered.stdout.as_slice(), answered.exit_code),
+        (&b"hi"[..], 4)
+    );
+    rt.stop_container(StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 0,
+    })
+    .await
+    .expect("StopContainer");
+    assert_eq!(
+        code(rt.exec_sync(exec_sync(&id, &["true"])).await),
+        Code::FailedPrecondition,
+        "stopped"
+    );
+    let reopen = rt
+        .reopen_container_log(ReopenContainerLogRequest {
+            container_id: "no-such-container".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reopen.code(), Code::NotFound);
+    common::pods::stop_and_remove_pod(&mut rt, &pod).await;
+}
+
 /// A test CA and a server certificate it signed for 127.0.0.1, as PEM files in `dir`:
 /// (server key, server certificate, CA certificate).
 fn certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {

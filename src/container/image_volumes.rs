@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::build::VolumeLayers;
-use super::service::ContainerError;
+use super::service::{ContainerError, failed};
 use crate::cri::v1::ContainerConfig;
 use crate::digest::Digest;
 use crate::image::service::Images;
@@ -90,10 +90,8 @@ pub async fn resolve(
 /// writes under `root_dir`).
 pub fn empty_lower(root_dir: &Path) -> Result<PathBuf, ContainerError> {
     let dir = root_dir.join("image-volume-empty");
-    std::fs::create_dir_all(&dir).map_err(|e| ContainerError::Failed {
-        step: "preparing image volumes",
-        message: format!("{}: {e}", dir.display()),
-    })?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| failed("preparing image volumes")(format!("{}: {e}", dir.display())))?;
     Ok(dir)
 }
 
@@ -107,10 +105,7 @@ async fn check(
     let (dirs, sub) = (dirs.to_vec(), sub_path.to_owned());
     let checked = tokio::task::spawn_blocking(move || check_sub_path(&dirs, &sub))
         .await
-        .map_err(|e| ContainerError::Failed {
-            step: "checking an image volume",
-            message: e.to_string(),
-        })?;
+        .map_err(failed("checking an image volume"))?;
     match checked {
         Ok(None) => Ok(()),
         Ok(Some(reason)) => {

@@ -17,6 +17,7 @@ use super::record::{ContainerRecord, State};
 use crate::cgroup::Cgroups;
 use crate::cri::stored::Stored;
 use crate::cri::v1::{ContainerConfig, ContainerEventType, PodSandboxConfig};
+use crate::error_kind::ErrorKind;
 use crate::ids::{new_id, now_nanos};
 use crate::image::service::Images;
 use crate::inflight::Inflight;
@@ -49,8 +50,15 @@ pub enum ContainerError {
     Precondition(String),
     #[error("{0}")]
     Timeout(String),
-    #[error("{step}: {message}")]
-    Failed { step: &'static str, message: String },
+    /// A step that failed for a reason from below (the monitor, the file system, a
+    /// cgroup…); `kind` is how, as far as the caller can act on it.
+    #[error("{step}: {source}")]
+    Failed {
+        step: &'static str,
+        kind: ErrorKind,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -72,8 +80,34 @@ impl ContainerError {
     }
 }
 
-fn failed(step: &'static str) -> impl FnOnce(String) -> ContainerError {
-    move |message| ContainerError::Failed { step, message }
+/// The error of a failed step, keeping its source (an error or a message) and its kind.
+pub fn failed<E>(step: &'static str) -> impl FnOnce(E) -> ContainerError
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    move |source| {
+        let source = source.into();
+        let kind = kind_of(&*source);
+        ContainerError::Failed { step, kind, source }
+    }
+}
+
+/// How a step failed: as the pod monitor answered, as an OS error number says, or (for a
+/// message) as its text shows; otherwise internal.
+fn kind_of(e: &(dyn std::error::Error + 'static)) -> ErrorKind {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(monitor) = err.downcast_ref::<MonitorError>() {
+            return monitor.kind();
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.raw_os_error().is_some()
+        {
+            return ErrorKind::of_io(io);
+        }
+        next = err.source();
+    }
+    ErrorKind::of_text(&e.to_string())
 }
 
 pub struct Containers {
@@ -230,10 +264,7 @@ impl Containers {
             .sandboxes
             .find(sandbox_id)
             .await
-            .map_err(|e| ContainerError::Failed {
-                step: "finding the sandbox",
-                message: e.to_string(),
-            })?
+            .map_err(failed("finding the sandbox"))?
             .ok_or_else(|| {
                 ContainerError::NotFound(format!("pod sandbox {sandbox_id:?} not found"))
             })?;
@@ -981,7 +1012,7 @@ impl Containers {
         monitor(&sandbox)
             .exec(request)
             .await
-            .map_err(|e| failed("starting the exec session")(e.to_string()))
+            .map_err(failed("starting the exec session"))
     }
 
     async fn exec_target(
@@ -1042,7 +1073,7 @@ impl Containers {
         monitor(&sandbox)
             .attach(request)
             .await
-            .map_err(|e| failed("attaching to the container")(e.to_string()))
+            .map_err(failed("attaching to the container"))
     }
 
     /// The container, which must be running, and its sandbox.
@@ -1251,7 +1282,7 @@ fn monitor(sandbox: &SandboxRecord) -> PodMonitor {
 
 /// A failed monitor request, as the container operations report it.
 fn talking(e: MonitorError) -> ContainerError {
-    failed("talking to the pod monitor")(e.to_string())
+    failed("talking to the pod monitor")(e)
 }
 
 async fn signal(sandbox: &SandboxRecord, id: &str, signal: i32) -> Result<(), ContainerError> {

@@ -12,17 +12,39 @@ use super::protocol::{
     PodStatus, ProtocolError, Ready, Request, Response,
 };
 use super::session::{self, SessionReader, SessionWriter};
+use crate::error_kind::ErrorKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
+    /// The daemon could not prepare or spawn the monitor.
+    #[error("cannot start the pod monitor: {what}: {source}")]
+    Start {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The monitor was spawned but never said it was ready.
     #[error("cannot start the pod monitor: {0}")]
-    Start(String),
-    #[error("pod monitor: {0}")]
-    Failed(String),
+    NotReady(String),
+    /// The monitor could not set the pod up, and said why.
+    #[error("pod monitor: {message}")]
+    Failed { kind: ErrorKind, message: String },
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
     #[error("pod monitor answered {0:?} unexpectedly")]
     Unexpected(Response),
+}
+
+impl MonitorError {
+    /// How the monitor request failed (see [`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            MonitorError::Start { source, .. } => ErrorKind::of_io(source),
+            MonitorError::Failed { kind, .. } => *kind,
+            MonitorError::Protocol(e) => e.kind(),
+            MonitorError::NotReady(_) | MonitorError::Unexpected(_) => ErrorKind::Internal,
+        }
+    }
 }
 
 /// Pids of a started monitor and its pause.
@@ -45,16 +67,19 @@ pub fn program() -> std::io::Result<PathBuf> {
 /// Starts `ferrocri-monitor monitor` for the pod in `dir` and waits until it and its pause
 /// are up.
 pub async fn start(dir: &Path, spec: &PodSpec) -> Result<Started, MonitorError> {
-    let start_err =
-        |what: &str, e: &dyn std::fmt::Display| MonitorError::Start(format!("{what}: {e}"));
-    let json = serde_json::to_vec_pretty(spec).map_err(|e| start_err("encoding the spec", &e))?;
-    std::fs::write(dir.join(SPEC_FILE), json).map_err(|e| start_err("writing the spec", &e))?;
+    let start_err = |what: &str, source: std::io::Error| MonitorError::Start {
+        what: what.to_owned(),
+        source,
+    };
+    let json =
+        serde_json::to_vec_pretty(spec).map_err(|e| start_err("encoding the spec", e.into()))?;
+    std::fs::write(dir.join(SPEC_FILE), json).map_err(|e| start_err("writing the spec", e))?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("monitor.log"))
-        .map_err(|e| start_err("opening its log", &e))?;
-    let program = program().map_err(|e| start_err("finding its program", &e))?;
+        .map_err(|e| start_err("opening its log", e))?;
+    let program = program().map_err(|e| start_err("finding its program", e))?;
     let mut child = tokio::process::Command::new(&program)
         .arg("monitor")
         .arg("--dir")
@@ -64,11 +89,11 @@ pub async fn start(dir: &Path, spec: &PodSpec) -> Result<Started, MonitorError> 
         .stderr(log)
         .kill_on_drop(false)
         .spawn()
-        .map_err(|e| start_err(&format!("spawning {}", program.display()), &e))?;
+        .map_err(|e| start_err(&format!("spawning {}", program.display()), e))?;
     let stdout = child
         .stdout
         .take()
-        .ok_or_else(|| MonitorError::Start("no stdout".into()))?;
+        .ok_or_else(|| MonitorError::NotReady("no stdout".into()))?;
     let mut line = String::new();
     let read = tokio::time::timeout(
         Duration::from_secs(30),
@@ -78,11 +103,11 @@ pub async fn start(dir: &Path, spec: &PodSpec) -> Result<Started, MonitorError> 
     let ready = match read {
         Err(_) => {
             let _ = child.start_kill();
-            return Err(MonitorError::Start(
+            return Err(MonitorError::NotReady(
                 "it did not report ready within 30s".into(),
             ));
         }
-        Ok(Err(e)) => return Err(start_err("reading its ready line", &e)),
+        Ok(Err(e)) => return Err(start_err("reading its ready line", e)),
         Ok(Ok(_)) => serde_json::from_str::<Ready>(line.trim()),
     };
     // The child handle is dropped: the monitor outlives this call (and this daemon); tokio
@@ -95,8 +120,8 @@ pub async fn start(dir: &Path, spec: &PodSpec) -> Result<Started, MonitorError> 
             monitor_pid,
             pause_pid,
         }),
-        Ok(Ready::Failed { message }) => Err(MonitorError::Failed(message)),
-        Err(_) => Err(MonitorError::Start(format!(
+        Ok(Ready::Failed { kind, message }) => Err(MonitorError::Failed { kind, message }),
+        Err(_) => Err(MonitorError::NotReady(format!(
             "it exited without reporting ready ({:?})",
             line.trim()
         ))),

@@ -1,43 +1,32 @@
-//! The monitor's containers: it forks each one (the child execs `ferrocri-monitor executor`), holds
-//! its stdio and writes it to the CRI log, lets it run on StartContainer, signals it, reaps
-//! it and records its exit durably in `<pod dir>/containers/<id>/exit.json` — all of which
-//! keeps working while the daemon is away. It also starts exec processes (ExecSync and exec
+//! The monitor's containers: the table of those it holds and what it does to them. It forks
+//! each one (`process.rs`; the child execs `ferrocri-monitor executor`), holds its stdio and
+//! writes it to the CRI log (`stdio.rs`), lets it run on StartContainer, signals it, reaps it
+//! and records its exit durably in `<pod dir>/containers/<id>/exit.json` — all of which keeps
+//! working while the daemon is away. It also starts exec processes (ExecSync and exec
 //! sessions) and hands attach sessions a container's output and stdin.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::{ForkResult, Pid};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use nix::unistd::Pid;
+use tokio::io::BufReader;
 use tokio::net::unix::pipe;
 
+use super::error::RequestError;
 use super::fanout::{Fanout, Subscription};
 use super::layout::{EXIT_FILE, EXITS_FILE, Exit, container_dir, write_exit};
 use super::logs::{LogWriter, Stream};
-use super::protocol::{AttachRequest, CreateRequest, ExecResult, PidMode, StdioRequest};
+use super::process::{self, ExecRunning, Fork, SyncFds};
+use super::protocol::{AttachRequest, CreateRequest, PidMode, StdioRequest};
 use super::stdin::StdinSender;
+use super::stdio::{Stdio, nonblocking_receiver, open_log, pipe_pair, pump, receiver};
 use super::streams::{ExecStdio, Input, StdinEnd};
-use crate::executor::sync::{Message, REPORT_FD, START_BYTE, START_FD, executor_args};
-use crate::executor::terminal::CONSOLE_FD;
-
-/// How long a container's setup (mounts, pivot_root, …) may take before it is given up.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// An exec between its start and its end.
-pub struct ExecRunning {
-    pub(super) pid: Pid,
-    pub(super) stdio: ExecStdio,
-    pub(super) exit: tokio::sync::oneshot::Receiver<i32>,
-}
-
-/// Captured output is cut at 16 MiB per stream, as the CRI allows.
-const MAX_EXEC_OUTPUT: u64 = 16 * 1024 * 1024;
+use crate::executor::spec::ContainerSpec;
 
 struct Container {
     pid: Pid,
@@ -56,6 +45,14 @@ struct Container {
     /// The pty master (tty containers), for resizes.
     pty: Option<Rc<OwnedFd>>,
     exited: bool,
+}
+
+/// A created container's executor, ready to exec, with the monitor's ends of its stdio.
+struct SetUp {
+    stdin: Option<StdinSender>,
+    outputs: Vec<(OwnedFd, Stream)>,
+    pty: Option<OwnedFd>,
+    report: BufReader<pipe::Receiver>,
 }
 
 #[derive(Default)]
@@ -103,19 +100,48 @@ impl Containers {
     }
 
     /// Forks the container's executor and waits until it is set up and waiting to exec.
-    pub async fn create(&mut self, request: CreateRequest) -> Result<i32, String> {
+    pub async fn create(&mut self, request: CreateRequest) -> Result<i32, RequestError> {
         if self.running.contains_key(&request.id) {
-            return Err(format!("container {} already exists", request.id));
+            return Err(RequestError::ContainerExists(request.id));
         }
         let dir = container_dir(&self.pod_dir, &request.id);
         std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            .map_err(RequestError::io(format!("cannot create {}", dir.display())))?;
         let _ = std::fs::remove_file(dir.join(EXIT_FILE));
-        let spec: crate::executor::spec::ContainerSpec = std::fs::read(&request.spec)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-            .map_err(|e| format!("cannot read spec {}: {e}", request.spec.display()))?;
+        let spec = read_spec(&request.spec)?;
         let log = open_log(&request.log_path)?;
+        let (start_w, pid, set_up) = self.fork_container(&request, &spec).await?;
+        let log = Rc::new(RefCell::new(log));
+        let fanout = Rc::new(RefCell::new(Fanout::new(set_up.outputs.len())));
+        for (fd, stream) in set_up.outputs {
+            pump(fd, stream, log.clone(), fanout.clone());
+        }
+        let oom_kills_before = oom_kills(&spec.cgroup);
+        self.by_pid.insert(pid, request.id.clone());
+        let container = Container {
+            pid,
+            start: Some(start_w),
+            report: Some(set_up.report),
+            cgroup: spec.cgroup,
+            oom_kills_before,
+            log,
+            fanout,
+            stdin: Rc::new(RefCell::new(set_up.stdin)),
+            stdin_once: request.stdin_once,
+            pty: set_up.pty.map(Rc::new),
+            exited: false,
+        };
+        self.running.insert(request.id, container);
+        Ok(pid.as_raw())
+    }
+
+    /// Forks a container's executor and waits until it is ready to exec: the write end of
+    /// its start pipe, its pid, and what the monitor keeps of its stdio.
+    async fn fork_container(
+        &self,
+        request: &CreateRequest,
+        spec: &ContainerSpec,
+    ) -> Result<(OwnedFd, Pid, SetUp), RequestError> {
         let (report_r, report_w) = pipe_pair()?;
         let (start_r, start_w) = pipe_pair()?;
         let stdio = Stdio::new(StdioRequest {
@@ -125,94 +151,72 @@ impl Containers {
             stderr: true,
         })?;
         let cgroup2_dir = self.cgroup2_dir(&spec.cgroup);
-        let pid = self.fork_executor(
-            &request,
-            cgroup2_dir.as_deref(),
-            &stdio,
-            &report_w,
-            &start_r,
-        )?;
+        let how = Fork {
+            spec: &request.spec,
+            cgroup2_dir: cgroup2_dir.as_deref(),
+            pid_mode: request.pid_mode,
+            pod_pid_ns: self.pod_pid_ns.as_ref(),
+            own_group: false,
+        };
+        let sync = SyncFds {
+            report: &report_w,
+            start: &start_r,
+        };
+        let pid = process::fork_executor(&how, &stdio, sync)?;
         drop((report_w, start_r));
         let ends = stdio.parent_ends();
         let mut report = BufReader::new(receiver(report_r)?);
-        let ready = tokio::time::timeout(SETUP_TIMEOUT, wait_ready(&mut report)).await;
-        let set_up = match ready {
-            Ok(Ok(())) => ends.finish().and_then(|parent| {
-                let stdin = parent.stdin.map(super::stdin::forward).transpose()?;
-                Ok((stdin, parent.outputs, parent.pty))
-            }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(format!("setup took longer than {SETUP_TIMEOUT:?}")),
+        let set_up = process::within_setup_time(pid, "setup", async {
+            process::wait_ready(&mut report).await?;
+            let parent = ends.finish()?;
+            let stdin = parent.stdin.map(super::stdin::forward).transpose()?;
+            Ok((stdin, parent.outputs, parent.pty))
+        })
+        .await?;
+        let (stdin, outputs, pty) = set_up;
+        let set_up = SetUp {
+            stdin,
+            outputs,
+            pty,
+            report,
         };
-        let (stdin, outputs, pty) = match set_up {
-            Ok(ends) => ends,
-            Err(e) => {
-                let _ = kill(pid, Signal::SIGKILL);
-                return Err(e);
-            }
-        };
-        let log = Rc::new(RefCell::new(log));
-        let fanout = Rc::new(RefCell::new(Fanout::new(outputs.len())));
-        for (fd, stream) in outputs {
-            pump(fd, stream, log.clone(), fanout.clone());
-        }
-        let oom_kills_before = oom_kills(&spec.cgroup);
-        self.by_pid.insert(pid, request.id.clone());
-        self.running.insert(
-            request.id,
-            Container {
-                pid,
-                start: Some(start_w),
-                report: Some(report),
-                cgroup: spec.cgroup,
-                oom_kills_before,
-                log,
-                fanout,
-                stdin: Rc::new(RefCell::new(stdin)),
-                stdin_once: request.stdin_once,
-                pty: pty.map(Rc::new),
-                exited: false,
-            },
-        );
-        Ok(pid.as_raw())
+        Ok((start_w, pid, set_up))
     }
 
     /// Lets a created container exec its process; Ok once the exec happened.
-    pub async fn start(&mut self, id: &str) -> Result<(), String> {
-        let container = self
-            .running
-            .get_mut(id)
-            .ok_or_else(|| format!("container {id} is not known to this monitor"))?;
+    pub async fn start(&mut self, id: &str) -> Result<(), RequestError> {
+        let container = self.known(id)?;
         let start = container
             .start
             .take()
-            .ok_or_else(|| format!("container {id} was already started"))?;
-        nix::unistd::write(&start, &[START_BYTE]).map_err(|e| format!("cannot start {id}: {e}"))?;
+            .ok_or_else(|| RequestError::AlreadyStarted(id.to_owned()))?;
+        process::send_start(&start)?;
         drop(start);
         let Some(mut report) = container.report.take() else {
             return Ok(());
         };
-        match tokio::time::timeout(SETUP_TIMEOUT, wait_exec(&mut report)).await {
-            Ok(result) => result,
-            Err(_) => Err(format!(
-                "container {id} did not exec within {SETUP_TIMEOUT:?}"
-            )),
-        }
+        tokio::time::timeout(process::SETUP_TIMEOUT, process::wait_exec(&mut report))
+            .await
+            .unwrap_or(Err(RequestError::Timeout(
+                "the exec",
+                process::SETUP_TIMEOUT,
+            )))
     }
 
     /// Sends `signal` to the container's process (ignored once it has exited).
-    pub fn signal(&self, id: &str, signal: i32) -> Result<(), String> {
-        let container = self
-            .running
-            .get(id)
-            .ok_or_else(|| format!("container {id} is not known to this monitor"))?;
+    pub fn signal(&mut self, id: &str, signal: i32) -> Result<(), RequestError> {
+        let container = self.known(id)?;
         if container.exited {
             return Ok(());
         }
-        let signal = Signal::try_from(signal).map_err(|e| format!("signal {signal}: {e}"))?;
+        let number = signal;
+        let signal = Signal::try_from(signal).map_err(|source| RequestError::BadSignal {
+            signal: number,
+            source,
+        })?;
         match kill(container.pid, signal) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-            Err(e) => Err(format!("cannot signal {id}: {e}")),
+            Err(e) => Err(RequestError::os(format!("cannot signal {id}"))(e)),
         }
     }
 
@@ -229,15 +233,12 @@ impl Containers {
     }
 
     /// Reopens a container's log file after kubelet rotated it.
-    pub fn reopen_log(&self, id: &str) -> Result<(), String> {
-        let container = self
-            .running
-            .get(id)
-            .ok_or_else(|| format!("container {id} is not known to this monitor"))?;
+    pub fn reopen_log(&mut self, id: &str) -> Result<(), RequestError> {
+        let container = self.known(id)?;
         match container.log.borrow_mut().as_mut() {
             Some(log) => log
                 .reopen()
-                .map_err(|e| format!("cannot reopen the log of {id}: {e}")),
+                .map_err(RequestError::io(format!("cannot reopen the log of {id}"))),
             None => Ok(()),
         }
     }
@@ -318,20 +319,20 @@ impl Containers {
         args: &[String],
         stdio: StdioRequest,
         size: Option<(u16, u16)>,
-    ) -> Result<ExecRunning, String> {
+    ) -> Result<ExecRunning, RequestError> {
         let target = self.running_container(id)?.pid;
         let dir = container_dir(&self.pod_dir, id);
-        let mut spec: crate::executor::spec::ContainerSpec = std::fs::read(dir.join("spec.json"))
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-            .map_err(|e| format!("cannot read the container's spec: {e}"))?;
+        let mut spec = read_spec(&dir.join("spec.json"))?;
         spec.args = args.to_vec();
         spec.exec_in = Some(target.as_raw());
         spec.tty = stdio.tty;
         self.exec_count += 1;
         let spec_path = dir.join(format!("exec-{}.json", self.exec_count));
-        let json = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
-        std::fs::write(&spec_path, json).map_err(|e| format!("cannot write the exec spec: {e}"))?;
+        let json = serde_json::to_vec(&spec).map_err(|e| RequestError::Spec {
+            path: spec_path.clone(),
+            source: e,
+        })?;
+        std::fs::write(&spec_path, json).map_err(RequestError::io("cannot write the exec spec"))?;
         let cgroup2_dir = self.cgroup2_dir(&spec.cgroup);
         let result = self
             .run_exec(target, &spec_path, cgroup2_dir.as_deref(), stdio, size)
@@ -340,15 +341,69 @@ impl Containers {
         result
     }
 
+    async fn run_exec(
+        &mut self,
+        target: Pid,
+        spec_path: &Path,
+        cgroup2_dir: Option<&Path>,
+        stdio: StdioRequest,
+        size: Option<(u16, u16)>,
+    ) -> Result<ExecRunning, RequestError> {
+        let (report_r, report_w) = pipe_pair()?;
+        let (start_r, start_w) = pipe_pair()?;
+        let stdio = Stdio::new(stdio)?;
+        let how = Fork {
+            spec: spec_path,
+            cgroup2_dir,
+            // The session joins the container's PID namespace, whatever it is.
+            pid_mode: PidMode::Target {
+                pid: target.as_raw(),
+            },
+            pod_pid_ns: self.pod_pid_ns.as_ref(),
+            own_group: true,
+        };
+        let sync = SyncFds {
+            report: &report_w,
+            start: &start_r,
+        };
+        let pid = process::fork_executor(&how, &stdio, sync)?;
+        drop((report_w, start_r));
+        let (exit_tx, exit) = tokio::sync::oneshot::channel();
+        self.exec_waiters.insert(pid, exit_tx);
+        let ends = stdio.parent_ends();
+        let mut report = BufReader::new(receiver(report_r)?);
+        let started = process::start_exec(&mut report, ends, &start_w, size);
+        let parent = process::within_setup_time(pid, "the exec's start", started).await?;
+        let mut stdout = None;
+        let mut stderr = None;
+        for (fd, stream) in parent.outputs {
+            let reader = Some(nonblocking_receiver(fd)?);
+            match stream {
+                Stream::Stdout => stdout = reader,
+                Stream::Stderr => stderr = reader,
+            }
+        }
+        let stdio = ExecStdio {
+            stdin: parent.stdin,
+            stdout,
+            stderr,
+            pty: parent.pty,
+        };
+        Ok(ExecRunning { pid, stdio, exit })
+    }
+
     /// An attach session's share of a running container: its output from now on, its
     /// stdin if it has one and the session asks for it, and its pty for resizes.
-    pub(super) fn attach(&self, request: &AttachRequest) -> Result<(Subscription, Input), String> {
+    pub(super) fn attach(
+        &self,
+        request: &AttachRequest,
+    ) -> Result<(Subscription, Input), RequestError> {
         let container = self.running_container(&request.id)?;
         let output = container
             .fanout
             .borrow_mut()
             .subscribe(request.stdout, request.stderr)
-            .ok_or_else(|| format!("container {} is not running", request.id))?;
+            .ok_or_else(|| RequestError::NotRunning(request.id.clone()))?;
         let stdin = request
             .stdin
             .then(|| container.stdin.borrow().clone())
@@ -366,13 +421,19 @@ impl Containers {
         Ok((output, input))
     }
 
-    fn running_container(&self, id: &str) -> Result<&Container, String> {
+    fn known(&mut self, id: &str) -> Result<&mut Container, RequestError> {
+        self.running
+            .get_mut(id)
+            .ok_or_else(|| RequestError::UnknownContainer(id.to_owned()))
+    }
+
+    fn running_container(&self, id: &str) -> Result<&Container, RequestError> {
         let container = self
             .running
             .get(id)
-            .ok_or_else(|| format!("container {id} is not known to this monitor"))?;
+            .ok_or_else(|| RequestError::UnknownContainer(id.to_owned()))?;
         if container.exited || container.start.is_some() {
-            return Err(format!("container {id} is not running"));
+            return Err(RequestError::NotRunning(id.to_owned()));
         }
         Ok(container)
     }
@@ -384,466 +445,17 @@ impl Containers {
         }
         self.cgroups.as_ref()?.unified_dir(cgroup).ok().flatten()
     }
-
-    async fn run_exec(
-        &mut self,
-        target: Pid,
-        spec_path: &Path,
-        cgroup2_dir: Option<&Path>,
-        stdio: StdioRequest,
-        size: Option<(u16, u16)>,
-    ) -> Result<ExecRunning, String> {
-        let (report_r, report_w) = pipe_pair()?;
-        let (start_r, start_w) = pipe_pair()?;
-        let stdio = Stdio::new(stdio)?;
-        // The session joins the container's PID namespace, whatever it is.
-        let target_ns = std::fs::File::open(format!("/proc/{target}/ns/pid"))
-            .map_err(|e| format!("container process {target} is gone: {e}"))?;
-        setns(&target_ns, CloneFlags::CLONE_NEWPID)
-            .map_err(|e| format!("cannot enter the container's PID namespace: {e}"))?;
-        let args = executor_args(spec_path);
-        // SAFETY: single-threaded monitor; the child only rearranges fds and execs.
-        let forked = unsafe { super::spawn::fork_into(cgroup2_dir) };
-        let restored = self.leave_pid_namespace(PidMode::Container);
-        let pid = match forked {
-            Err(e) => return Err(format!("cannot fork: {e}")),
-            Ok(ForkResult::Child) => {
-                // Its own process group, so a timeout or a client leaving kills everything
-                // it started.
-                let _ = nix::unistd::setsid();
-                exec_executor(
-                    stdio.child_ends(),
-                    report_w.as_raw_fd(),
-                    start_r.as_raw_fd(),
-                    &args,
-                )
-            }
-            Ok(ForkResult::Parent { child }) => child,
-        };
-        restored?;
-        drop((report_w, start_r));
-        let (exit_tx, exit) = tokio::sync::oneshot::channel();
-        self.exec_waiters.insert(pid, exit_tx);
-        let ends = stdio.parent_ends();
-        let mut report = BufReader::new(receiver(report_r)?);
-        let started = async {
-            wait_ready(&mut report).await?;
-            let parent = ends.finish()?;
-            // The process starts at the client's size (a shell or `stty size` reads it at
-            // once; a resize frame would come too late).
-            if let (Some(pty), Some((width, height))) = (&parent.pty, size) {
-                super::streams::resize(pty, width, height);
-            }
-            nix::unistd::write(&start_w, &[START_BYTE])
-                .map_err(|e| format!("cannot start the exec: {e}"))?;
-            wait_exec(&mut report).await?;
-            Ok(parent)
-        };
-        let parent = match tokio::time::timeout(SETUP_TIMEOUT, started)
-            .await
-            .unwrap_or_else(|_| Err("the exec did not start in time".into()))
-        {
-            Ok(parent) => parent,
-            Err(e) => {
-                let _ = kill(pid, Signal::SIGKILL);
-                return Err(e);
-            }
-        };
-        let mut stdout = None;
-        let mut stderr = None;
-        for (fd, stream) in parent.outputs {
-            let reader = Some(nonblocking_receiver(fd)?);
-            match stream {
-                Stream::Stdout => stdout = reader,
-                Stream::Stderr => stderr = reader,
-            }
-        }
-        Ok(ExecRunning {
-            pid,
-            stdio: ExecStdio {
-                stdin: parent.stdin,
-                stdout,
-                stderr,
-                pty: parent.pty,
-            },
-            exit,
-        })
-    }
-
-    fn fork_executor(
-        &self,
-        request: &CreateRequest,
-        cgroup2_dir: Option<&Path>,
-        stdio: &Stdio,
-        report_w: &OwnedFd,
-        start_r: &OwnedFd,
-    ) -> Result<Pid, String> {
-        self.enter_pid_namespace(request.pid_mode)?;
-        let args = executor_args(&request.spec);
-        // SAFETY: the monitor is single-threaded, so the child may run ordinary code; it only
-        // rearranges fds and execs.
-        let forked = unsafe { super::spawn::fork_into(cgroup2_dir) };
-        let restored = self.leave_pid_namespace(request.pid_mode);
-        match forked {
-            Err(e) => Err(format!("cannot fork: {e}")),
-            Ok(ForkResult::Child) => {
-                let child_fds = stdio.child_ends();
-                exec_executor(child_fds, report_w.as_raw_fd(), start_r.as_raw_fd(), &args)
-            }
-            Ok(ForkResult::Parent { child }) => {
-                restored?;
-                Ok(child)
-            }
-        }
-    }
-
-    /// Points the PID namespace of the next child where the container wants it.
-    fn enter_pid_namespace(&self, mode: PidMode) -> Result<(), String> {
-        match mode {
-            PidMode::Pod => Ok(()),
-            PidMode::Container => {
-                // A new PID namespace can only be made from the monitor's own, not while
-                // children still go into the pod's.
-                let own = std::fs::File::open("/proc/self/ns/pid").map_err(|e| e.to_string())?;
-                setns(&own, CloneFlags::CLONE_NEWPID).map_err(|e| e.to_string())?;
-                unshare(CloneFlags::CLONE_NEWPID)
-                    .map_err(|e| format!("cannot create the container's PID namespace: {e}"))
-            }
-            PidMode::Host => {
-                let own = std::fs::File::open("/proc/self/ns/pid").map_err(|e| e.to_string())?;
-                setns(&own, CloneFlags::CLONE_NEWPID)
-                    .map_err(|e| format!("cannot use the host PID namespace: {e}"))
-            }
-            PidMode::Target { pid } => {
-                let target = std::fs::File::open(format!("/proc/{pid}/ns/pid"))
-                    .map_err(|e| format!("target process {pid} is gone: {e}"))?;
-                setns(&target, CloneFlags::CLONE_NEWPID)
-                    .map_err(|e| format!("cannot join the target's PID namespace: {e}"))
-            }
-        }
-    }
-
-    /// Back to the pod's PID namespace for later children.
-    fn leave_pid_namespace(&self, mode: PidMode) -> Result<(), String> {
-        match (&self.pod_pid_ns, mode) {
-            (_, PidMode::Pod) => Ok(()),
-            (Some(pod), _) => setns(pod, CloneFlags::CLONE_NEWPID)
-                .map_err(|e| format!("cannot return to the pod's PID namespace: {e}")),
-            (None, _) => {
-                let own = std::fs::File::open("/proc/self/ns/pid").map_err(|e| e.to_string())?;
-                setns(&own, CloneFlags::CLONE_NEWPID).map_err(|e| e.to_string())
-            }
-        }
-    }
 }
 
-/// Collects an exec session's output and exit code; past `timeout` its whole process
-/// group is killed and the result says so.
-pub async fn finish_exec(running: ExecRunning, timeout: Option<Duration>) -> ExecResult {
-    let ExecRunning {
-        pid,
-        stdio,
-        mut exit,
-    } = running;
-    let read = |r: Option<pipe::Receiver>| async move {
-        let mut buf = Vec::new();
-        if let Some(r) = r {
-            let _ = r.take(MAX_EXEC_OUTPUT).read_to_end(&mut buf).await;
-        }
-        buf
-    };
-    let (out_task, err_task) = (
-        tokio::task::spawn_local(read(stdio.stdout)),
-        tokio::task::spawn_local(read(stdio.stderr)),
-    );
-    let waited = match timeout {
-        Some(limit) => tokio::time::timeout(limit, &mut exit).await.ok(),
-        None => Some((&mut exit).await),
-    };
-    let (exit_code, timed_out) = match waited {
-        Some(code) => (code.unwrap_or(-1), false),
-        None => {
-            let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
-            let _ = kill(pid, Signal::SIGKILL);
-            (exit.await.unwrap_or(137), true)
-        }
-    };
-    // Output still held open by a process that escaped the group must not hang the reply.
-    let grace = Duration::from_secs(2);
-    let stdout = tokio::time::timeout(grace, out_task)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    let stderr = tokio::time::timeout(grace, err_task)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    ExecResult {
-        stdout,
-        stderr,
-        exit_code,
-        timed_out,
-    }
-}
-
-/// In the forked child: stdio on 0-2, report on 3, start on 4, a terminal's console socket
-/// on 5, everything else closed; exec.
-fn exec_executor(fds: ChildFds, report: RawFd, start: RawFd, args: &[std::ffi::OsString]) -> ! {
-    use std::os::unix::ffi::OsStrExt;
-    // Move the sources above the target numbers first so no dup2 clobbers another source.
-    // SAFETY: plain fd syscalls in a single-threaded child about to exec.
-    unsafe {
-        let report = libc::fcntl(report, libc::F_DUPFD, 10);
-        let start = libc::fcntl(start, libc::F_DUPFD, 10);
-        let console = fds.console.map(|fd| libc::fcntl(fd, libc::F_DUPFD, 10));
-        let stdio = fds.stdio.map(|fd| libc::fcntl(fd, libc::F_DUPFD, 10));
-        for (target, fd) in stdio.iter().enumerate() {
-            libc::dup2(*fd, target as i32);
-        }
-        libc::dup2(report, REPORT_FD);
-        libc::dup2(start, START_FD);
-        let first_closed = match console {
-            Some(fd) => {
-                libc::dup2(fd, CONSOLE_FD);
-                CONSOLE_FD as u32 + 1
-            }
-            None => START_FD as u32 + 1,
-        };
-        libc::syscall(libc::SYS_close_range, first_closed, u32::MAX, 0u32);
-        let program = c"/proc/self/exe";
-        let owned: Vec<std::ffi::CString> = args
-            .iter()
-            .filter_map(|a| std::ffi::CString::new(a.as_bytes()).ok())
-            .collect();
-        let mut argv: Vec<*const libc::c_char> = vec![program.as_ptr()];
-        argv.extend(owned.iter().map(|a| a.as_ptr()));
-        argv.push(std::ptr::null());
-        libc::execv(program.as_ptr(), argv.as_ptr());
-        libc::_exit(127)
-    }
-}
-
-/// A process's stdio as [`StdioRequest`] asks: the child's fds 0-2 (and console socket), and
-/// the monitor's ends.
-struct Stdio {
-    child: [OwnedFd; 3],
-    /// A terminal's console socket, the executor's end (its fd 5).
-    console: Option<OwnedFd>,
-    parent: ParentEnds,
-}
-
-/// The monitor's ends of a process's stdio.
-struct Parent {
-    /// Where to write the process's input: a pipe, or a dup of the pty master.
-    stdin: Option<OwnedFd>,
-    outputs: Vec<(OwnedFd, Stream)>,
-    /// A dup of the pty master, for resizes.
-    pty: Option<OwnedFd>,
-}
-
-/// The monitor's ends as the fork leaves them: ready (pipes), or a terminal whose master the
-/// executor sends once it has made it in the container's devpts.
-enum ParentEnds {
-    Ready(Parent),
-    Terminal { socket: OwnedFd, stdin: bool },
-}
-
-impl ParentEnds {
-    /// The ends to use; for a terminal, call once the executor reported `ready`.
-    fn finish(self) -> Result<Parent, String> {
-        let (socket, stdin) = match self {
-            ParentEnds::Ready(parent) => return Ok(parent),
-            ParentEnds::Terminal { socket, stdin } => (socket, stdin),
-        };
-        let master = crate::executor::terminal::receive_master(&socket)?;
-        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| e.to_string());
-        Ok(Parent {
-            // With or without stdin the process has the terminal on fd 0, as containerd
-            // and CRI-O do; without stdin nothing is ever written to it.
-            stdin: stdin.then(|| dup(&master)).transpose()?,
-            pty: Some(dup(&master)?),
-            outputs: vec![(master, Stream::Stdout)],
-        })
-    }
-}
-
-impl Stdio {
-    fn new(request: StdioRequest) -> Result<Stdio, String> {
-        let null = || {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-                .map(OwnedFd::from)
-                .map_err(|e| format!("cannot open /dev/null: {e}"))
-        };
-        if request.tty {
-            // The executor makes the pty inside the container and puts it on fds 0-2 in
-            // place of these.
-            use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-            let (ours, theirs) = socketpair(
-                AddressFamily::Unix,
-                SockType::Stream,
-                None,
-                SockFlag::SOCK_CLOEXEC,
-            )
-            .map_err(|e| format!("cannot create the console socket: {e}"))?;
-            return Ok(Stdio {
-                child: [null()?, null()?, null()?],
-                console: Some(theirs),
-                parent: ParentEnds::Terminal {
-                    socket: ours,
-                    stdin: request.stdin,
-                },
-            });
-        }
-        let mut parent = Parent {
-            stdin: None,
-            outputs: Vec::new(),
-            pty: None,
-        };
-        let stdin = if request.stdin {
-            let (read, write) = pipe_pair()?;
-            parent.stdin = Some(write);
-            read
-        } else {
-            null()?
-        };
-        let mut output = |wanted: bool, stream: Stream| -> Result<OwnedFd, String> {
-            if !wanted {
-                return null();
-            }
-            let (read, write) = pipe_pair()?;
-            parent.outputs.push((read, stream));
-            Ok(write)
-        };
-        let stdout = output(request.stdout, Stream::Stdout)?;
-        let stderr = output(request.stderr, Stream::Stderr)?;
-        Ok(Stdio {
-            child: [stdin, stdout, stderr],
-            console: None,
-            parent: ParentEnds::Ready(parent),
-        })
-    }
-
-    fn child_ends(&self) -> ChildFds {
-        ChildFds {
-            stdio: [
-                self.child[0].as_raw_fd(),
-                self.child[1].as_raw_fd(),
-                self.child[2].as_raw_fd(),
-            ],
-            console: self.console.as_ref().map(|fd| fd.as_raw_fd()),
-        }
-    }
-
-    /// The monitor's ends; the child's close here.
-    fn parent_ends(self) -> ParentEnds {
-        self.parent
-    }
-}
-
-/// The fds a forked child moves into place before it execs the executor.
-struct ChildFds {
-    stdio: [RawFd; 3],
-    console: Option<RawFd>,
-}
-
-fn pipe_pair() -> Result<(OwnedFd, OwnedFd), String> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| format!("cannot create a pipe: {e}"))
-}
-
-fn receiver(fd: OwnedFd) -> Result<pipe::Receiver, String> {
-    pipe::Receiver::from_owned_fd(fd).map_err(|e| format!("cannot watch a pipe: {e}"))
-}
-
-fn open_log(path: &Path) -> Result<Option<LogWriter>, String> {
-    if path.as_os_str().is_empty() {
-        return Ok(None);
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    LogWriter::open(path)
-        .map(Some)
-        .map_err(|e| format!("cannot open log {}: {e}", path.display()))
-}
-
-/// A pipe or pty master end to read with tokio. A pty master is not a pipe, but like one it
-/// is a plain fd tokio can poll once it is nonblocking.
-fn nonblocking_receiver(fd: OwnedFd) -> Result<pipe::Receiver, String> {
-    super::stdin::set_nonblocking(&fd)?;
-    pipe::Receiver::from_owned_fd_unchecked(fd).map_err(|e| format!("cannot watch a pipe: {e}"))
-}
-
-/// Copies one stdio stream of a container into its log, and to its attach sessions, until
-/// the stream ends.
-fn pump(
-    fd: OwnedFd,
-    stream: Stream,
-    log: Rc<RefCell<Option<LogWriter>>>,
-    fanout: Rc<RefCell<Fanout>>,
-) {
-    let Ok(mut receiver) = nonblocking_receiver(fd) else {
-        fanout.borrow_mut().stream_ended();
-        return;
-    };
-    tokio::task::spawn_local(async move {
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            match receiver.read(&mut buf).await {
-                // EIO: the pty's other side is closed, its end of stream.
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if let Some(log) = log.borrow_mut().as_mut() {
-                        let _ = log.write(stream, &buf[..n]);
-                    }
-                    fanout.borrow_mut().publish(stream, &buf[..n]);
-                    // Let attach sessions send this chunk before the next is read: a burst
-                    // must not fill their queues while they never get to run.
-                    tokio::task::yield_now().await;
-                }
-            }
-        }
-        if let Some(log) = log.borrow_mut().as_mut() {
-            let _ = log.close_stream(stream);
-        }
-        fanout.borrow_mut().stream_ended();
-    });
-}
-
-async fn wait_ready(report: &mut BufReader<pipe::Receiver>) -> Result<(), String> {
-    loop {
-        match next_message(report).await? {
-            None => return Err("the executor exited before it was ready".into()),
-            Some(Message::Ready) => return Ok(()),
-            Some(Message::Warning(text)) => eprintln!("monitor: executor: {text}"),
-            Some(Message::Error(text)) => return Err(text),
-        }
-    }
-}
-
-async fn wait_exec(report: &mut BufReader<pipe::Receiver>) -> Result<(), String> {
-    loop {
-        match next_message(report).await? {
-            None => return Ok(()),
-            Some(Message::Error(text)) => return Err(text),
-            Some(_) => {}
-        }
-    }
-}
-
-async fn next_message(report: &mut BufReader<pipe::Receiver>) -> Result<Option<Message>, String> {
-    let mut line = String::new();
-    match report.read_line(&mut line).await {
-        Ok(0) => Ok(None),
-        Ok(_) => Ok(Some(Message::parse(line.trim_end_matches('\n')))),
-        Err(e) => Err(format!("cannot read the executor's report: {e}")),
-    }
+fn read_spec(path: &Path) -> Result<ContainerSpec, RequestError> {
+    let bytes = std::fs::read(path).map_err(RequestError::io(format!(
+        "cannot read spec {}",
+        path.display()
+    )))?;
+    serde_json::from_slice(&bytes).map_err(|source| RequestError::Spec {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn oom_kills(cgroup: &str) -> u64 {

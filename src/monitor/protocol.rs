@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+pub use crate::error_kind::ErrorKind;
+
 pub const VERSION: u32 = 1;
 /// Larger messages are refused: nothing in this protocol comes near it.
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
@@ -174,10 +176,18 @@ pub struct AttachRequest {
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
     Status(PodStatus),
-    Created { pid: i32 },
+    Created {
+        pid: i32,
+    },
     ExecResult(ExecResult),
     Done,
-    Error { message: String },
+    /// The request failed; `kind` says how (a monitor of an older release sends none: the
+    /// daemon reads Internal).
+    Error {
+        #[serde(default)]
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,8 +212,15 @@ pub struct ContainerState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "ready", rename_all = "snake_case")]
 pub enum Ready {
-    Ok { monitor_pid: i32, pause_pid: i32 },
-    Failed { message: String },
+    Ok {
+        monitor_pid: i32,
+        pause_pid: i32,
+    },
+    Failed {
+        #[serde(default)]
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 mod base64_bytes {
@@ -242,8 +259,20 @@ pub enum ProtocolError {
     Decode(serde_json::Error),
     #[error("monitor speaks protocol version {theirs}, this daemon {ours}")]
     Version { theirs: u32, ours: u32 },
-    #[error("monitor: {0}")]
-    Remote(String),
+    /// The monitor's error answer.
+    #[error("monitor: {message}")]
+    Remote { kind: ErrorKind, message: String },
+}
+
+impl ProtocolError {
+    /// How the request failed: the monitor's kind for its answers; a monitor that cannot be
+    /// reached or understood is internal (as it always was).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ProtocolError::Remote { kind, .. } => *kind,
+            _ => ErrorKind::Internal,
+        }
+    }
 }
 
 pub async fn write_message<T: Serialize, W: AsyncWriteExt + Unpin>(
@@ -295,7 +324,7 @@ pub async fn call(socket: &Path, request: &Request) -> Result<Response, Protocol
     let mut stream = connect(socket).await.map_err(io)?;
     write_message(&mut stream, request).await.map_err(io)?;
     match read_message(&mut stream).await {
-        Ok(Response::Error { message }) => Err(ProtocolError::Remote(message)),
+        Ok(Response::Error { kind, message }) => Err(ProtocolError::Remote { kind, message }),
         Ok(response) => Ok(response),
         Err(ProtocolError::Io { source, .. }) => Err(io(source)),
         Err(e) => Err(e),

@@ -53,7 +53,9 @@ async fn open(
         .map_err(io)?;
     match protocol::read_message(&mut stream).await {
         Ok(Response::Done) => {}
-        Ok(Response::Error { message }) => return Err(ProtocolError::Remote(message).into()),
+        Ok(Response::Error { kind, message }) => {
+            return Err(ProtocolError::Remote { kind, message }.into());
+        }
         Ok(other) => return Err(MonitorError::Unexpected(other)),
         Err(ProtocolError::Io { source, .. }) => return Err(io(source).into()),
         Err(e) => return Err(e.into()),

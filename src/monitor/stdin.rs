@@ -9,6 +9,8 @@ use std::os::fd::OwnedFd;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use super::error::RequestError;
+
 pub(super) enum StdinCommand {
     Data(Vec<u8>),
     Close,
@@ -18,10 +20,10 @@ pub(super) enum StdinCommand {
 pub(super) type StdinSender = mpsc::Sender<StdinCommand>;
 
 /// Starts forwarding to `fd` (made nonblocking here) and returns the handle.
-pub(super) fn forward(fd: OwnedFd) -> Result<StdinSender, String> {
+pub(super) fn forward(fd: OwnedFd) -> Result<StdinSender, RequestError> {
     set_nonblocking(&fd)?;
     let mut sink = tokio::net::unix::pipe::Sender::from_owned_fd_unchecked(fd)
-        .map_err(|e| format!("cannot watch the stdin pipe: {e}"))?;
+        .map_err(RequestError::io("cannot watch the stdin pipe"))?;
     // A few chunks in flight: sessions wait beyond that, so memory stays bounded.
     let (tx, mut rx) = mpsc::channel(4);
     tokio::task::spawn_local(async move {
@@ -45,11 +47,12 @@ pub(super) fn close(stdin: StdinSender) {
 
 /// tokio polls fds that do not block; a pty master or a pipe end shares its flags with
 /// every dup of it, which is fine: the monitor only ever uses them through tokio.
-pub(super) fn set_nonblocking(fd: &OwnedFd) -> Result<(), String> {
+pub(super) fn set_nonblocking(fd: &OwnedFd) -> Result<(), RequestError> {
     use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| e.to_string())?;
+    let what = "cannot make an fd nonblocking";
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(RequestError::os(what))?;
     let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
     fcntl(fd, FcntlArg::F_SETFL(flags))
         .map(drop)
-        .map_err(|e| format!("cannot make an fd nonblocking: {e}"))
+        .map_err(RequestError::os(what))
 }

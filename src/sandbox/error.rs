@@ -67,21 +67,7 @@ impl From<tokio::task::JoinError> for StepError {
     }
 }
 
-/// The kind of a failure, for the caller: whose fault it is and whether a retry may help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    InvalidArgument,
-    NotFound,
-    AlreadyExists,
-    /// The request is fine, but the node or the pod is not in a state to do it.
-    FailedPrecondition,
-    ResourceExhausted,
-    /// Something that may come back: a retry later can work.
-    Unavailable,
-    /// A fault of ferrocri or of the host (a full disk among them, which `server/errors.rs`
-    /// tells apart by the source chain).
-    Internal,
-}
+pub use crate::error_kind::ErrorKind;
 
 impl From<Arc<SandboxError>> for SandboxError {
     fn from(e: Arc<SandboxError>) -> Self {
@@ -129,6 +115,7 @@ impl StepError {
             StepError::Cgroup(CgroupError::ControllerMissing { .. }) => {
                 ErrorKind::FailedPrecondition
             }
+            StepError::Monitor(e) => e.kind(),
             _ => ErrorKind::Internal,
         }
     }

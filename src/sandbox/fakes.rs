@@ -315,7 +315,7 @@ impl Monitors for FakeMonitors {
                 let _permit = gate.acquire().await.expect("the gate stays open");
             }
             if !ok {
-                return Err(MonitorError::Start("injected failure".into()));
+                return Err(MonitorError::NotReady("injected failure".into()));
             }
             self.0.add(key("monitor", pod_dir));
             Ok(Started {
@@ -349,7 +349,10 @@ impl FakeMonitor {
         Box::pin(async move {
             match ok {
                 true => Ok(value),
-                false => Err(MonitorError::Failed("the fake monitor is gone".into())),
+                false => Err(MonitorError::Failed {
+                    kind: crate::error_kind::ErrorKind::Internal,
+                    message: "the fake monitor is gone".into(),
+                }),
             }
         })
     }
@@ -399,10 +402,20 @@ impl MonitorClient for FakeMonitor {
     }
     fn exec(&self, _request: ExecStreamRequest) -> BoxFuture<'_, Session> {
         self.fakes.call("monitor.exec");
-        Box::pin(async { Err(MonitorError::Failed("no sessions in a fake".into())) })
+        Box::pin(async {
+            Err(MonitorError::Failed {
+                kind: crate::error_kind::ErrorKind::Internal,
+                message: "no sessions in a fake".into(),
+            })
+        })
     }
     fn attach(&self, _request: AttachRequest) -> BoxFuture<'_, Session> {
         self.fakes.call("monitor.attach");
-        Box::pin(async { Err(MonitorError::Failed("no sessions in a fake".into())) })
+        Box::pin(async {
+            Err(MonitorError::Failed {
+                kind: crate::error_kind::ErrorKind::Internal,
+                message: "no sessions in a fake".into(),
+            })
+        })
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use tonic::Status;
 
 use super::CriServer;
-use super::sandbox::labels_match;
+use super::filters::ListFilter;
 use crate::container::record::State;
 use crate::container::status::{cri_state, image_spec, status_message};
 use crate::cri::v1::*;
@@ -72,23 +72,13 @@ impl CriServer {
         filter: Option<ContainerFilter>,
     ) -> Result<ListContainersResponse, Status> {
         let filter = filter.unwrap_or_default();
+        let filter = ListFilter::from(&filter);
         let containers = self
             .containers()
             .list()
             .await?
             .into_iter()
-            .filter(|r| r.state != State::Creating)
-            .filter(|r| filter.id.is_empty() || r.id.starts_with(&filter.id))
-            .filter(|r| {
-                filter.pod_sandbox_id.is_empty() || r.sandbox_id.starts_with(&filter.pod_sandbox_id)
-            })
-            .filter(|r| {
-                filter
-                    .state
-                    .as_ref()
-                    .is_none_or(|s| s.state == cri_state(r) as i32)
-            })
-            .filter(|r| labels_match(&r.config.0.labels, &filter.label_selector))
+            .filter(|r| r.state != State::Creating && filter.keeps(&**r))
             .map(|r| Container {
                 id: r.id.clone(),
                 pod_sandbox_id: r.sandbox_id.clone(),
@@ -140,17 +130,13 @@ impl CriServer {
         filter: Option<ContainerStatsFilter>,
     ) -> Result<Vec<ContainerStats>, Status> {
         let filter = filter.unwrap_or_default();
+        let filter = ListFilter::from(&filter);
         let records = self
             .containers()
             .list()
             .await?
             .into_iter()
-            .filter(|r| r.state == State::Running)
-            .filter(|r| filter.id.is_empty() || r.id.starts_with(&filter.id))
-            .filter(|r| {
-                filter.pod_sandbox_id.is_empty() || r.sandbox_id.starts_with(&filter.pod_sandbox_id)
-            })
-            .filter(|r| labels_match(&r.config.0.labels, &filter.label_selector))
+            .filter(|r| r.state == State::Running && filter.keeps(&**r))
             .collect();
         Ok(crate::container::stats::many(self.sandboxes(), records).await)
     }

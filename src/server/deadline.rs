@@ -53,9 +53,7 @@ where
             // Compare clocks rather than trust timer order: when tonic's later timer fires,
             // this deadline has passed too.
             if Instant::now() >= deadline || sleep.as_mut().poll(cx).is_ready() {
-                let status = tonic::Status::deadline_exceeded(format!(
-                    "the client's deadline of {timeout:?} passed before the call finished"
-                ));
+                let status = super::errors::deadline_passed(timeout);
                 return Poll::Ready(Ok(status.into_http()));
             }
             Poll::Pending

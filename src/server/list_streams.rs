@@ -8,7 +8,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tonic::Status;
 
-use super::CriServer;
+use super::{CriServer, errors};
 use crate::container::events::{Ended, Subscription};
 use crate::cri::v1::ContainerEventResponse;
 
@@ -65,7 +65,7 @@ impl CriServer {
         let subscription = self
             .containers()
             .subscribe_events()
-            .ok_or_else(|| Status::unavailable("ferrocri is shutting down"))?;
+            .ok_or_else(errors::shutting_down)?;
         let stream = futures::stream::unfold(Some(subscription), next_event);
         Ok(stream.boxed())
     }
@@ -82,13 +82,9 @@ async fn next_event(
                 lost,
                 "a container event subscriber fell behind; dropping it"
             );
-            let status = Status::resource_exhausted(format!(
-                "this subscriber fell behind and lost {lost} container events; list again and \
-                 subscribe again"
-            ));
-            Some((Err(status), None))
+            Some((Err(errors::events_lost(lost)), None))
         }
-        Err(Ended::Closed) => Some((Err(Status::unavailable("ferrocri is shutting down")), None)),
+        Err(Ended::Closed) => Some((Err(errors::shutting_down()), None)),
     }
 }
 

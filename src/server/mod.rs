@@ -45,6 +45,7 @@ mod authority;
 mod container;
 mod deadline;
 mod errors;
+mod filters;
 mod hpack;
 mod image_service;
 mod limits;

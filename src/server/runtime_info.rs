@@ -89,8 +89,8 @@ impl CriServer {
     /// The effective configuration as JSON, plus what kubelet pushed at run time.
     async fn config_json(&self) -> Result<String, Status> {
         let pod_cidr = self.store().run(|c| c.setting(POD_CIDR_SETTING)).await?;
-        let mut value = serde_json::to_value(self.config())
-            .map_err(|e| Status::internal(format!("cannot encode config: {e}")))?;
+        let mut value =
+            serde_json::to_value(self.config()).map_err(super::errors::config_unencodable)?;
         value["pod_cidr"] = pod_cidr.unwrap_or_default().into();
         Ok(value.to_string())
     }

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use tonic::Status;
 
-use super::CriServer;
+use super::filters::ListFilter;
+use super::{CriServer, errors};
 use crate::cri::v1::*;
 use crate::sandbox::record::{SandboxRecord, SandboxState};
 use crate::sandbox::stats;
@@ -58,7 +59,7 @@ impl CriServer {
             .sandboxes()
             .find(&request.pod_sandbox_id)
             .await?
-            .ok_or_else(|| not_found(&request.pod_sandbox_id))?;
+            .ok_or_else(|| errors::pod_not_found(&request.pod_sandbox_id))?;
         let timestamp = crate::ids::now_nanos();
         let ready = self.sandboxes().is_running(&record).await;
         let info = if request.verbose {
@@ -83,21 +84,14 @@ impl CriServer {
         filter: Option<PodSandboxFilter>,
     ) -> Result<ListPodSandboxResponse, Status> {
         let filter = filter.unwrap_or_default();
+        let filter = ListFilter::from(&filter);
         let items = self
             .sandboxes()
             .list()
             .await?
             .into_iter()
             // A pod still being created is not there yet for kubelet.
-            .filter(|r| r.state != SandboxState::Creating)
-            .filter(|r| filter.id.is_empty() || r.id.starts_with(&filter.id))
-            .filter(|r| {
-                filter
-                    .state
-                    .as_ref()
-                    .is_none_or(|s| s.state == cri_state(r) as i32)
-            })
-            .filter(|r| labels_match(&r.config.0.labels, &filter.label_selector))
+            .filter(|r| r.state != SandboxState::Creating && filter.keeps(r))
             .map(|r| PodSandbox {
                 id: r.id.clone(),
                 metadata: Some(r.metadata()),
@@ -117,7 +111,7 @@ impl CriServer {
             .sandboxes()
             .find(id)
             .await?
-            .ok_or_else(|| not_found(id))?;
+            .ok_or_else(|| errors::pod_not_found(id))?;
         let containers = self.running_containers_by_pod().await?;
         Ok(self.pod_stats_message(&record, &containers))
     }
@@ -127,15 +121,14 @@ impl CriServer {
         filter: Option<PodSandboxStatsFilter>,
     ) -> Result<Vec<PodSandboxStats>, Status> {
         let filter = filter.unwrap_or_default();
+        let filter = ListFilter::from(&filter);
         let containers = self.running_containers_by_pod().await?;
         Ok(self
             .sandboxes()
             .list()
             .await?
             .into_iter()
-            .filter(|r| r.state == SandboxState::Ready)
-            .filter(|r| filter.id.is_empty() || r.id.starts_with(&filter.id))
-            .filter(|r| labels_match(&r.config.0.labels, &filter.label_selector))
+            .filter(|r| r.state == SandboxState::Ready && filter.keeps(r))
             .map(|r| self.pod_stats_message(&r, &containers))
             .collect())
     }
@@ -159,23 +152,11 @@ impl CriServer {
     }
 }
 
-fn not_found(id: &str) -> Status {
-    Status::not_found(format!("pod sandbox {id:?} not found"))
-}
-
-fn cri_state(record: &SandboxRecord) -> PodSandboxState {
+pub(super) fn cri_state(record: &SandboxRecord) -> PodSandboxState {
     match record.state {
         SandboxState::Ready => PodSandboxState::SandboxReady,
         _ => PodSandboxState::SandboxNotready,
     }
-}
-
-/// Every selector label must be present with the same value.
-pub(super) fn labels_match(
-    labels: &HashMap<String, String>,
-    selector: &HashMap<String, String>,
-) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
 /// What `crictl inspectp` shows under "info".

@@ -3,7 +3,7 @@
 
 use tonic::Status;
 
-use super::CriServer;
+use super::{CriServer, errors};
 use crate::cri::v1::{
     AttachRequest, AttachResponse, ExecRequest, ExecResponse, PortForwardRequest,
     PortForwardResponse,
@@ -77,17 +77,9 @@ impl CriServer {
             .sandboxes()
             .find(&request.pod_sandbox_id)
             .await?
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "pod sandbox {:?} not found",
-                    request.pod_sandbox_id
-                ))
-            })?;
+            .ok_or_else(|| errors::pod_not_found(&request.pod_sandbox_id))?;
         if sandbox.state != SandboxState::Ready {
-            return Err(Status::failed_precondition(format!(
-                "pod sandbox {} is not ready",
-                sandbox.id
-            )));
+            return Err(errors::pod_not_ready(&sandbox.id));
         }
         let url = self.streaming_url(Pending::PortForward {
             sandbox_id: sandbox.id,
@@ -98,6 +90,6 @@ impl CriServer {
     fn streaming_url(&self, pending: Pending) -> Result<String, Status> {
         self.streaming()
             .url(pending)
-            .map_err(|e| Status::resource_exhausted(e.to_string()))
+            .map_err(errors::no_streaming_url)
     }
 }

@@ -32,12 +32,6 @@ impl std::fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
-impl From<Invalid> for tonic::Status {
-    fn from(e: Invalid) -> tonic::Status {
-        tonic::Status::invalid_argument(e.to_string())
-    }
-}
-
 /// A request that can be checked on its own, before anything is looked up or made.
 pub trait Validate {
     fn validate(&self) -> Result<(), Invalid>;
