@@ -72,6 +72,10 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<()> {
         config.cri.event_buffer,
         config.cdi.spec_dirs.clone(),
     ));
+    containers
+        .recover()
+        .await
+        .context("cannot recover the containers of the previous run")?;
     tokio::spawn(containers.clone().watch_exits());
     let streaming = Streaming::start(&config.streaming, containers.clone(), sandboxes.clone())
         .await

@@ -622,3 +622,58 @@ async fn racing_stops_and_removes_of_one_pod_all_succeed_and_leave_nothing() {
     found.extend(container_leftovers(&env, &containers, &pids));
     assert_nothing(found, &env);
 }
+
+/// A container the daemon was still creating when it died (its CreateContainer never
+/// answered): the next start undoes it, so its name is free for the retry and its folder and
+/// cgroup are gone.
+#[tokio::test]
+async fn a_container_left_creating_by_a_crash_is_undone_at_start() {
+    let _serial = SERIAL.lock().await;
+    let mut env = start_env(6);
+    pull_busybox(&env).await;
+    let mut rt = env.runtime().await;
+    let pod = pod_with_logs(&env, "halfmade", "uid-halfmade");
+    let pod_id = run_pod(&env, &mut rt, pod.clone()).await;
+    let config = busybox_config("half", &["sleep", "3600"], false);
+    let id = create(&env, &mut rt, &pod_id, &pod, config.clone()).await;
+    drop(rt);
+    env.daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    env.daemon.wait(Duration::from_secs(10));
+
+    // What a kill between the record's insert and its CREATED write leaves.
+    let store = ferrocri::store::Store::open(&env.daemon.root().join("metadata.db")).unwrap();
+    let table = ferrocri::store::Table::Containers;
+    let record = store
+        .blocking(|conn| {
+            let mut record: serde_json::Value = conn.get(table, &id)?.expect("the record");
+            assert_eq!(record["state"], "created", "{record}");
+            record["state"] = "creating".into();
+            assert!(conn.update(table, &id, &record)?);
+            Ok(record)
+        })
+        .unwrap();
+    drop(store);
+    let folder = PathBuf::from(record["dir"].as_str().unwrap());
+    assert!(folder.exists());
+
+    env.daemon.restart();
+    let mut rt = env.runtime().await;
+    assert!(
+        !folder.exists(),
+        "{} outlived the recovery",
+        folder.display()
+    );
+    let err = rt
+        .container_status(ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: false,
+        })
+        .await
+        .expect_err("the half-made container is gone");
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    // The name is free: the retry succeeds.
+    let again = create(&env, &mut rt, &pod_id, &pod, config).await;
+    assert_ne!(again, id);
+    start(&env, &mut rt, &again).await;
+    remove_pod(&env, &mut rt, &pod_id).await;
+}

@@ -583,13 +583,35 @@ impl Containers {
             .map_err(talking)
     }
 
+    /// At start-up: a container the previous run was still creating (its CreateContainer
+    /// never answered, so no caller has its ID) is undone, which frees its name for the
+    /// caller's retry; left, it would hold the name while no list shows it.
+    pub async fn recover(&self) -> Result<(), ContainerError> {
+        for record in self.records.all().await? {
+            if record.state != State::Creating {
+                continue;
+            }
+            let sandbox = self.sandboxes.find(&record.sandbox_id).await.ok().flatten();
+            self.undo_create(sandbox.as_ref(), &record).await;
+            tracing::info!(container = %record.id, "undid a container the last run left half created");
+        }
+        Ok(())
+    }
+
     /// Undoes a create: the monitor forgets the process, the cgroup and folders go, and the
     /// record.
     async fn discard(&self, sandbox: &SandboxRecord, record: &ContainerRecord) {
-        let _ = monitor(sandbox).remove(&record.id).await;
+        self.undo_create(Some(sandbox), record).await;
+    }
+
+    async fn undo_create(&self, sandbox: Option<&SandboxRecord>, record: &ContainerRecord) {
+        if let Some(sandbox) = sandbox {
+            let _ = monitor(sandbox).remove(&record.id).await;
+            let _ =
+                std::fs::remove_dir_all(monitor_layout::container_dir(&sandbox.dir, &record.id));
+        }
         self.remove_cgroup(&record.cgroup).await;
         let _ = std::fs::remove_dir_all(&record.dir);
-        let _ = std::fs::remove_dir_all(monitor_layout::container_dir(&sandbox.dir, &record.id));
         self.remove_log(record).await;
         let _ = self.records.delete(record.id.clone()).await;
     }
