@@ -70,6 +70,8 @@ fn step(step: &'static str) -> impl FnOnce(String) -> SandboxError {
 
 pub struct Sandboxes {
     store: Store,
+    /// Every record, decoded once per write: lists are frequent, writes rare.
+    all: crate::store::Snapshot<SandboxRecord>,
     state_dir: PathBuf,
     cni_conf_dir: PathBuf,
     cni: Cni,
@@ -87,6 +89,7 @@ impl Sandboxes {
             }
         };
         Sandboxes {
+            all: crate::store::Snapshot::new(store.clone(), Table::Sandboxes),
             store,
             state_dir: config.state_dir.clone(),
             cni_conf_dir: config.cni.conf_dir.clone(),
@@ -505,7 +508,12 @@ impl Sandboxes {
 
     /// Every sandbox, oldest first (those still being created included).
     pub async fn list(&self) -> Result<Vec<SandboxRecord>, SandboxError> {
-        Ok(self.store.run(|c| c.list(Table::Sandboxes)).await?)
+        Ok(self.all().await?.as_ref().clone())
+    }
+
+    /// `list` without a copy of each record, for the frequent lists.
+    pub async fn all(&self) -> Result<Arc<Vec<SandboxRecord>>, SandboxError> {
+        Ok(self.all.get().await?)
     }
 
     /// At start-up: finish what a crash interrupted. A pod that was being created is undone;
