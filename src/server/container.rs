@@ -144,10 +144,7 @@ impl CriServer {
     pub(super) async fn container_stats(&self, id: &str) -> Result<ContainerStats, Status> {
         record_ids("container", id);
         let record = self.containers().status(id).await?;
-        Ok(crate::container::stats::container_stats(
-            self.sandboxes(),
-            &record,
-        ))
+        Ok(self.containers().stats(&record))
     }
 
     pub(super) async fn list_container_stats(
@@ -167,6 +164,6 @@ impl CriServer {
             })
             .filter(|r| labels_match(&r.config.0.labels, &filter.label_selector))
             .collect();
-        Ok(crate::container::stats::many(self.sandboxes(), records).await)
+        Ok(self.containers().stats_of(records).await)
     }
 }
