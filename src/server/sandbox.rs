@@ -155,7 +155,7 @@ impl CriServer {
             .map(|r| PodSandbox {
                 id: r.id.clone(),
                 metadata: Some(r.metadata()),
-                state: cri_state(&r) as i32,
+                state: cri_state(r) as i32,
                 created_at: r.created_at,
                 labels: r.config.0.labels.clone(),
                 annotations: r.config.0.annotations.clone(),

@@ -8,11 +8,13 @@ use serde::de::DeserializeOwned;
 
 use super::{Result, Store, Table};
 
+/// A copy of the records and the table's write count it was read at.
+type Kept<T> = Option<(u64, Arc<Vec<T>>)>;
+
 pub struct Snapshot<T> {
     store: Store,
     table: Table,
-    /// The copy and the table's write count it was read at.
-    copy: Arc<Mutex<Option<(u64, Arc<Vec<T>>)>>>,
+    copy: Arc<Mutex<Kept<T>>>,
 }
 
 impl<T: DeserializeOwned + Send + Sync + 'static> Snapshot<T> {
@@ -48,7 +50,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Snapshot<T> {
             .await
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(u64, Arc<Vec<T>>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept<T>> {
         // Every change is one assignment: a panic cannot leave half of one.
         self.copy.lock().unwrap_or_else(|p| p.into_inner())
     }
