@@ -1,7 +1,9 @@
 //! List benchmark client (run by hack/bench-list.sh against a release daemon): fills the
 //! daemon with pods of busybox containers — most running `sleep 3600`, some created and never
-//! started, one per pod exited — then times ListContainers (no filter, and filtered by pod),
-//! StreamContainers (every page) and ListPodSandbox, and removes everything. Prints figures; asserts nothing.
+//! started, one per pod exited (with one container per pod, it runs) — then times
+//! ListContainers (no filter, and filtered by pod), StreamContainers (every page),
+//! ListPodSandbox, ListContainerStats and ListPodSandboxStats, and removes everything. Prints
+//! figures; asserts nothing.
 //!
 //!   bench_list <socket> <daemon pid> [pods] [containers per pod] [calls]
 
@@ -107,6 +109,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
     report("ListPodSandbox, no filter", &mut sandboxes);
+    let mut container_stats = time(calls, |_| {
+        let mut c = client.clone();
+        async move {
+            c.list_container_stats(ListContainerStatsRequest::default())
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    report("ListContainerStats, no filter", &mut container_stats);
+    let mut pod_stats = time(calls, |_| {
+        let mut c = client.clone();
+        async move {
+            c.list_pod_sandbox_stats(ListPodSandboxStatsRequest::default())
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    report("ListPodSandboxStats, no filter", &mut pod_stats);
     println!("daemon RSS: idle {idle_rss} KiB, loaded {loaded_rss} KiB");
 
     let started = Instant::now();
@@ -123,12 +145,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Pod `i` with `n` busybox containers: a tenth created and never started, one that has
-/// exited (code 3), the rest running `sleep 3600`. Returns the pod ID.
+/// exited (code 3) when there are several, the rest running `sleep 3600`. Returns the pod ID.
 async fn fill_pod(mut client: Runtime, i: usize, n: usize) -> Result<String, tonic::Status> {
     let (pod, config) = common::run_pod(&mut client, i).await?;
     let created = n / 10;
     for j in 0..n {
-        let exits = j + 1 == n;
+        let exits = n > 1 && j + 1 == n;
         let command: &[&str] = if exits {
             &["sh", "-c", "exit 3"]
         } else {

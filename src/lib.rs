@@ -23,6 +23,7 @@ pub mod inflight;
 pub mod keyed_lock;
 pub mod monitor;
 pub mod netns;
+pub mod parallel;
 pub mod preflight;
 pub mod probes;
 pub mod prometheus;

@@ -509,9 +509,10 @@ async fn container_lifecycle_status_logs_and_exec() {
     assert_nothing(found, &env);
 }
 
-/// ListContainers reads a pod's exit files only when the monitor's exit count changed: an exit
-/// is listed as exited as soon as it is counted, and a container that exits as it starts,
-/// right after a list read the count, is not missed either.
+/// An exit is listed as exited as soon as the monitor counts it (a list first handles what the
+/// exit watch has queued, or, for a pod the watch does not cover, reads the pod's exit files
+/// when the count changed), and a container that exits as it starts, right after a list, is
+/// not missed either.
 #[tokio::test]
 async fn list_containers_shows_each_exit_once_counted() {
     let _serial = SERIAL.lock().await;

@@ -250,6 +250,94 @@ async fn metrics_and_pod_stats_follow_a_busy_container() {
     env.assert_clean(&[pod_id]).await;
 }
 
+/// ListContainerStats, ContainerStats and ListPodSandboxStats serve real figures: memory and
+/// CPU time from the container's cgroup, and a file written into the writable layer shows
+/// within `REFRESH_AFTER` (plus a walk) of being written, as the layer's usage is kept between
+/// calls (`container/layer_usage.rs`); the figure carries when it was measured.
+#[tokio::test]
+async fn container_stats_show_memory_cpu_and_a_written_file() {
+    let env = start_env(3);
+    pull_busybox(&env).await;
+    let mut rt = env.runtime().await;
+    let pod = pod_config("stats-pod", "fcct-ns", "uid-stats", 0);
+    let pod_id = run_pod(&env, &mut rt, pod.clone()).await;
+    let config = busybox_config("writer", &["sleep", "3600"], false);
+    let id = create(&env, &mut rt, &pod_id, &pod, config).await;
+    start(&env, &mut rt, &id).await;
+    let filter = ContainerStatsFilter {
+        id: id.clone(),
+        ..Default::default()
+    };
+    let list = async |rt: &mut RuntimeServiceClient<Channel>| -> ContainerStats {
+        let request = ListContainerStatsRequest {
+            filter: Some(filter.clone()),
+        };
+        let mut stats = rt
+            .list_container_stats(request)
+            .await
+            .expect("ListContainerStats")
+            .into_inner()
+            .stats;
+        assert_eq!(stats.len(), 1, "{stats:?}");
+        stats.remove(0)
+    };
+    let layer = |s: &ContainerStats| s.writable_layer.clone().expect("writable layer");
+    let used = |l: &FilesystemUsage| l.used_bytes.expect("used bytes").value;
+
+    let before = list(&mut rt).await;
+    assert_eq!(before.attributes.as_ref().unwrap().id, id);
+    assert!(used(&layer(&before)) < MIB, "{before:?}");
+    let memory = before.memory.as_ref().expect("memory");
+    assert!(memory.working_set_bytes.unwrap().value > 0, "{memory:?}");
+    assert!(memory.usage_bytes.unwrap().value > 0, "{memory:?}");
+    let cpu = before.cpu.as_ref().expect("cpu");
+    assert!(cpu.usage_core_nano_seconds.unwrap().value > 0, "{cpu:?}");
+
+    let write_began = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let dd = ["dd", "if=/dev/zero", "of=/written", "bs=1024", "count=1024"];
+    let wrote = exec(&mut rt, &id, &dd, 10).await.expect("dd");
+    assert_eq!(wrote.exit_code, 0, "{wrote:?}");
+    let deadline =
+        Instant::now() + ferrocri::container::layer_usage::REFRESH_AFTER + Duration::from_secs(10);
+    let seen = loop {
+        let l = layer(&list(&mut rt).await);
+        if used(&l) >= MIB {
+            break l;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the written file never showed: {l:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(seen.inodes_used.unwrap().value >= 1, "{seen:?}");
+    assert!(
+        seen.timestamp >= write_began,
+        "measured after the write: {seen:?}"
+    );
+
+    // ContainerStats and the container inside ListPodSandboxStats say the same.
+    let one = rt
+        .container_stats(ContainerStatsRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("ContainerStats")
+        .into_inner()
+        .stats
+        .expect("stats");
+    assert!(used(&layer(&one)) >= MIB, "{one:?}");
+    let in_pod = container_stats_in_pod(&mut rt, &pod_id).await;
+    assert_eq!(in_pod.len(), 1);
+    assert!(used(&layer(&in_pod[0])) >= MIB, "{in_pod:?}");
+
+    stop_and_remove_pod(&mut rt, &pod_id).await;
+    env.assert_clean(&[pod_id]).await;
+}
+
 /// Latency of ListPodSandboxStats and ListPodSandboxMetrics with 20 pods of one running
 /// container each (`cargo test --test metrics -- --ignored --nocapture`).
 #[tokio::test]

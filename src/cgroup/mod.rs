@@ -339,6 +339,25 @@ impl Cgroups {
         }
     }
 
+    /// [`Cgroups::usage`] with the process count (`pids`) too: what PodSandboxStats reports.
+    pub fn usage_and_pids(&self, path: &str) -> Result<Stats, CgroupError> {
+        let cg = CgroupPath::parse(path)?;
+        self.must_exist(&cg)?;
+        let unified = self.unified.as_ref().map(|m| cg.dir_in(m));
+        match (self.version(), unified) {
+            (Version::V2, Some(dir)) => {
+                let mut stats = v2::usage(&cg, &dir)?;
+                stats.pids = v2::process_count(&cg, &dir)?;
+                Ok(stats)
+            }
+            (_, unified) => {
+                let mut stats = v1::usage(&cg, &self.v1, unified.as_deref())?;
+                stats.pids = v1::process_count(&cg, &self.v1)?;
+                Ok(stats)
+            }
+        }
+    }
+
     /// How many times the kernel's OOM killer killed a process in the cgroup (v2
     /// `memory.events`, v1 `memory.oom_control`, Linux >= 4.13; 0 where not reported).
     pub fn oom_kills(&self, path: &str) -> Result<u64, CgroupError> {

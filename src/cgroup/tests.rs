@@ -1080,6 +1080,14 @@ fn assert_usage_matches(cgroups: &Cgroups) {
     assert_eq!(usage.major_page_faults, stats.major_page_faults);
     assert_eq!(usage.swap_usage_bytes, stats.swap_usage_bytes);
     assert_eq!(usage.limits.memory_bytes, stats.limits.memory_bytes);
+    // PodSandboxStats: the same, with the process count.
+    let pod = cgroups.usage_and_pids("/c").unwrap();
+    assert_eq!(pod.pids, 7);
+    assert_eq!(pod.pids, stats.pids);
+    assert_eq!(
+        (pod.cpu_usage_ns, pod.memory_working_set_bytes),
+        (usage.cpu_usage_ns, usage.memory_working_set_bytes)
+    );
 }
 
 #[test]
@@ -1094,6 +1102,7 @@ fn fake_usage_is_the_container_part_of_stats() {
         ),
         ("memory.swap.current", "4096\n"),
         ("memory.max", "67108864\n"),
+        ("pids.current", "7\n"),
     ] {
         put(&tmp.path().join("c").join(file), value);
     }
@@ -1108,6 +1117,7 @@ fn fake_usage_is_the_container_part_of_stats() {
         ),
         ("memory/c/memory.memsw.usage_in_bytes", "1200000\n"),
         ("memory/c/memory.limit_in_bytes", "67108864\n"),
+        ("pids/c/pids.current", "7\n"),
     ] {
         put(&tmp.path().join(file), value);
     }

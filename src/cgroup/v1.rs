@@ -288,24 +288,28 @@ pub(crate) fn stats(
             fs::read_limit(cg, &dir.join("memory.soft_limit_in_bytes"))?;
         limits.memory_swap_bytes = fs::read_limit(cg, &dir.join("memory.memsw.limit_in_bytes"))?;
     }
-    let pids_current = match dir_of(cg, hierarchies, "pids") {
-        Some(dir) => {
-            stats.limits.pids = fs::read_limit(cg, &dir.join("pids.max"))?;
-            fs::read_u64_optional(cg, &dir.join("pids.current"))?
-        }
-        None => None,
-    };
-    stats.pids = match pids_current {
-        Some(pids) => pids,
-        None => {
-            let mut pids = BTreeSet::new();
-            for h in hierarchies {
-                fs::collect_procs(cg, &cg.dir_in(&h.mount_point), true, &mut pids)?;
-            }
-            pids.len() as u64
-        }
-    };
+    if let Some(dir) = dir_of(cg, hierarchies, "pids") {
+        stats.limits.pids = fs::read_limit(cg, &dir.join("pids.max"))?;
+    }
+    stats.pids = process_count(cg, hierarchies)?;
     Ok(stats)
+}
+
+/// `pids.current`, or without the pids controller the processes counted in every hierarchy.
+pub(crate) fn process_count(
+    cg: &CgroupPath,
+    hierarchies: &[V1Hierarchy],
+) -> Result<u64, CgroupError> {
+    if let Some(dir) = dir_of(cg, hierarchies, "pids")
+        && let Some(pids) = fs::read_u64_optional(cg, &dir.join("pids.current"))?
+    {
+        return Ok(pids);
+    }
+    let mut pids = BTreeSet::new();
+    for h in hierarchies {
+        fs::collect_procs(cg, &cg.dir_in(&h.mount_point), true, &mut pids)?;
+    }
+    Ok(pids.len() as u64)
 }
 
 /// `oom_kill` of `memory.oom_control` (Linux >= 4.13; 0 before).

@@ -243,15 +243,18 @@ pub(crate) fn stats(cg: &CgroupPath, dir: &Path) -> Result<Stats, CgroupError> {
             .unwrap_or(0),
         pids: limit("pids.max")?,
     };
-    stats.pids = match fs::read_u64_optional(cg, &dir.join("pids.current"))? {
-        Some(pids) => pids,
-        None => {
-            let mut pids = BTreeSet::new();
-            fs::collect_procs(cg, dir, true, &mut pids)?;
-            pids.len() as u64
-        }
-    };
+    stats.pids = process_count(cg, dir)?;
     Ok(stats)
+}
+
+/// `pids.current`, or without the pids controller the processes counted.
+pub(crate) fn process_count(cg: &CgroupPath, dir: &Path) -> Result<u64, CgroupError> {
+    if let Some(pids) = fs::read_u64_optional(cg, &dir.join("pids.current"))? {
+        return Ok(pids);
+    }
+    let mut pids = BTreeSet::new();
+    fs::collect_procs(cg, dir, true, &mut pids)?;
+    Ok(pids.len() as u64)
 }
 
 /// `oom_kill` of `memory.events` (hierarchical unless mounted with memory_localevents).

@@ -4,12 +4,17 @@
 //! what the watch reports, so the daemon reads a pod's exit files right after they are in place,
 //! without polling and without a connection from the monitor (which keeps running, and keeps
 //! recording, while the daemon is down or restarting).
+//!
+//! Lists lean on the watch: once a pod's exits from before its watch are read (`caught_up`),
+//! a list does not read that pod's exit files; it handles the changes still queued in the
+//! kernel first (`pending`), so an exit recorded before the list began is in it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
@@ -32,13 +37,23 @@ pub enum Change {
 pub struct ExitWatch {
     inotify: AsyncFd<OwnedFd>,
     watches: Mutex<Watches>,
+    /// Held from reading changes until they are handled, by the watch loop or a list: a list
+    /// that gets it has every change queued before it handled.
+    handling: tokio::sync::Mutex<()>,
+    /// Reading the kernel's queue failed: the watch covers no pod any more.
+    broken: AtomicBool,
 }
+
+/// Proof that changes are being handled; drop it once they are.
+pub type Handling<'a> = tokio::sync::MutexGuard<'a, ()>;
 
 #[derive(Default)]
 struct Watches {
     /// Watch descriptor → (pod ID, pod folder).
     by_wd: HashMap<i32, (String, PathBuf)>,
     by_pod: HashMap<String, i32>,
+    /// Watched pods whose exits from before the watch have been read.
+    caught_up: HashSet<String>,
 }
 
 impl ExitWatch {
@@ -51,21 +66,37 @@ impl ExitWatch {
         Ok(ExitWatch {
             inotify,
             watches: Mutex::default(),
+            handling: tokio::sync::Mutex::default(),
+            broken: AtomicBool::new(false),
         })
     }
 
-    /// Watches the pod folder `dir` (nothing when the pod is watched already). The watch goes
-    /// by itself when the folder is removed.
-    pub fn watch(&self, pod: &str, dir: &Path) -> io::Result<()> {
+    /// Watches the pod folder `dir`; false when the pod is watched already. The watch goes by
+    /// itself when the folder is removed.
+    pub fn watch(&self, pod: &str, dir: &Path) -> io::Result<bool> {
         let mut watches = self.lock();
         if watches.by_pod.contains_key(pod) {
-            return Ok(());
+            return Ok(false);
         }
         let flags = WatchFlags::MOVED_TO | WatchFlags::CLOSE_WRITE | WatchFlags::ONLYDIR;
         let wd = inotify::add_watch(self.inotify.get_ref(), dir, flags)?;
         watches.by_wd.insert(wd, (pod.to_owned(), dir.to_owned()));
         watches.by_pod.insert(pod.to_owned(), wd);
-        Ok(())
+        Ok(true)
+    }
+
+    /// The pod's exits recorded before its watch began have been read: its later exits come
+    /// through the watch.
+    pub fn caught_up(&self, pod: &str) {
+        let mut watches = self.lock();
+        if watches.by_pod.contains_key(pod) {
+            watches.caught_up.insert(pod.to_owned());
+        }
+    }
+
+    /// Whether every exit of the pod reaches the daemon through the watch.
+    pub fn covers(&self, pod: &str) -> bool {
+        !self.broken.load(Ordering::Acquire) && self.lock().caught_up.contains(pod)
     }
 
     /// Every watched pod and its folder.
@@ -73,25 +104,41 @@ impl ExitWatch {
         self.lock().by_wd.values().cloned().collect()
     }
 
-    /// Waits for the next changes (at least one).
-    pub async fn next(&self) -> io::Result<Vec<Change>> {
+    /// Waits for the next changes (at least one); handle them before dropping the guard.
+    pub async fn next(&self) -> io::Result<(Handling<'_>, Vec<Change>)> {
         loop {
-            let mut guard = self.inotify.readable().await?;
-            let mut changes = Vec::new();
-            let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
-            let mut reader = inotify::Reader::new(self.inotify.get_ref(), &mut buf);
-            loop {
-                match reader.next() {
-                    Ok(event) => self.interpret(&event, &mut changes),
-                    Err(rustix::io::Errno::AGAIN) => {
-                        guard.clear_ready();
-                        break;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            let mut ready = self.inotify.readable().await?;
+            let handling = self.handling.lock().await;
+            let changes = self.read_queued()?;
+            // The queue is empty now; a change queued since is a new readiness, kept.
+            ready.clear_ready();
             if !changes.is_empty() {
-                return Ok(changes);
+                return Ok((handling, changes));
+            }
+        }
+    }
+
+    /// The changes queued now (maybe none), once changes read earlier are handled; handle
+    /// them before dropping the guard.
+    pub async fn pending(&self) -> io::Result<(Handling<'_>, Vec<Change>)> {
+        let handling = self.handling.lock().await;
+        let changes = self.read_queued()?;
+        Ok((handling, changes))
+    }
+
+    /// Reads the kernel's queue until it is empty.
+    fn read_queued(&self) -> io::Result<Vec<Change>> {
+        let mut changes = Vec::new();
+        let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+        let mut reader = inotify::Reader::new(self.inotify.get_ref(), &mut buf);
+        loop {
+            match reader.next() {
+                Ok(event) => self.interpret(&event, &mut changes),
+                Err(rustix::io::Errno::AGAIN) => return Ok(changes),
+                Err(e) => {
+                    self.broken.store(true, Ordering::Release);
+                    return Err(e.into());
+                }
             }
         }
     }
@@ -107,6 +154,7 @@ impl ExitWatch {
             // The folder is gone (the pod was removed), and with it the watch.
             if let Some((pod, _)) = watches.by_wd.remove(&event.wd()) {
                 watches.by_pod.remove(&pod);
+                watches.caught_up.remove(&pod);
             }
             return;
         }
@@ -153,6 +201,7 @@ mod tests {
             .await
             .expect("a change within 5 s")
             .unwrap()
+            .1
     }
 
     #[tokio::test]
@@ -163,8 +212,8 @@ mod tests {
             std::fs::create_dir(d).unwrap();
         }
         let watch = ExitWatch::new().unwrap();
-        watch.watch("pod-a", &a).unwrap();
-        watch.watch("pod-a", &a).unwrap();
+        assert!(watch.watch("pod-a", &a).unwrap());
+        assert!(!watch.watch("pod-a", &a).unwrap());
         assert_eq!(watch.watched(), vec![("pod-a".to_owned(), a.clone())]);
 
         // Other files and other pods' folders are not reported.
@@ -194,12 +243,53 @@ mod tests {
         // A removed folder takes its watch along.
         std::fs::remove_dir_all(&a).unwrap();
         let more = tokio::time::timeout(Duration::from_millis(300), watch.next()).await;
-        assert!(more.is_err(), "nothing to report: {more:?}");
+        assert!(more.is_err(), "nothing to report");
         assert!(watch.watched().is_empty());
         // A pod folder made again under the same ID is watched again.
         std::fs::create_dir(&a).unwrap();
         watch.watch("pod-a", &a).unwrap();
         rename_into(&a, EXITS_FILE, "1");
         assert_eq!(next(&watch).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_pod_is_covered_once_caught_up_and_pending_changes_are_read_at_once() {
+        let root = tempfile::tempdir().unwrap();
+        let a = root.path().join("a");
+        std::fs::create_dir(&a).unwrap();
+        let watch = ExitWatch::new().unwrap();
+        assert!(!watch.covers("pod-a"));
+        watch.caught_up("pod-a");
+        assert!(!watch.covers("pod-a"), "not watched: not covered");
+        watch.watch("pod-a", &a).unwrap();
+        assert!(
+            !watch.covers("pod-a"),
+            "exits from before the watch not read yet"
+        );
+        watch.caught_up("pod-a");
+        assert!(watch.covers("pod-a"));
+
+        let (_, nothing) = watch.pending().await.unwrap();
+        assert!(nothing.is_empty());
+        rename_into(&a, EXITS_FILE, "1");
+        // No waiting: the rename is queued as soon as it is done.
+        let (handling, changes) = watch.pending().await.unwrap();
+        assert_eq!(
+            changes,
+            vec![Change::Exits {
+                pod: "pod-a".into(),
+                dir: a.clone()
+            }]
+        );
+        // While changes are handled, a list waits.
+        let waiting = tokio::time::timeout(Duration::from_millis(100), watch.pending()).await;
+        assert!(waiting.is_err(), "pending must wait for the handling");
+        drop(handling);
+        assert!(watch.pending().await.unwrap().1.is_empty());
+
+        std::fs::remove_dir_all(&a).unwrap();
+        let more = tokio::time::timeout(Duration::from_millis(300), watch.next()).await;
+        assert!(more.is_err(), "nothing to report");
+        assert!(!watch.covers("pod-a"), "a removed folder covers nothing");
     }
 }

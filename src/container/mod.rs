@@ -8,6 +8,7 @@ mod device_nodes;
 pub mod events;
 mod exit_watch;
 pub mod image_volumes;
+pub mod layer_usage;
 pub mod pods;
 pub mod record;
 pub mod service;

@@ -53,7 +53,7 @@ impl Pods {
     ) -> Result<String, SandboxError> {
         let id = self.sandboxes.run(config, runtime_handler).await?;
         if let Some(pod) = self.sandboxes.find(&id).await? {
-            self.containers.watch_pod(&pod);
+            self.containers.watch_pod(&pod).await;
             for kind in [
                 ContainerEventType::ContainerCreatedEvent,
                 ContainerEventType::ContainerStartedEvent,

@@ -114,7 +114,9 @@ pub struct Containers {
     records: RecordCache,
     images: Arc<Images>,
     sandboxes: Arc<Sandboxes>,
-    cgroups: Option<Arc<Cgroups>>,
+    pub(super) cgroups: Option<Arc<Cgroups>>,
+    /// Writable-layer usage kept between stats calls (`stats.rs`).
+    pub(super) layer_usage: Arc<super::layer_usage::LayerUsage>,
     root: PathBuf,
     creating: Inflight<String, String, ContainerError>,
     /// Per pod, the monitor's exit count whose exits the last list has read.
@@ -153,6 +155,7 @@ impl Containers {
             records: RecordCache::new(store),
             images,
             cgroups: sandboxes.cgroups(),
+            layer_usage: Arc::default(),
             sandboxes,
             root: root_dir.join("containers"),
             creating: Inflight::default(),
@@ -178,12 +181,22 @@ impl Containers {
         self.records.all().await
     }
 
-    /// Watches the pod's folder for exits (nothing when it is watched already).
-    pub fn watch_pod(&self, pod: &SandboxRecord) {
-        if let Some(watch) = &self.exit_watch
-            && let Err(e) = watch.watch(&pod.id, &pod.dir)
-        {
-            tracing::warn!(pod = %pod.id, error = %e, "cannot watch the pod folder for exits");
+    /// Watches the pod's folder for exits (nothing when it is watched already), then reads
+    /// the exits recorded before: from then on lists leave the pod's exits to the watch.
+    pub async fn watch_pod(&self, pod: &SandboxRecord) {
+        let Some(watch) = &self.exit_watch else {
+            return;
+        };
+        match watch.watch(&pod.id, &pod.dir) {
+            Ok(true) => {
+                if self.read_exits(&pod.id, &pod.dir).await {
+                    watch.caught_up(&pod.id);
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(pod = %pod.id, error = %e, "cannot watch the pod folder for exits");
+            }
         }
     }
 
@@ -196,7 +209,7 @@ impl Containers {
         match self.sandboxes.list().await {
             Ok(pods) => {
                 for pod in pods.iter().filter(|p| p.state == SandboxState::Ready) {
-                    self.watch_pod(pod);
+                    self.watch_pod(pod).await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot list the pods to watch for exits"),
@@ -205,50 +218,71 @@ impl Containers {
             return;
         };
         loop {
-            let changes = match watch.next().await {
-                Ok(changes) => changes,
+            match watch.next().await {
+                Ok((_handling, changes)) => self.handle_changes(watch, changes).await,
                 Err(e) => {
                     let effect = "exits are noticed only when listed";
                     tracing::warn!(error = %e, "watching for exits failed; {effect}");
                     return;
                 }
-            };
-            for change in changes {
-                match change {
-                    Change::Exits { pod, dir } => self.read_exits(&pod, &dir).await,
-                    Change::PauseExit { pod } => {
-                        if let Ok(Some(record)) = self.sandboxes.find(&pod).await {
-                            self.publish_pod(ContainerEventType::ContainerStoppedEvent, &record)
-                                .await;
-                        }
+            }
+        }
+    }
+
+    /// Handles the changes the watch has queued but not yet reported (a list calls this, so
+    /// that an exit recorded before it began is in it).
+    async fn catch_up_exits(&self) {
+        let Some(watch) = &self.exit_watch else {
+            return;
+        };
+        match watch.pending().await {
+            Ok((_handling, changes)) => self.handle_changes(watch, changes).await,
+            Err(e) => tracing::warn!(error = %e, "reading the exit watch failed"),
+        }
+    }
+
+    async fn handle_changes(&self, watch: &ExitWatch, changes: Vec<Change>) {
+        for change in changes {
+            match change {
+                Change::Exits { pod, dir } => {
+                    self.read_exits(&pod, &dir).await;
+                }
+                Change::PauseExit { pod } => {
+                    if let Ok(Some(record)) = self.sandboxes.find(&pod).await {
+                        self.publish_pod(ContainerEventType::ContainerStoppedEvent, &record)
+                            .await;
                     }
-                    Change::Overflow => {
-                        for (pod, dir) in watch.watched() {
-                            self.read_exits(&pod, &dir).await;
-                        }
+                }
+                Change::Overflow => {
+                    for (pod, dir) in watch.watched() {
+                        self.read_exits(&pod, &dir).await;
                     }
                 }
             }
         }
     }
 
-    /// Reads the exits the monitor recorded for the pod's running containers.
-    async fn read_exits(&self, pod: &str, dir: &Path) {
+    /// Reads the exits the monitor recorded for the pod's running containers; false when
+    /// some could not be read or recorded.
+    async fn read_exits(&self, pod: &str, dir: &Path) -> bool {
         let records = match self.records.all().await {
             Ok(records) => records,
             Err(e) => {
                 tracing::warn!(pod, error = %e, "cannot read the container records");
-                return;
+                return false;
             }
         };
+        let mut all_read = true;
         for record in records
             .into_iter()
             .filter(|r| r.sandbox_id == pod && r.state == State::Running)
         {
             if let Err(e) = self.refresh_in(record, Some(dir)).await {
                 tracing::warn!(pod, error = %e, "cannot record a container exit");
+                all_read = false;
             }
         }
+        all_read
     }
 
     /// CreateContainer. Retries of a create still under way wait for it.
@@ -414,7 +448,7 @@ impl Containers {
                 other => other.into(),
             })?;
         // Exits of this pod's containers are seen as they happen from now on.
-        self.watch_pod(&sandbox);
+        self.watch_pod(&sandbox).await;
         if !log_path.as_os_str().is_empty()
             && let Err(e) = crate::sandbox::container_logs::remember(&sandbox.dir, &log_path)
         {
@@ -801,6 +835,7 @@ impl Containers {
         {
             let _in_order = self.transitions.lock(&record.id).await;
             self.records.delete(record.id.clone()).await?;
+            self.layer_usage.forget(&record.id);
             self.publish(
                 ContainerEventType::ContainerDeletedEvent,
                 &record.id,
@@ -845,36 +880,44 @@ impl Containers {
 
     /// Every container, states up to date.
     pub async fn list(&self) -> Result<Vec<Arc<ContainerRecord>>, ContainerError> {
-        // kubelet lists every second: read the sandboxes once, not once per container, and
-        // the exit files only of pods whose exit count changed since the last list. The
-        // counts are read before the records, so every exit counted is in a record that
-        // says running (and is read now), exited, or not started yet (`save` reads it then).
+        // kubelet lists every second. The exits of watched pods come through the exit watch,
+        // whose queued changes are handled first; only the pods it does not cover (no
+        // inotify, a failed watch, start-up) have their exit files read here: once their exit
+        // count changed since the last list. The counts are read before the records, so every
+        // exit counted is in a record that says running (and is read now), exited, or not
+        // started yet (`start` reads it then).
+        self.catch_up_exits().await;
         let pods = self
             .sandboxes
-            .list()
+            .all()
             .await
             .map_err(|e| failed("listing the sandboxes")(e.to_string()))?;
-        let counts: Vec<Option<u64>> = pods
+        let unwatched: Vec<(&SandboxRecord, Option<u64>)> = pods
             .iter()
-            .map(|p| monitor_layout::read_exit_count(&p.dir))
+            .filter(|p| !self.exit_watch.as_ref().is_some_and(|w| w.covers(&p.id)))
+            .map(|p| (p, monitor_layout::read_exit_count(&p.dir)))
             .collect();
         let unread: HashMap<&str, &Path> = {
             let read = self.exits_read.lock().unwrap_or_else(|p| p.into_inner());
-            pods.iter()
-                .zip(&counts)
+            unwatched
+                .iter()
                 .filter(|(p, count)| count.is_none() || read.get(&p.id) != count.as_ref())
                 .map(|(p, _)| (p.id.as_str(), p.dir.as_path()))
                 .collect()
         };
         let records = self.records.all().await?;
-        let mut out = Vec::with_capacity(records.len());
-        for record in records {
-            let dir = unread.get(record.sandbox_id.as_str()).copied();
-            out.push(self.refresh_in(record, dir).await?);
-        }
-        *self.exits_read.lock().unwrap_or_else(|p| p.into_inner()) = pods
-            .iter()
-            .zip(counts)
+        let out = if unread.is_empty() {
+            records
+        } else {
+            let mut out = Vec::with_capacity(records.len());
+            for record in records {
+                let dir = unread.get(record.sandbox_id.as_str()).copied();
+                out.push(self.refresh_in(record, dir).await?);
+            }
+            out
+        };
+        *self.exits_read.lock().unwrap_or_else(|p| p.into_inner()) = unwatched
+            .into_iter()
             .filter_map(|(p, count)| Some((p.id.clone(), count?)))
             .collect();
         Ok(out)

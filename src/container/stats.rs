@@ -1,63 +1,56 @@
-//! ContainerStats: CPU and memory from the container's cgroup, the usage of its writable
-//! layer. Pod stats, which hold these, are `sandbox/stats.rs`.
+//! ContainerStats: CPU and memory from the container's cgroup (`Cgroups::usage`, a handful of
+//! small cgroupfs reads), the usage of its writable layer (kept between calls:
+//! `layer_usage`). Pod stats, which hold these, are `sandbox/stats.rs`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::layer_usage::LayerUsage;
 use super::record::ContainerRecord;
+use super::service::Containers;
 use crate::cgroup::Cgroups;
 use crate::cri::v1::*;
 use crate::ids::now_nanos;
-use crate::sandbox::service::Sandboxes;
 
-/// Below this many containers one thread reads them all.
-const PER_THREAD: usize = 32;
+impl Containers {
+    /// The stats of one container (ContainerStats).
+    pub fn stats(&self, record: &ContainerRecord) -> ContainerStats {
+        let (stats, stale) = read(self.cgroups.as_deref(), &self.layer_usage, record);
+        self.layer_usage
+            .refresh_in_background(stale.into_iter().collect());
+        stats
+    }
 
-/// The stats of one container, as ContainerStats and inside PodSandboxStats.
-pub fn container_stats(sandboxes: &Sandboxes, record: &ContainerRecord) -> ContainerStats {
-    read(sandboxes.cgroups().as_deref(), record)
+    /// The stats of many containers (ListContainerStats, ListPodSandboxStats), in their order,
+    /// read off the async runtime by up to one thread per core.
+    pub async fn stats_of(&self, records: Vec<Arc<ContainerRecord>>) -> Vec<ContainerStats> {
+        let (cgroups, layers) = (self.cgroups.clone(), self.layer_usage.clone());
+        let work = move || {
+            let read = |r: &Arc<ContainerRecord>| read(cgroups.as_deref(), &layers, r);
+            let (stats, stale): (Vec<_>, Vec<_>) =
+                crate::parallel::map(&records, read).into_iter().unzip();
+            layers.refresh_in_background(stale.into_iter().flatten().collect());
+            stats
+        };
+        tokio::task::spawn_blocking(work).await.unwrap_or_default()
+    }
 }
 
-/// The stats of many containers (ListContainerStats), in their order, read off the async
-/// runtime by up to one thread per core: each is a handful of small cgroupfs reads
-/// (`Cgroups::usage`) and a walk of the writable layer.
-pub async fn many(
-    sandboxes: &Sandboxes,
-    records: Vec<Arc<ContainerRecord>>,
-) -> Vec<ContainerStats> {
-    let cgroups = sandboxes.cgroups();
-    let work = move || {
-        let cgroups = cgroups.as_deref();
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = records.len().div_ceil(PER_THREAD).clamp(1, cores);
-        if threads == 1 {
-            return records.iter().map(|r| read(cgroups, r)).collect();
-        }
-        let chunk = records.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let parts: Vec<_> = records
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || part.iter().map(|r| read(cgroups, r)).collect::<Vec<_>>())
-                })
-                .collect();
-            parts
-                .into_iter()
-                .flat_map(|part| part.join().unwrap_or_default())
-                .collect()
-        })
-    };
-    tokio::task::spawn_blocking(work).await.unwrap_or_default()
-}
-
-fn read(cgroups: Option<&Cgroups>, record: &ContainerRecord) -> ContainerStats {
+/// The container's stats, and its layer to measure again when its figure is getting old.
+fn read(
+    cgroups: Option<&Cgroups>,
+    layers: &LayerUsage,
+    record: &ContainerRecord,
+) -> (ContainerStats, Option<(String, PathBuf)>) {
     let timestamp = now_nanos();
     let value = |v: u64| Some(UInt64Value { value: v });
     let cgroup = cgroups
         .and_then(|c| c.usage(&record.cgroup).ok())
         .unwrap_or_default();
-    let (bytes, inodes) = crate::rootfs::usage::disk_usage(&record.dir.join("upper"));
+    let upper = record.dir.join("upper");
+    let (layer, stale) = layers.get(&record.id, &upper);
     let limit = cgroup.limits.memory_bytes;
-    ContainerStats {
+    let stats = ContainerStats {
         attributes: Some(ContainerAttributes {
             id: record.id.clone(),
             metadata: record.config.0.metadata.clone(),
@@ -83,12 +76,13 @@ fn read(cgroups: Option<&Cgroups>, record: &ContainerRecord) -> ContainerStats {
             ..Default::default()
         }),
         writable_layer: Some(FilesystemUsage {
-            timestamp,
+            // When it was measured, which may be a few seconds ago (`layer_usage`).
+            timestamp: layer.measured_at,
             fs_id: Some(FilesystemIdentifier {
                 mountpoint: record.dir.display().to_string(),
             }),
-            used_bytes: value(bytes),
-            inodes_used: value(inodes),
+            used_bytes: value(layer.bytes),
+            inodes_used: value(layer.inodes),
         }),
         swap: Some(SwapUsage {
             timestamp,
@@ -96,5 +90,6 @@ fn read(cgroups: Option<&Cgroups>, record: &ContainerRecord) -> ContainerStats {
             swap_available_bytes: None,
         }),
         io: None,
-    }
+    };
+    (stats, stale.then(|| (record.id.clone(), upper)))
 }

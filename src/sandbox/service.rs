@@ -30,6 +30,8 @@ const POD_IFNAME: &str = "eth0";
 
 pub struct Sandboxes {
     store: Store,
+    /// Every record, decoded once per write: lists are frequent, writes rare.
+    all: crate::store::Snapshot<SandboxRecord>,
     state_dir: PathBuf,
     edges: Edges,
     creating: Inflight<String, String, SandboxError>,
@@ -40,6 +42,7 @@ impl Sandboxes {
     /// the daemon, fakes in unit tests).
     pub fn new(config: &Config, store: Store, edges: Edges) -> Sandboxes {
         Sandboxes {
+            all: crate::store::Snapshot::new(store.clone(), Table::Sandboxes),
             store,
             state_dir: config.state_dir.clone(),
             edges,
@@ -476,7 +479,12 @@ impl Sandboxes {
 
     /// Every sandbox, oldest first (those still being created included).
     pub async fn list(&self) -> Result<Vec<SandboxRecord>, SandboxError> {
-        Ok(self.store.run(|c| c.list(Table::Sandboxes)).await?)
+        Ok(self.all().await?.as_ref().clone())
+    }
+
+    /// `list` without a copy of each record, for the frequent lists.
+    pub async fn all(&self) -> Result<Arc<Vec<SandboxRecord>>, SandboxError> {
+        Ok(self.all.get().await?)
     }
 
     /// At start-up: finish what a crash interrupted. A pod that was being created is undone;

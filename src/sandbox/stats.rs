@@ -1,26 +1,74 @@
 //! PodSandboxStats: CPU, memory and process counts from the pod's cgroup, network counters
-//! from the pod's network namespace (read through the pause's /proc/<pid>/net/dev).
-
-use crate::cri::v1::*;
-use crate::cri_metrics::InterfaceCounters;
+//! from the pod's network namespace (read through the pause's /proc/<pid>/net/dev). The
+//! kernel's figures are read first (`Readings`, for many pods in parallel), then the message
+//! is built from them and the record.
 
 use super::record::SandboxRecord;
 use super::service::Sandboxes;
+use crate::cgroup::{Cgroups, Stats};
+use crate::cri::v1::*;
+use crate::cri_metrics::InterfaceCounters;
 use crate::ids::now_nanos;
 
 fn value(v: u64) -> Option<UInt64Value> {
     Some(UInt64Value { value: v })
 }
 
-/// The stats of a pod; `containers` are the stats of its running containers.
+/// What the kernel tells of a pod: its cgroup's counters and its network's interfaces.
+pub struct Readings {
+    timestamp: i64,
+    cgroup: Option<Stats>,
+    interfaces: Option<Vec<InterfaceCounters>>,
+}
+
+/// Reads the kernel's figures of a pod (blocking: cgroupfs and /proc reads).
+fn read(cgroups: Option<&Cgroups>, cgroup: &str, pause_pid: Option<i32>) -> Readings {
+    Readings {
+        timestamp: now_nanos(),
+        cgroup: cgroups.and_then(|c| c.usage_and_pids(cgroup).ok()),
+        interfaces: pause_pid.and_then(pod_interfaces),
+    }
+}
+
+/// The pause whose network namespace counts (none for a host-network pod).
+fn network_pid(record: &SandboxRecord) -> Option<i32> {
+    (!record.host_network() && record.pause_pid > 0).then_some(record.pause_pid)
+}
+
+/// The readings of one pod (PodSandboxStats).
+pub fn read_one(sandboxes: &Sandboxes, record: &SandboxRecord) -> Readings {
+    read(
+        sandboxes.cgroups().as_deref(),
+        &record.cgroup,
+        network_pid(record),
+    )
+}
+
+/// The readings of many pods (ListPodSandboxStats), in their order, read off the async
+/// runtime by up to one thread per core.
+pub async fn read_many(sandboxes: &Sandboxes, records: &[&SandboxRecord]) -> Vec<Readings> {
+    let cgroups = sandboxes.cgroups();
+    let pods: Vec<(String, Option<i32>)> = records
+        .iter()
+        .map(|r| (r.cgroup.clone(), network_pid(r)))
+        .collect();
+    let work = move || {
+        crate::parallel::map(&pods, |(cgroup, pid)| {
+            read(cgroups.as_deref(), cgroup, *pid)
+        })
+    };
+    tokio::task::spawn_blocking(work).await.unwrap_or_default()
+}
+
+/// The stats of a pod from its readings; `containers` are the stats of its running
+/// containers.
 pub fn pod_stats(
-    sandboxes: &Sandboxes,
     record: &SandboxRecord,
+    readings: Readings,
     containers: Vec<ContainerStats>,
 ) -> PodSandboxStats {
-    let timestamp = now_nanos();
-    let cgroup = sandboxes.cgroup_stats(&record.cgroup);
-    let (cpu, memory, process) = match cgroup {
+    let timestamp = readings.timestamp;
+    let (cpu, memory, process) = match readings.cgroup {
         Some(s) => (
             Some(CpuUsage {
                 timestamp,
@@ -43,9 +91,9 @@ pub fn pod_stats(
         ),
         None => (None, None, None),
     };
-    let network = (!record.host_network() && record.pause_pid > 0)
-        .then(|| network_usage(record.pause_pid, timestamp))
-        .flatten();
+    let network = readings
+        .interfaces
+        .map(|interfaces| network_usage(interfaces, timestamp));
     let meta = record.metadata();
     PodSandboxStats {
         attributes: Some(PodSandboxAttributes {
@@ -67,8 +115,8 @@ pub fn pod_stats(
 }
 
 /// Interface counters of the pause's network namespace; eth0 is the default interface.
-fn network_usage(pid: i32, timestamp: i64) -> Option<NetworkUsage> {
-    let interfaces: Vec<NetworkInterfaceUsage> = pod_interfaces(pid)?
+fn network_usage(interfaces: Vec<InterfaceCounters>, timestamp: i64) -> NetworkUsage {
+    let interfaces: Vec<NetworkInterfaceUsage> = interfaces
         .into_iter()
         .map(|i| NetworkInterfaceUsage {
             name: i.name,
@@ -79,11 +127,11 @@ fn network_usage(pid: i32, timestamp: i64) -> Option<NetworkUsage> {
         })
         .collect();
     let default_interface = interfaces.iter().find(|i| i.name == "eth0").cloned();
-    Some(NetworkUsage {
+    NetworkUsage {
         timestamp,
         default_interface,
         interfaces,
-    })
+    }
 }
 
 /// The counters of the interfaces of `pid`'s network namespace but loopback; None when the

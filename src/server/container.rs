@@ -119,10 +119,7 @@ impl CriServer {
     pub(super) async fn container_stats(&self, id: &str) -> Result<ContainerStats, Status> {
         record_ids("container", id);
         let record = self.containers().status(id).await?;
-        Ok(crate::container::stats::container_stats(
-            self.sandboxes(),
-            &record,
-        ))
+        Ok(self.containers().stats(&record))
     }
 
     pub(super) async fn list_container_stats(
@@ -138,6 +135,6 @@ impl CriServer {
             .into_iter()
             .filter(|r| r.state == State::Running && filter.keeps(&**r))
             .collect();
-        Ok(crate::container::stats::many(self.sandboxes(), records).await)
+        Ok(self.containers().stats_of(records).await)
     }
 }

@@ -87,15 +87,15 @@ impl CriServer {
         let filter = ListFilter::from(&filter);
         let items = self
             .sandboxes()
-            .list()
+            .all()
             .await?
-            .into_iter()
+            .iter()
             // A pod still being created is not there yet for kubelet.
-            .filter(|r| r.state != SandboxState::Creating && filter.keeps(r))
+            .filter(|r| r.state != SandboxState::Creating && filter.keeps(*r))
             .map(|r| PodSandbox {
                 id: r.id.clone(),
                 metadata: Some(r.metadata()),
-                state: cri_state(&r) as i32,
+                state: cri_state(r) as i32,
                 created_at: r.created_at,
                 labels: r.config.0.labels.clone(),
                 annotations: r.config.0.annotations.clone(),
@@ -113,7 +113,10 @@ impl CriServer {
             .await?
             .ok_or_else(|| errors::pod_not_found(id))?;
         let containers = self.running_containers_by_pod().await?;
-        Ok(self.pod_stats_message(&record, &containers))
+        let readings = stats::read_one(self.sandboxes(), &record);
+        let running = containers.get(&record.id).cloned().unwrap_or_default();
+        let containers = self.containers().stats_of(running).await;
+        Ok(stats::pod_stats(&record, readings, containers))
     }
 
     pub(super) async fn list_pod_sandbox_stats(
@@ -122,33 +125,34 @@ impl CriServer {
     ) -> Result<Vec<PodSandboxStats>, Status> {
         let filter = filter.unwrap_or_default();
         let filter = ListFilter::from(&filter);
-        let containers = self.running_containers_by_pod().await?;
-        Ok(self
-            .sandboxes()
-            .list()
-            .await?
-            .into_iter()
-            .filter(|r| r.state == SandboxState::Ready && filter.keeps(r))
-            .map(|r| self.pod_stats_message(&r, &containers))
-            .collect())
-    }
-
-    /// Pod stats with the stats of its running containers.
-    fn pod_stats_message(
-        &self,
-        record: &SandboxRecord,
-        containers: &HashMap<
-            String,
-            Vec<std::sync::Arc<crate::container::record::ContainerRecord>>,
-        >,
-    ) -> PodSandboxStats {
-        let container_stats = containers
-            .get(&record.id)
-            .into_iter()
-            .flatten()
-            .map(|c| crate::container::stats::container_stats(self.sandboxes(), c))
+        let all = self.sandboxes().all().await?;
+        let pods: Vec<&SandboxRecord> = all
+            .iter()
+            .filter(|r| r.state == SandboxState::Ready && filter.keeps(*r))
             .collect();
-        stats::pod_stats(self.sandboxes(), record, container_stats)
+        // Every running container of these pods in one parallel pass, then every pod in
+        // another; each pod's share of the first is put back in it.
+        let mut by_pod = self.running_containers_by_pod().await?;
+        let running: Vec<Vec<_>> = pods
+            .iter()
+            .map(|p| by_pod.remove(&p.id).unwrap_or_default())
+            .collect();
+        let counts: Vec<usize> = running.iter().map(Vec::len).collect();
+        let container_stats = self
+            .containers()
+            .stats_of(running.into_iter().flatten().collect())
+            .await;
+        let readings = stats::read_many(self.sandboxes(), &pods).await;
+        let mut container_stats = container_stats.into_iter();
+        Ok(pods
+            .into_iter()
+            .zip(readings)
+            .zip(counts)
+            .map(|((pod, readings), n)| {
+                let containers = container_stats.by_ref().take(n).collect();
+                stats::pod_stats(pod, readings, containers)
+            })
+            .collect())
     }
 }
 

@@ -6,8 +6,10 @@
 //! any moment leaves a database the next start opens.
 
 mod migrations;
+mod snapshot;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -15,6 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use migrations::SCHEMA_VERSION;
+pub use snapshot::Snapshot;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -60,6 +63,12 @@ pub enum Table {
 }
 
 impl Table {
+    const COUNT: usize = 3;
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
     fn name(self) -> &'static str {
         match self {
             Table::Sandboxes => "sandboxes",
@@ -88,6 +97,9 @@ pub struct Store {
     conn: Arc<Mutex<Connection>>,
     /// The database file, named in "disk full" errors.
     path: Arc<Path>,
+    /// Per table, a count bumped by every write (inside its transaction): a copy read at
+    /// count N is still current while the count is N ([`Snapshot`]).
+    writes: Arc<[AtomicU64; Table::COUNT]>,
 }
 
 impl Store {
@@ -104,6 +116,7 @@ impl Store {
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             path: path.into(),
+            writes: Arc::default(),
         })
     }
 
@@ -144,25 +157,47 @@ impl Store {
             &crate::prometheus::metrics().store_transaction_duration,
         );
         let tx = guard.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let result = f(&Conn(&tx))?;
+        let result = f(&Conn {
+            db: &tx,
+            writes: &self.writes,
+        })?;
         tx.commit()?;
         Ok(result)
     }
 
     /// Runs SQLite's own consistency check; returns its findings ("ok" when healthy).
     pub fn integrity_check(&self) -> Result<String> {
-        self.blocking(|c| Ok(c.0.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
+        self.blocking(|c| Ok(c.db.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
+    }
+
+    /// How many writes `table` has had since the store opened (see `writes`).
+    fn write_count(&self, table: Table) -> u64 {
+        self.writes[table.index()].load(Ordering::Acquire)
     }
 }
 
 /// The database inside one transaction.
-pub struct Conn<'a>(&'a Connection);
+pub struct Conn<'a> {
+    db: &'a Connection,
+    writes: &'a [AtomicU64; Table::COUNT],
+}
 
 impl Conn<'_> {
+    /// Counts a write to `table` (before it is made: a write that then fails costs a
+    /// [`Snapshot`] one needless reread, never a stale copy).
+    fn count_write(&self, table: Table) {
+        self.writes[table.index()].fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// `table`'s write count as of this transaction (no write can be under way meanwhile).
+    fn write_count(&self, table: Table) -> u64 {
+        self.writes[table.index()].load(Ordering::Acquire)
+    }
+
     /// Reads a setting.
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
         Ok(self
-            .0
+            .db
             .query_row(
                 "SELECT value FROM settings WHERE key = ?1",
                 params![key],
@@ -173,7 +208,7 @@ impl Conn<'_> {
 
     /// Writes a setting.
     pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
-        self.0.execute(
+        self.db.execute(
             "INSERT INTO settings (key, value) VALUES (?1, ?2)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             params![key, value],
@@ -191,12 +226,13 @@ impl Conn<'_> {
         parent: &str,
         record: &T,
     ) -> Result<()> {
+        self.count_write(table);
         let sql = format!(
             "INSERT INTO {} (id, name, parent, record) VALUES (?1, ?2, ?3, ?4)",
             table.name()
         );
         match self
-            .0
+            .db
             .execute(&sql, params![id, name, parent, to_json(record)])
         {
             Ok(_) => Ok(()),
@@ -214,21 +250,23 @@ impl Conn<'_> {
 
     /// Replaces the record of an existing object; returns false when there is no such object.
     pub fn update<T: Serialize>(&self, table: Table, id: &str, record: &T) -> Result<bool> {
+        self.count_write(table);
         let sql = format!("UPDATE {} SET record = ?2 WHERE id = ?1", table.name());
-        Ok(self.0.execute(&sql, params![id, to_json(record)])? > 0)
+        Ok(self.db.execute(&sql, params![id, to_json(record)])? > 0)
     }
 
     /// Deletes an object; returns false when it was already gone.
     pub fn delete(&self, table: Table, id: &str) -> Result<bool> {
+        self.count_write(table);
         let sql = format!("DELETE FROM {} WHERE id = ?1", table.name());
-        Ok(self.0.execute(&sql, params![id])? > 0)
+        Ok(self.db.execute(&sql, params![id])? > 0)
     }
 
     /// Reads one object's record.
     pub fn get<T: DeserializeOwned>(&self, table: Table, id: &str) -> Result<Option<T>> {
         let sql = format!("SELECT record FROM {} WHERE id = ?1", table.name());
         let json: Option<String> = self
-            .0
+            .db
             .query_row(&sql, params![id], |r| r.get(0))
             .optional()?;
         json.map(|j| from_json(table, id, &j)).transpose()
@@ -251,7 +289,7 @@ impl Conn<'_> {
             "SELECT id, record FROM {} WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2",
             table.name()
         );
-        let mut stmt = self.0.prepare_cached(&sql)?;
+        let mut stmt = self.db.prepare_cached(&sql)?;
         let found = stmt
             .query_map(params![id], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
@@ -267,7 +305,7 @@ impl Conn<'_> {
     pub fn id_by_name(&self, table: Table, name: &str) -> Result<Option<String>> {
         let sql = format!("SELECT id FROM {} WHERE name = ?1", table.name());
         Ok(self
-            .0
+            .db
             .query_row(&sql, params![name], |r| r.get(0))
             .optional()?)
     }
@@ -278,7 +316,7 @@ impl Conn<'_> {
             "SELECT id, name, parent, record FROM {} ORDER BY seq",
             table.name()
         );
-        let mut stmt = self.0.prepare_cached(&sql)?;
+        let mut stmt = self.db.prepare_cached(&sql)?;
         let rows = stmt.query_map([], |r| {
             Ok(Row {
                 id: r.get(0)?,
@@ -473,7 +511,7 @@ mod tests {
         );
         assert_eq!(s.integrity_check().unwrap(), "ok");
         let version: i64 = s
-            .blocking(|c| Ok(c.0.query_row("PRAGMA user_version", [], |r| r.get(0))?))
+            .blocking(|c| Ok(c.db.query_row("PRAGMA user_version", [], |r| r.get(0))?))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
     }
@@ -495,7 +533,7 @@ mod tests {
         let (_d, store) = open();
         let err = store
             .blocking(|s| {
-                s.0.execute(
+                s.db.execute(
                     "INSERT INTO images (id, name, parent, record) VALUES ('i', 'i', '', '{no')",
                     [],
                 )?;
