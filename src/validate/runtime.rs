@@ -242,6 +242,58 @@ fn command(field: &str, words: &[String]) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// The kernel's limit on one argument or environment string, its NUL included
+/// (`MAX_ARG_STRLEN`).
+const MAX_EXEC_STRING: usize = 128 << 10;
+/// What execve takes in all, strings and their pointers, under the default 8 MiB stack
+/// limit (a quarter of it). More fails the exec with E2BIG, after the container was made.
+const MAX_EXEC_TOTAL: usize = 2 << 20;
+
+/// The command, arguments and environment fit through execve: refused here, naming the
+/// field, rather than failing StartContainer with E2BIG. (The image's own command and
+/// environment come on top; a request this close to the limit is not a real one.)
+fn exec_size(p: &str, c: &ContainerConfig) -> Result<(), Invalid> {
+    let pointer = std::mem::size_of::<usize>();
+    let mut total = 0;
+    let words = [("command", &c.command), ("args", &c.args)];
+    for (name, list) in words {
+        for (i, w) in list.iter().enumerate() {
+            if w.len() + 1 > MAX_EXEC_STRING {
+                return Err(invalid(
+                    format!("{p}.{name}[{i}]"),
+                    format!(
+                        "{} bytes; the kernel takes at most {MAX_EXEC_STRING} per argument",
+                        w.len()
+                    ),
+                ));
+            }
+            total += w.len() + 1 + pointer;
+        }
+    }
+    for (i, kv) in c.envs.iter().enumerate() {
+        let len = kv.key.len() + 1 + kv.value.len();
+        if len + 1 > MAX_EXEC_STRING {
+            return Err(invalid(
+                format!("{p}.envs[{i}]"),
+                format!(
+                    "{len} bytes as KEY=VALUE; the kernel takes at most {MAX_EXEC_STRING} per variable"
+                ),
+            ));
+        }
+        total += len + 1 + pointer;
+    }
+    if total > MAX_EXEC_TOTAL {
+        return Err(invalid(
+            format!("{p}.envs"),
+            format!(
+                "command, args and environment take {total} bytes; execve takes at most \
+                 {MAX_EXEC_TOTAL}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// What a PodSandboxConfig is for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Use {
@@ -371,6 +423,7 @@ pub(super) fn container_config(p: &str, c: &ContainerConfig) -> Result<(), Inval
             ));
         }
     }
+    exec_size(p, c)?;
     for (i, m) in c.mounts.iter().enumerate() {
         mount(&format!("{p}.mounts[{i}]"), m)?;
     }

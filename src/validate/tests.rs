@@ -287,6 +287,12 @@ fn create_container() {
             "config.envs[0].key" => |r| cc(r).envs[0].key = "A=B".into();
             "config.envs[0].key" => |r| cc(r).envs[0].key = "A\0".into();
             "config.envs[0].value" => |r| cc(r).envs[0].value = b"a\0b".to_vec();
+            "config.envs[0]" => |r| cc(r).envs[0].value = vec![b'v'; 128 << 10];
+            "config.args[0]" => |r| cc(r).args = vec!["a".repeat(128 << 10)];
+            "config.envs" => |r| cc(r).envs = (0..40).map(|i| KeyValue {
+                key: format!("K{i}"),
+                value: vec![b'v'; 64 << 10],
+            }).collect();
             "config.mounts[0].container_path" => |r| cc(r).mounts[0].container_path = "data".into();
             "config.mounts[0].host_path" => |r| cc(r).mounts[0].host_path = "relative/dir".into();
             "config.mounts[0].host_path" => |r| cc(r).mounts[0].host_path.clear();
