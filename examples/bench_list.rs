@@ -109,6 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
     report("ListPodSandbox, no filter", &mut sandboxes);
+    let ticks = common::cpu_ticks(daemon_pid);
     let mut container_stats = time(calls, |_| {
         let mut c = client.clone();
         async move {
@@ -119,6 +120,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
     report("ListContainerStats, no filter", &mut container_stats);
+    cpu_per_call("ListContainerStats", ticks, daemon_pid, calls);
+    let ticks = common::cpu_ticks(daemon_pid);
     let mut pod_stats = time(calls, |_| {
         let mut c = client.clone();
         async move {
@@ -129,6 +132,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
     report("ListPodSandboxStats, no filter", &mut pod_stats);
+    cpu_per_call("ListPodSandboxStats", ticks, daemon_pid, calls);
     println!("daemon RSS: idle {idle_rss} KiB, loaded {loaded_rss} KiB");
 
     let started = Instant::now();
@@ -163,6 +167,16 @@ async fn fill_pod(mut client: Runtime, i: usize, n: usize) -> Result<String, ton
         }
     }
     Ok(pod)
+}
+
+/// The daemon's CPU time per call since `ticks` (the `calls` timed and ten untimed calls):
+/// what a call costs whatever else the machine runs, unlike its latency.
+fn cpu_per_call(what: &str, ticks: u64, daemon_pid: u32, calls: usize) {
+    let used = common::cpu_ticks(daemon_pid).saturating_sub(ticks);
+    println!(
+        "{what}: daemon CPU {:.2} ms per call",
+        used as f64 * 10.0 / (calls + 10) as f64
+    );
 }
 
 /// `calls` timed calls after ten untimed ones (connection and caches warm).

@@ -162,6 +162,19 @@ pub fn rss_kib(pid: u32) -> u64 {
     field_kib(&format!("/proc/{pid}/status"), "VmRSS:")
 }
 
+/// CPU time (user + system) the process has used, in clock ticks (100 per second on Linux).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the parenthesised name: state is field 3, utime 14 and stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    field(14).unwrap_or(0) + field(15).unwrap_or(0)
+}
+
 pub fn pss_kib(pid: u64) -> u64 {
     field_kib(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
 }

@@ -40,7 +40,7 @@ pub(crate) fn read(cg: &CgroupPath, file: &Path) -> Result<String, CgroupError> 
 
 /// Reads a file that a controller or kernel version may not provide.
 pub(crate) fn read_optional(cg: &CgroupPath, file: &Path) -> Result<Option<String>, CgroupError> {
-    match fs::read_to_string(file) {
+    match read_small(file) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(CgroupError::Read {
@@ -49,6 +49,25 @@ pub(crate) fn read_optional(cg: &CgroupPath, file: &Path) -> Result<Option<Strin
             source,
         }),
     }
+}
+
+/// A cgroupfs file's text: open, read until the end, close. `fs::read_to_string` asks for
+/// the size first (statx and lseek), which cgroupfs does not know: stats read thousands of
+/// these files per call.
+fn read_small(file: &Path) -> io::Result<String> {
+    use std::io::Read;
+    let mut f = fs::File::open(file)?;
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    String::from_utf8(text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// A file holding one unsigned number (`memory.current`, `pids.current`, …).
