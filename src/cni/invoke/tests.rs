@@ -1,6 +1,8 @@
 //! Invocation logic with shell-script plugins (no root, no real networking).
 
 use super::*;
+use std::collections::BTreeMap;
+use std::time::Instant;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 
