@@ -1,10 +1,10 @@
 //! Invocation logic with shell-script plugins (no root, no real networking).
 
 use super::*;
-use std::collections::BTreeMap;
-use std::time::Instant;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
+use std::time::Instant;
 
 /// A bin dir of fake plugins that log every call (stdin, environment) into `log/`.
 struct Fixture {
