@@ -325,17 +325,7 @@ pub(super) fn pod_config(p: &str, c: &PodSandboxConfig, usage: Use) -> Result<()
     hostname(&format!("{p}.hostname"), &c.hostname)?;
     optional_absolute_path(&format!("{p}.log_directory"), &c.log_directory)?;
     if let Some(dns) = &c.dns_config {
-        for (i, server) in dns.servers.iter().enumerate() {
-            ip(&format!("{p}.dns_config.servers[{i}]"), server)?;
-        }
-        for (i, search) in dns.searches.iter().enumerate() {
-            let field = format!("{p}.dns_config.searches[{i}]");
-            word(&field, search)?;
-            max_len(&field, search, MAX_NAME)?;
-        }
-        for (i, option) in dns.options.iter().enumerate() {
-            word(&format!("{p}.dns_config.options[{i}]"), option)?;
-        }
+        dns_config(&format!("{p}.dns_config"), dns)?;
     }
     for (i, m) in c.port_mappings.iter().enumerate() {
         let field = |name: &str| format!("{p}.port_mappings[{i}].{name}");
@@ -349,47 +339,68 @@ pub(super) fn pod_config(p: &str, c: &PodSandboxConfig, usage: Use) -> Result<()
     labels(&format!("{p}.labels"), &c.labels)?;
     annotations(&format!("{p}.annotations"), &c.annotations)?;
     if let Some(linux) = &c.linux {
-        let field = format!("{p}.linux.cgroup_parent");
-        let parent = &linux.cgroup_parent;
-        plain(&field, parent)?;
-        max_len(&field, parent, 4096)?;
-        if !parent.is_empty() && (!parent.starts_with('/') || parent.split('/').any(|c| c == ".."))
-        {
-            return Err(invalid(
-                field,
-                "must be an absolute cgroupfs path without \"..\"",
-            ));
-        }
-        let security = linux.security_context.as_ref();
-        let host_network = security
-            .and_then(|s| s.namespace_options.as_ref())
-            .is_some_and(|n| n.network == NamespaceMode::Node as i32);
-        for (key, value) in &linux.sysctls {
-            sysctl(&format!("{p}.linux.sysctls"), key, value, host_network)?;
-        }
-        if let Some(r) = &linux.overhead {
-            resources::linux(&format!("{p}.linux.overhead"), r)?;
-        }
-        if let Some(r) = &linux.resources {
-            resources::linux(&format!("{p}.linux.resources"), r)?;
-        }
-        if let Some(s) = security {
-            let p = format!("{p}.linux.security_context");
-            namespace_options(&p, s.namespace_options.as_ref())?;
-            selinux(&p, s.selinux_options.as_ref())?;
-            ids(
-                &p,
-                s.run_as_user.as_ref(),
-                s.run_as_group.as_ref(),
-                &s.supplemental_groups,
-            )?;
-            known::<SupplementalGroupsPolicy>(
-                &format!("{p}.supplemental_groups_policy"),
-                s.supplemental_groups_policy,
-            )?;
-            profile(&format!("{p}.seccomp"), s.seccomp.as_ref())?;
-            profile(&format!("{p}.apparmor"), s.apparmor.as_ref())?;
-        }
+        pod_linux(&format!("{p}.linux"), linux)?;
+    }
+    Ok(())
+}
+
+fn dns_config(p: &str, dns: &DnsConfig) -> Result<(), Invalid> {
+    for (i, server) in dns.servers.iter().enumerate() {
+        ip(&format!("{p}.servers[{i}]"), server)?;
+    }
+    for (i, search) in dns.searches.iter().enumerate() {
+        let field = format!("{p}.searches[{i}]");
+        word(&field, search)?;
+        max_len(&field, search, MAX_NAME)?;
+    }
+    for (i, option) in dns.options.iter().enumerate() {
+        word(&format!("{p}.options[{i}]"), option)?;
+    }
+    Ok(())
+}
+
+/// A pod's `linux` section under `p`: cgroup parent, sysctls, overhead and resources,
+/// security context.
+fn pod_linux(p: &str, linux: &LinuxPodSandboxConfig) -> Result<(), Invalid> {
+    let field = format!("{p}.cgroup_parent");
+    let parent = &linux.cgroup_parent;
+    plain(&field, parent)?;
+    max_len(&field, parent, 4096)?;
+    if !parent.is_empty() && (!parent.starts_with('/') || parent.split('/').any(|c| c == "..")) {
+        return Err(invalid(
+            field,
+            "must be an absolute cgroupfs path without \"..\"",
+        ));
+    }
+    let security = linux.security_context.as_ref();
+    let host_network = security
+        .and_then(|s| s.namespace_options.as_ref())
+        .is_some_and(|n| n.network == NamespaceMode::Node as i32);
+    for (key, value) in &linux.sysctls {
+        sysctl(&format!("{p}.sysctls"), key, value, host_network)?;
+    }
+    if let Some(r) = &linux.overhead {
+        resources::linux(&format!("{p}.overhead"), r)?;
+    }
+    if let Some(r) = &linux.resources {
+        resources::linux(&format!("{p}.resources"), r)?;
+    }
+    if let Some(s) = security {
+        let p = format!("{p}.security_context");
+        namespace_options(&p, s.namespace_options.as_ref())?;
+        selinux(&p, s.selinux_options.as_ref())?;
+        ids(
+            &p,
+            s.run_as_user.as_ref(),
+            s.run_as_group.as_ref(),
+            &s.supplemental_groups,
+        )?;
+        known::<SupplementalGroupsPolicy>(
+            &format!("{p}.supplemental_groups_policy"),
+            s.supplemental_groups_policy,
+        )?;
+        profile(&format!("{p}.seccomp"), s.seccomp.as_ref())?;
+        profile(&format!("{p}.apparmor"), s.apparmor.as_ref())?;
     }
     Ok(())
 }
