@@ -1,7 +1,16 @@
 //! File system calls relative to an open directory that never follow a symlink at the last
 //! component: creating entries, setting their attributes, removing what an entry replaces.
 
-use super::*;
+use std::ffi::{CStr, CString};
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{AtFlags, Dir, FileType, Gid, Mode, OFlags, Timestamps, Uid, XattrFlags};
+use rustix::io::Errno;
+
+use super::error::{UnpackReason, io_err, lossy};
+use super::header::Meta;
+use super::{IMPLICIT_DIR_MODE, OVERLAY_XATTR_PREFIX};
 
 pub(super) fn is_dot_or_dotdot(name: &CStr) -> bool {
     matches!(name.to_bytes(), b"." | b"..")

@@ -3,7 +3,11 @@
 
 use std::io::{self, Read};
 
-use super::*;
+use rustix::fs::{Gid, Mode, Timespec, Timestamps, Uid};
+
+use super::error::UnpackReason;
+use super::sparse::{self, PaxSparse};
+use super::{MAX_OWNER_ID, PAX_SPARSE_PREFIX, PAX_XATTR_PREFIX};
 
 /// The entry's GNU sparse records, if it is a sparse file in PAX form.
 pub(super) fn pax_sparse<R: Read>(

@@ -2,7 +2,8 @@
 
 use std::ffi::CString;
 
-use super::*;
+use super::error::UnpackReason;
+use super::{OPAQUE_MARKER, WHITEOUT_META_PREFIX, WHITEOUT_PREFIX};
 
 /// Splits an entry path into normal components (no empty, `.` or `..` ones); empty means the
 /// layer root. A leading `/` means the layer root too (as in containerd and Docker). `..` is
