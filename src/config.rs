@@ -319,37 +319,7 @@ impl Config {
 
     /// Checks what serde cannot: relations between keys and value ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let absolute = [
-            ("root_dir", &self.root_dir),
-            ("state_dir", &self.state_dir),
-            ("socket", &self.socket),
-            ("cni.conf_dir", &self.cni.conf_dir),
-            ("registry.config_dir", &self.registry.config_dir),
-        ];
-        for (key, path) in absolute {
-            if !path.is_absolute() {
-                return Err(invalid(
-                    key,
-                    format!("{} is not an absolute path", path.display()),
-                ));
-            }
-        }
-        if let Some(dir) = self.cdi.spec_dirs.iter().find(|d| !d.is_absolute()) {
-            return Err(invalid(
-                "cdi.spec_dirs",
-                format!("{} is not an absolute path", dir.display()),
-            ));
-        }
-        if let Some(dir) = self.cni.bin_dirs.iter().find(|d| !d.is_absolute()) {
-            return Err(invalid(
-                "cni.bin_dirs",
-                format!("{} is not an absolute path", dir.display()),
-            ));
-        }
-        // A unix socket path must fit in sockaddr_un.sun_path (108 bytes with the NUL).
-        if self.socket.as_os_str().len() > 107 {
-            return Err(invalid("socket", "path is longer than 107 bytes".into()));
-        }
+        self.check_paths()?;
         if self.sandbox_image.trim().is_empty() {
             return Err(invalid("sandbox_image", "must not be empty".into()));
         }
@@ -400,6 +370,43 @@ impl Config {
         }
         if self.cri.event_buffer == 0 {
             return Err(invalid("cri.event_buffer", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// Paths must be absolute (the daemon's working directory means nothing), the socket's
+    /// short enough to bind.
+    fn check_paths(&self) -> Result<(), ConfigError> {
+        let absolute = [
+            ("root_dir", &self.root_dir),
+            ("state_dir", &self.state_dir),
+            ("socket", &self.socket),
+            ("cni.conf_dir", &self.cni.conf_dir),
+            ("registry.config_dir", &self.registry.config_dir),
+        ];
+        for (key, path) in absolute {
+            if !path.is_absolute() {
+                return Err(invalid(
+                    key,
+                    format!("{} is not an absolute path", path.display()),
+                ));
+            }
+        }
+        if let Some(dir) = self.cdi.spec_dirs.iter().find(|d| !d.is_absolute()) {
+            return Err(invalid(
+                "cdi.spec_dirs",
+                format!("{} is not an absolute path", dir.display()),
+            ));
+        }
+        if let Some(dir) = self.cni.bin_dirs.iter().find(|d| !d.is_absolute()) {
+            return Err(invalid(
+                "cni.bin_dirs",
+                format!("{} is not an absolute path", dir.display()),
+            ));
+        }
+        // A unix socket path must fit in sockaddr_un.sun_path (108 bytes with the NUL).
+        if self.socket.as_os_str().len() > 107 {
+            return Err(invalid("socket", "path is longer than 107 bytes".into()));
         }
         Ok(())
     }

@@ -22,15 +22,7 @@ use crate::systemd::Notifier;
 pub async fn run(config: Config, notifier: Notifier) -> Result<()> {
     // What `ferrocri check` would say, so a host problem is in the log before a pod fails.
     crate::preflight::log(&crate::preflight::run(&config));
-    // Every pod needs the monitor binary: without it, refuse to start rather than fail pods.
-    let monitor =
-        crate::monitor::client::program().context("cannot find the daemon's executable")?;
-    if !monitor.is_file() {
-        anyhow::bail!(
-            "{} is missing: ferrocri runs each pod's monitor from it (install it beside ferrocri)",
-            monitor.display()
-        );
-    }
+    check_monitor_binary()?;
     for dir in [&config.root_dir, &config.state_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -39,22 +31,8 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<()> {
     let store = Store::open(&config.database_path())
         .with_context(|| format!("cannot open {}", config.database_path().display()))?;
     let images = Images::open(&config, store.clone()).context("cannot open the image store")?;
-    // Whatever a crash or a removal left unreferenced goes now, without delaying start-up.
-    let gc = images.clone();
-    tokio::spawn(async move {
-        if let Err(e) = gc.collect_garbage().await {
-            tracing::warn!(error = %e, "image garbage collection failed");
-        }
-    });
-    // A node without any pod network gets ferrocri's default bridge network.
-    match crate::cni::default::write_default_network(&config.cni.conf_dir, &config.cni.pod_subnet) {
-        Ok(file) => tracing::info!(file = %file.display(), "CNI network configuration"),
-        Err(e) => tracing::warn!(
-            error = %e,
-            dir = %config.cni.conf_dir.display(),
-            "cannot write the default CNI network; pods wait until one is configured"
-        ),
-    }
+    spawn_image_gc(&images);
+    write_default_network(&config);
     let sandboxes = Arc::new(Sandboxes::new(
         &config,
         store.clone(),
@@ -80,18 +58,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<()> {
     let streaming = Streaming::start(&config.streaming, containers.clone(), sandboxes.clone())
         .await
         .context("cannot start the streaming server")?;
-    let metrics = match config.metrics.socket_address() {
-        Some(address) => {
-            let sources = crate::gauges::Sources {
-                sandboxes: sandboxes.clone(),
-                containers: containers.clone(),
-            };
-            let bound = crate::prometheus::endpoint::start(address, sources.into_refresh()).await?;
-            tracing::info!(address = %bound, "serving Prometheus metrics at /metrics");
-            Some(bound)
-        }
-        None => None,
-    };
+    let metrics = start_metrics(&config, &sandboxes, &containers).await?;
     let listener = socket::bind(&config.socket)?;
     let socket_path = config.socket.clone();
     let shutdown_timeout = config.shutdown_timeout;
@@ -117,16 +84,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<()> {
 
     // The socket listens and the server accepts on it: clients started after us may connect.
     notifier.ready(&format!("serving on {}", socket_path.display()));
-    if let Some(every) = notifier.watchdog_interval() {
-        let notifier = notifier.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                notifier.watchdog();
-            }
-        });
-    }
+    spawn_watchdog(&notifier);
     let signal_name = wait_for_shutdown_signal().await?;
     notifier.stopping();
     tracing::info!(
@@ -140,6 +98,73 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<()> {
     let _ = stop_tx.send(());
     finish(server, shutdown_timeout).await;
     Ok(())
+}
+
+/// Every pod needs the monitor binary: without it, refuse to start rather than fail pods.
+fn check_monitor_binary() -> Result<()> {
+    let monitor =
+        crate::monitor::client::program().context("cannot find the daemon's executable")?;
+    if !monitor.is_file() {
+        anyhow::bail!(
+            "{} is missing: ferrocri runs each pod's monitor from it (install it beside ferrocri)",
+            monitor.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whatever a crash or a removal left unreferenced goes now, without delaying start-up.
+fn spawn_image_gc(images: &Arc<Images>) {
+    let gc = images.clone();
+    tokio::spawn(async move {
+        if let Err(e) = gc.collect_garbage().await {
+            tracing::warn!(error = %e, "image garbage collection failed");
+        }
+    });
+}
+
+/// A node without any pod network gets ferrocri's default bridge network.
+fn write_default_network(config: &Config) {
+    match crate::cni::default::write_default_network(&config.cni.conf_dir, &config.cni.pod_subnet) {
+        Ok(file) => tracing::info!(file = %file.display(), "CNI network configuration"),
+        Err(e) => tracing::warn!(
+            error = %e,
+            dir = %config.cni.conf_dir.display(),
+            "cannot write the default CNI network; pods wait until one is configured"
+        ),
+    }
+}
+
+/// Serves /metrics when the configuration asks for it; the address it listens on.
+async fn start_metrics(
+    config: &Config,
+    sandboxes: &Arc<Sandboxes>,
+    containers: &Arc<Containers>,
+) -> Result<Option<std::net::SocketAddr>> {
+    let Some(address) = config.metrics.socket_address() else {
+        return Ok(None);
+    };
+    let sources = crate::gauges::Sources {
+        sandboxes: sandboxes.clone(),
+        containers: containers.clone(),
+    };
+    let bound = crate::prometheus::endpoint::start(address, sources.into_refresh()).await?;
+    tracing::info!(address = %bound, "serving Prometheus metrics at /metrics");
+    Ok(Some(bound))
+}
+
+/// Pings systemd's watchdog at the interval it asked for, if it asked.
+fn spawn_watchdog(notifier: &Notifier) {
+    if let Some(every) = notifier.watchdog_interval() {
+        let notifier = notifier.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                notifier.watchdog();
+            }
+        });
+    }
 }
 
 async fn wait_for_shutdown_signal() -> Result<&'static str> {

@@ -14,17 +14,24 @@
 //! Callers serialise operations on one attachment (one pod): two concurrent ADD/DEL of the
 //! same attachment are not guarded against here.
 
-use std::collections::BTreeMap;
+mod checks;
+mod error;
+mod plugin;
+
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::Instrument;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use serde_json::Value;
+
+use checks::{
+    validate_attachment, validate_id, validate_network, validate_network_name, version_at_least,
+};
+pub use error::{CniError, Command};
+use plugin::{Binary, bad_result, capability_args, netns_arg, plugin_stdin};
 
 use super::cache;
 use super::config::{self, NetworkList};
@@ -32,9 +39,6 @@ use super::result::{IpConfig, parse_ips};
 
 /// How long one plugin may run before it is killed.
 pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// PATH for plugins when the daemon has none (plugins such as portmap run iptables).
-const FALLBACK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Runs CNI plugins.
 #[derive(Debug, Clone)]
@@ -149,109 +153,6 @@ impl CachedAttachment {
             .and_then(|r| parse_ips(r).ok())
             .unwrap_or_default()
     }
-}
-
-/// The CNI operation, as `CNI_COMMAND` spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    Add,
-    Del,
-    Check,
-}
-
-impl Command {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Command::Add => "ADD",
-            Command::Del => "DEL",
-            Command::Check => "CHECK",
-        }
-    }
-}
-
-impl std::fmt::Display for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CniError {
-    #[error("invalid CNI attachment: {0}")]
-    InvalidAttachment(String),
-    #[error("CNI network {network:?} ({file}) is not usable: {reason}")]
-    InvalidConfig {
-        network: String,
-        file: PathBuf,
-        reason: String,
-    },
-    #[error(
-        "CNI plugin {plugin:?} of network {network:?} is not in {dirs}; install it or fix cni.bin_dirs"
-    )]
-    PluginNotFound {
-        network: String,
-        plugin: String,
-        dirs: String,
-    },
-    #[error("cannot run CNI plugin {path} ({command}): {source}")]
-    Spawn {
-        plugin: String,
-        path: PathBuf,
-        command: Command,
-        source: io::Error,
-    },
-    /// The plugin reported an error the CNI way (`{"code", "msg", "details"}` on stdout).
-    #[error(
-        "CNI plugin {plugin:?} failed {command} for network {network:?}: {msg}{} (CNI error code {code})",
-        if details.is_empty() { String::new() } else { format!(": {details}") }
-    )]
-    Plugin {
-        network: String,
-        plugin: String,
-        command: Command,
-        code: u64,
-        msg: String,
-        details: String,
-    },
-    /// The plugin failed without a CNI error on stdout.
-    #[error("CNI plugin {plugin:?} failed {command} for network {network:?} ({status}): {output}")]
-    PluginExit {
-        network: String,
-        plugin: String,
-        command: Command,
-        status: String,
-        output: String,
-    },
-    #[error(
-        "CNI plugin {plugin:?} did not finish {command} for network {network:?} within {timeout:?} and was killed"
-    )]
-    Timeout {
-        network: String,
-        plugin: String,
-        command: Command,
-        timeout: Duration,
-    },
-    #[error(
-        "CNI plugin {plugin:?} printed an unusable {command} result for network {network:?}: {reason}"
-    )]
-    BadResult {
-        network: String,
-        plugin: String,
-        command: Command,
-        reason: String,
-    },
-    #[error("CNI cache entry {path}: {source}")]
-    Cache { path: PathBuf, source: io::Error },
-    #[error("CNI network {network:?} has cniVersion {version}; CHECK needs 0.4.0 or later")]
-    CheckUnsupported { network: String, version: String },
-    #[error(
-        "no cached ADD result for container {container_id} on network {network:?} interface {ifname}; it was not added by this runtime or its ADD did not finish"
-    )]
-    NotAdded {
-        network: String,
-        container_id: String,
-        ifname: String,
-    },
 }
 
 impl Cni {
@@ -499,6 +400,22 @@ impl Cni {
         })
     }
 
+    fn env(&self, att: &Attachment, netns: &str) -> Vec<(&'static str, String)> {
+        plugin::env(&self.bin_dirs, att, netns)
+    }
+
+    /// Runs one plugin; its stdout when it succeeds.
+    async fn exec(
+        &self,
+        network: &str,
+        binary: &Binary,
+        command: Command,
+        env: &[(&'static str, String)],
+        stdin: Vec<u8>,
+    ) -> Result<Vec<u8>, CniError> {
+        plugin::run(network, binary, command, env, stdin, self.plugin_timeout).await
+    }
+
     fn dirs_display(&self) -> String {
         if self.bin_dirs.is_empty() {
             return "(no bin dirs configured)".into();
@@ -565,326 +482,6 @@ impl Cni {
                 error = %e, "clean-up DEL after a failed CNI ADD failed"),
         }
     }
-
-    fn env(&self, att: &Attachment, netns: &str) -> Vec<(&'static str, String)> {
-        let ignore_unknown = att
-            .args
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("IgnoreUnknown"));
-        let args = (!ignore_unknown)
-            .then(|| "IgnoreUnknown=1".to_owned())
-            .into_iter()
-            .chain(att.args.iter().map(|(k, v)| format!("{k}={v}")))
-            .collect::<Vec<_>>()
-            .join(";");
-        let cni_path = std::env::join_paths(&self.bin_dirs)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let path = std::env::var("PATH")
-            .ok()
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| FALLBACK_PATH.into());
-        vec![
-            ("CNI_CONTAINERID", att.container_id.clone()),
-            ("CNI_NETNS", netns.to_owned()),
-            ("CNI_IFNAME", att.ifname.clone()),
-            ("CNI_ARGS", args),
-            ("CNI_PATH", cni_path),
-            ("PATH", path),
-        ]
-    }
-
-    /// Runs one plugin; its stdout when it succeeds.
-    async fn exec(
-        &self,
-        network: &str,
-        binary: &Binary,
-        command: Command,
-        env: &[(&'static str, String)],
-        stdin: Vec<u8>,
-    ) -> Result<Vec<u8>, CniError> {
-        let started = Instant::now();
-        let mut cmd = tokio::process::Command::new(&binary.path);
-        cmd.env_clear()
-            .env("CNI_COMMAND", command.as_str())
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .current_dir("/")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            // Its own process group, so a timeout also kills what it started (iptables, ...).
-            .process_group(0);
-        let mut child = cmd.spawn().map_err(|source| CniError::Spawn {
-            plugin: binary.plugin.clone(),
-            path: binary.path.clone(),
-            command,
-            source,
-        })?;
-        let pid = child.id();
-        let mut input = child.stdin.take().expect("stdin is piped");
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
-        let run = async {
-            let feed = async move {
-                // A plugin may exit without reading its input; its exit status tells.
-                let _ = input.write_all(&stdin).await;
-            };
-            let mut out = Vec::new();
-            let mut err = Vec::new();
-            let (_, _, _, status) = tokio::join!(
-                feed,
-                stdout.read_to_end(&mut out),
-                stderr.read_to_end(&mut err),
-                child.wait(),
-            );
-            (status, out, err)
-        };
-        let (status, out, err) = match tokio::time::timeout(self.plugin_timeout, run).await {
-            Ok(done) => done,
-            Err(_) => {
-                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-                let _ = child.kill().await;
-                return Err(CniError::Timeout {
-                    network: network.to_owned(),
-                    plugin: binary.plugin.clone(),
-                    command,
-                    timeout: self.plugin_timeout,
-                });
-            }
-        };
-        let status = status.map_err(|source| CniError::Spawn {
-            plugin: binary.plugin.clone(),
-            path: binary.path.clone(),
-            command,
-            source,
-        })?;
-        tracing::debug!(network, plugin = %binary.plugin, %command, ?status,
-            elapsed = ?started.elapsed(), stderr = %String::from_utf8_lossy(&err).trim(),
-            "CNI plugin ran");
-        if status.success() {
-            return Ok(out);
-        }
-        if let Some((code, msg, details)) = parse_plugin_error(&out) {
-            return Err(CniError::Plugin {
-                network: network.to_owned(),
-                plugin: binary.plugin.clone(),
-                command,
-                code,
-                msg,
-                details,
-            });
-        }
-        let output = [&err[..], &out[..]]
-            .iter()
-            .map(|b| String::from_utf8_lossy(b).trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(" / ");
-        Err(CniError::PluginExit {
-            network: network.to_owned(),
-            plugin: binary.plugin.clone(),
-            command,
-            status: status.to_string(),
-            output: if output.is_empty() {
-                "no output".into()
-            } else {
-                truncate(output, 2048)
-            },
-        })
-    }
-}
-
-struct Binary {
-    plugin: String,
-    path: PathBuf,
-}
-
-fn bad_result(net: &NetworkList, binary: &Binary, command: Command, reason: String) -> CniError {
-    CniError::BadResult {
-        network: net.name.clone(),
-        plugin: binary.plugin.clone(),
-        command,
-        reason,
-    }
-}
-
-/// The configuration one plugin gets on stdin: its own object from the list, plus the list's
-/// `name` and `cniVersion`, the `prevResult` when there is one, and `runtimeConfig` holding
-/// the capability arguments it declares in `capabilities` (and only those).
-fn plugin_stdin(
-    list: &NetworkList,
-    plugin: &Value,
-    prev: Option<&Value>,
-    capability_args: &Map<String, Value>,
-) -> Vec<u8> {
-    let mut conf = plugin.as_object().cloned().unwrap_or_default();
-    conf.insert("name".into(), Value::String(list.name.clone()));
-    conf.insert("cniVersion".into(), Value::String(list.cni_version.clone()));
-    if let Some(prev) = prev {
-        conf.insert("prevResult".into(), prev.clone());
-    }
-    let declared: Map<String, Value> = plugin
-        .get("capabilities")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .filter(|(_, on)| on.as_bool() == Some(true))
-        .filter_map(|(cap, _)| capability_args.get(cap).map(|v| (cap.clone(), v.clone())))
-        .collect();
-    if !declared.is_empty() {
-        conf.insert("runtimeConfig".into(), Value::Object(declared));
-    }
-    serde_json::to_vec(&Value::Object(conf)).expect("JSON values serialise")
-}
-
-fn capability_args(att: &Attachment) -> Map<String, Value> {
-    let mut caps = Map::new();
-    if !att.port_mappings.is_empty() {
-        caps.insert(
-            "portMappings".into(),
-            serde_json::to_value(&att.port_mappings).expect("port mappings serialise"),
-        );
-    }
-    caps
-}
-
-/// `CNI_NETNS`: the path while it is a network namespace, otherwise empty (the pin was removed
-/// or its mount lost), which tells plugins to release what they hold outside the netns.
-fn netns_arg(netns: &Path) -> String {
-    if !netns.as_os_str().is_empty() && crate::netns::is_netns(netns) {
-        netns.to_string_lossy().into_owned()
-    } else {
-        String::new()
-    }
-}
-
-/// `{"code": 7, "msg": "...", "details": "..."}`.
-fn parse_plugin_error(stdout: &[u8]) -> Option<(u64, String, String)> {
-    #[derive(Deserialize)]
-    struct PluginError {
-        #[serde(default)]
-        code: u64,
-        msg: String,
-        #[serde(default)]
-        details: String,
-    }
-    let e: PluginError = serde_json::from_slice(stdout).ok()?;
-    Some((e.code, e.msg, e.details))
-}
-
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
-}
-
-/// `"0.4.0"` ≥ `(0, 4, 0)`; a version that does not parse counts as old.
-fn version_at_least(version: &str, want: (u64, u64, u64)) -> bool {
-    let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(Some(a)), Some(Some(b)), c) => (a, b, c.flatten().unwrap_or(0)) >= want,
-        _ => false,
-    }
-}
-
-/// The spec's rule for container IDs and network names: alphanumeric first, then alphanumeric,
-/// `_`, `.`, `-`. It also keeps cache file names inside the cache dir.
-fn valid_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
-fn validate_id(container_id: &str) -> Result<(), CniError> {
-    if valid_name(container_id) {
-        Ok(())
-    } else {
-        Err(CniError::InvalidAttachment(format!(
-            "container ID {container_id:?} must start with a letter or digit and contain only letters, digits, '_', '.' and '-'"
-        )))
-    }
-}
-
-fn validate_attachment(att: &Attachment) -> Result<(), CniError> {
-    validate_id(&att.container_id)?;
-    let ifname = &att.ifname;
-    if ifname.is_empty()
-        || ifname.len() > 15
-        || ifname == "."
-        || ifname == ".."
-        || ifname
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-    {
-        return Err(CniError::InvalidAttachment(format!(
-            "interface name {ifname:?} must be 1 to 15 bytes without '/', ':' or spaces"
-        )));
-    }
-    let mut seen = BTreeMap::new();
-    for (k, v) in &att.args {
-        if k.is_empty() || k.contains([';', '=']) || v.contains([';', '=']) {
-            return Err(CniError::InvalidAttachment(format!(
-                "CNI_ARGS pair {k:?}={v:?}: keys must be non-empty and neither may contain ';' or '='"
-            )));
-        }
-        if seen.insert(k, ()).is_some() {
-            return Err(CniError::InvalidAttachment(format!(
-                "CNI_ARGS key {k:?} is given twice"
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn validate_network_name(name: &str) -> Result<(), CniError> {
-    if valid_name(name) {
-        Ok(())
-    } else {
-        Err(CniError::InvalidAttachment(format!(
-            "network name {name:?} must start with a letter or digit and contain only letters, digits, '_', '.' and '-'"
-        )))
-    }
-}
-
-fn validate_network(net: &NetworkList) -> Result<(), CniError> {
-    let invalid = |reason: String| CniError::InvalidConfig {
-        network: net.name.clone(),
-        file: net.file.clone(),
-        reason,
-    };
-    if !valid_name(&net.name) {
-        return Err(invalid(format!(
-            "the name {:?} must start with a letter or digit and contain only letters, digits, '_', '.' and '-'",
-            net.name
-        )));
-    }
-    if net.plugins.is_empty() {
-        return Err(invalid("it has no plugins".into()));
-    }
-    for (n, p) in net.plugins.iter().enumerate() {
-        if !p.is_object() {
-            return Err(invalid(format!("plugins[{n}] is not an object")));
-        }
-        if p.get("type")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
-            return Err(invalid(format!("plugins[{n}] has no type")));
-        }
-    }
-    Ok(())
 }
 
 async fn load_entry(path: &Path) -> Result<Option<cache::Entry>, CniError> {

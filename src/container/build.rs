@@ -5,43 +5,20 @@
 use std::path::{Path, PathBuf};
 
 use crate::cgroup::devices::{Access, DeviceKind, DeviceRule};
-use crate::cri::v1::{
-    ContainerConfig, LinuxContainerSecurityContext, MountPropagation, NamespaceMode,
-    security_profile::ProfileType,
-};
-use crate::executor::spec::{
-    ContainerSpec, Device, ImageLayers, Mount, NamespaceMode as Ns, Rootfs, SeccompProfile, User,
-};
+use crate::cri::v1::{ContainerConfig, LinuxContainerSecurityContext, NamespaceMode};
+use crate::executor::spec::{ContainerSpec, Device, NamespaceMode as Ns, Rootfs, User};
 use crate::image::catalog::ImageRecord;
 use crate::monitor::protocol::PidMode;
 use crate::sandbox::record::SandboxRecord;
 
-use crate::executor::capabilities::{ALL_CAPABILITIES, DEFAULT_CAPABILITIES, canonical_name};
-
 use super::device_nodes;
 use super::user::{self, Identity, Requested};
 
-/// Paths hidden from unprivileged containers unless the config names its own.
-const DEFAULT_MASKED: &[&str] = &[
-    "/proc/acpi",
-    "/proc/asound",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-const DEFAULT_READONLY: &[&str] = &[
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
+mod mounts;
+mod privileges;
+
+use mounts::mounts;
+use privileges::{capabilities, hidden_paths, seccomp};
 
 /// A config the runtime cannot carry out; the message names the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,30 +79,9 @@ pub fn build(
     }
     let capabilities = capabilities(&security, privileged)?;
     let seccomp = seccomp(&security, privileged, &capabilities)?;
-    let (masked_paths, readonly_paths) = if privileged {
-        (Vec::new(), Vec::new())
-    } else if security.masked_paths.is_empty() && security.readonly_paths.is_empty() {
-        (to_strings(DEFAULT_MASKED), to_strings(DEFAULT_READONLY))
-    } else {
-        (
-            security.masked_paths.clone(),
-            security.readonly_paths.clone(),
-        )
-    };
+    let (masked_paths, readonly_paths) = hidden_paths(&security, privileged);
     let (requested_devices, requested_rules) = devices(config)?;
-    let devices = if privileged {
-        // A copy of every host device, then the CRI's (which win on the same path).
-        let mut all = device_nodes::host().map_err(|e| {
-            invalid(
-                "config.linux.security_context.privileged",
-                format!("cannot list the host's devices in /dev: {e}"),
-            )
-        })?;
-        all.extend(requested_devices);
-        all
-    } else {
-        requested_devices
-    };
+    let devices = with_host_devices(requested_devices, privileged)?;
     let spec = ContainerSpec {
         id: String::new(),
         rootfs: Rootfs {
@@ -163,12 +119,7 @@ pub fn build(
         privileged,
         seccomp,
         rlimits: Vec::new(),
-        oom_score_adj: config
-            .linux
-            .as_ref()
-            .and_then(|l| l.resources.as_ref())
-            .map(|r| r.oom_score_adj as i32)
-            .filter(|v| *v != 0),
+        oom_score_adj: oom_score_adj(config),
         tty: config.tty,
         cgroup: paths.cgroup,
         exec_in: None,
@@ -180,6 +131,32 @@ pub fn build(
         device_rules: crate::cgroup::devices::container_rules(privileged, &requested_rules),
         identity,
     })
+}
+
+/// A privileged container gets a copy of every host device, then the CRI's (which win on
+/// the same path).
+fn with_host_devices(requested: Vec<Device>, privileged: bool) -> Result<Vec<Device>, Invalid> {
+    if !privileged {
+        return Ok(requested);
+    }
+    let mut all = device_nodes::host().map_err(|e| {
+        invalid(
+            "config.linux.security_context.privileged",
+            format!("cannot list the host's devices in /dev: {e}"),
+        )
+    })?;
+    all.extend(requested);
+    Ok(all)
+}
+
+/// The config's OOM score adjustment; 0 (unset) leaves the process's own.
+fn oom_score_adj(config: &ContainerConfig) -> Option<i32> {
+    config
+        .linux
+        .as_ref()
+        .and_then(|l| l.resources.as_ref())
+        .map(|r| r.oom_score_adj as i32)
+        .filter(|v| *v != 0)
 }
 
 fn sandbox_privileged(sandbox: &SandboxRecord) -> bool {
@@ -307,163 +284,6 @@ fn pid_mode(security: &LinuxContainerSecurityContext, sandbox: &SandboxRecord) -
     }
 }
 
-fn mount(source: &str, destination: &str, fstype: &str, options: &[&str]) -> Mount {
-    Mount {
-        source: source.into(),
-        destination: destination.into(),
-        fstype: fstype.into(),
-        options: options.iter().map(|o| o.to_string()).collect(),
-        image: None,
-    }
-}
-
-fn mounts(
-    config: &ContainerConfig,
-    sandbox: &SandboxRecord,
-    privileged: bool,
-    with_cgroup: bool,
-    volume_layers: &VolumeLayers,
-) -> Result<Vec<Mount>, Invalid> {
-    let requested: Vec<&str> = config
-        .mounts
-        .iter()
-        .map(|m| m.container_path.as_str())
-        .collect();
-    let wanted = |dest: &str| !requested.contains(&dest);
-    let mut list = vec![
-        mount("proc", "/proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount(
-            "tmpfs",
-            "/dev",
-            "tmpfs",
-            &["nosuid", "strictatime", "mode=755", "size=65536k"],
-        ),
-        mount(
-            "devpts",
-            "/dev/pts",
-            "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-                "gid=5",
-            ],
-        ),
-        mount(
-            "mqueue",
-            "/dev/mqueue",
-            "mqueue",
-            &["nosuid", "noexec", "nodev"],
-        ),
-        mount(
-            "sysfs",
-            "/sys",
-            "sysfs",
-            if privileged {
-                &["nosuid", "noexec", "nodev"]
-            } else {
-                &["nosuid", "noexec", "nodev", "ro"]
-            },
-        ),
-    ];
-    if with_cgroup && wanted("/sys/fs/cgroup") {
-        // The container's own cgroups; the executor expands this into the host's layout.
-        list.push(mount(
-            "cgroup",
-            "/sys/fs/cgroup",
-            "cgroup",
-            if privileged {
-                &["nosuid", "noexec", "nodev", "relatime"]
-            } else {
-                &["nosuid", "noexec", "nodev", "relatime", "ro"]
-            },
-        ));
-    }
-    let shm = if sandbox.ipc_mode() == NamespaceMode::Node {
-        PathBuf::from("/dev/shm")
-    } else {
-        sandbox.dir.join("shm")
-    };
-    if wanted("/dev/shm") {
-        list.push(bind(
-            &shm,
-            "/dev/shm",
-            &["rbind", "nosuid", "nodev", "noexec"],
-        ));
-    }
-    for (file, dest) in [
-        (crate::sandbox::files::HOSTS, "/etc/hosts"),
-        (crate::sandbox::files::RESOLV_CONF, "/etc/resolv.conf"),
-        (crate::sandbox::files::HOSTNAME, "/etc/hostname"),
-    ] {
-        if wanted(dest) {
-            list.push(bind(&sandbox.dir.join(file), dest, &["rbind", "rprivate"]));
-        }
-    }
-    for (i, m) in config.mounts.iter().enumerate() {
-        list.push(match volume_layers.get(&i) {
-            Some(layers) => image_mount(m, layers),
-            None => cri_mount(m),
-        });
-    }
-    Ok(list)
-}
-
-fn bind(source: &Path, destination: &str, options: &[&str]) -> Mount {
-    mount(&source.display().to_string(), destination, "bind", options)
-}
-
-/// A CRI volume: a recursive bind with its read-only flag and propagation.
-fn cri_mount(m: &crate::cri::v1::Mount) -> Mount {
-    // Paths and flag combinations were checked at the door (`validate`).
-    let propagation =
-        MountPropagation::try_from(m.propagation).unwrap_or(MountPropagation::PropagationPrivate);
-    let mut options = vec!["rbind".to_owned()];
-    if m.recursive_read_only {
-        options.push("rro".into());
-    } else if m.readonly {
-        options.push("ro".into());
-    }
-    options.push(
-        match propagation {
-            MountPropagation::PropagationHostToContainer => "rslave",
-            MountPropagation::PropagationBidirectional => "rshared",
-            _ => "rprivate",
-        }
-        .into(),
-    );
-    options.extend(m.mount_options.iter().cloned());
-    Mount {
-        source: m.host_path.clone(),
-        destination: m.container_path.clone(),
-        fstype: "bind".into(),
-        options,
-        image: None,
-    }
-}
-
-/// A CRI image volume: the image's layers merged, read-only whatever the request says, and
-/// nosuid, nodev, noexec (KEP-4639 asks for `ro` and `noexec`; files of an image made for
-/// someone else's process are data here). Its propagation is private: nothing mounts below it.
-fn image_mount(m: &crate::cri::v1::Mount, layers: &[PathBuf]) -> Mount {
-    Mount {
-        source: m
-            .image
-            .as_ref()
-            .map(|i| i.image.clone())
-            .unwrap_or_default(),
-        destination: m.container_path.clone(),
-        fstype: "image".into(),
-        options: to_strings(&["ro", "nosuid", "nodev", "noexec", "rprivate"]),
-        image: Some(ImageLayers {
-            lower_dirs: layers.to_vec(),
-            sub_path: m.image_sub_path.clone(),
-        }),
-    }
-}
-
 /// The CRI's devices: the nodes to create, and what the cgroup lets the container do with
 /// each (its `permissions`, "rwm" or a subset). A `host_path` that is a directory stands for
 /// every node under it, each with the same permissions (as containerd expands it).
@@ -502,109 +322,6 @@ fn devices(config: &ContainerConfig) -> Result<(Vec<Device>, Vec<DeviceRule>), I
     Ok((nodes, rules))
 }
 
-/// The capabilities in this process's bounding set, by name (ALL_CAPABILITIES is in
-/// capability-number order).
-fn held_capabilities() -> Vec<String> {
-    let mask = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapBnd:"))
-                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        })
-        .unwrap_or(u64::MAX);
-    ALL_CAPABILITIES
-        .iter()
-        .enumerate()
-        .filter(|(bit, _)| mask & (1u64 << bit) != 0)
-        .map(|(_, name)| name.to_string())
-        .collect()
-}
-
-fn capabilities(
-    security: &LinuxContainerSecurityContext,
-    privileged: bool,
-) -> Result<Vec<String>, Invalid> {
-    if privileged {
-        return Ok(to_strings(ALL_CAPABILITIES));
-    }
-    let mut caps = to_strings(DEFAULT_CAPABILITIES);
-    let Some(change) = &security.capabilities else {
-        return Ok(caps);
-    };
-    let is_all = |name: &String| name.eq_ignore_ascii_case("ALL");
-    // "ALL" first, then the named ones, as containerd and CRI-O do: `drop: [ALL], add:
-    // [NET_BIND_SERVICE]` (the restricted Pod Security profile's pattern) keeps the one added.
-    if change.add_capabilities.iter().any(is_all) {
-        // As containerd: every capability the runtime itself holds.
-        caps = held_capabilities();
-    }
-    if change.drop_capabilities.iter().any(is_all) {
-        caps.clear();
-    }
-    for add in change.add_capabilities.iter().filter(|c| !is_all(c)) {
-        let cap = canonical_name(add);
-        if !ALL_CAPABILITIES.contains(&cap.as_str()) {
-            return Err(invalid(
-                "config.linux.security_context.capabilities",
-                format!("unknown capability {add:?}"),
-            ));
-        }
-        if !caps.contains(&cap) {
-            caps.push(cap);
-        }
-    }
-    for drop in change.drop_capabilities.iter().filter(|c| !is_all(c)) {
-        let cap = canonical_name(drop);
-        caps.retain(|c| *c != cap);
-    }
-    Ok(caps)
-}
-
-/// The seccomp filter: none for privileged containers (they ignore profiles), else what the
-/// security context names. No profile at all means unconfined, as the CRI says.
-fn seccomp(
-    security: &LinuxContainerSecurityContext,
-    privileged: bool,
-    caps: &[String],
-) -> Result<Option<SeccompProfile>, Invalid> {
-    if privileged {
-        return Ok(None);
-    }
-    let field = "config.linux.security_context.seccomp";
-    #[allow(deprecated)]
-    let legacy = security.seccomp_profile_path.as_str();
-    let (kind, localhost) = match &security.seccomp {
-        Some(p) => (
-            ProfileType::try_from(p.profile_type).unwrap_or(ProfileType::RuntimeDefault),
-            p.localhost_ref.clone(),
-        ),
-        None if legacy == "runtime/default" || legacy == "docker/default" => {
-            (ProfileType::RuntimeDefault, String::new())
-        }
-        None if legacy.starts_with("localhost/") => (
-            ProfileType::Localhost,
-            legacy["localhost/".len()..].to_owned(),
-        ),
-        None => (ProfileType::Unconfined, String::new()),
-    };
-    match kind {
-        ProfileType::Unconfined => Ok(None),
-        ProfileType::RuntimeDefault => Ok(Some(crate::executor::seccomp::runtime_default(caps))),
-        ProfileType::Localhost => {
-            let bytes = std::fs::read(&localhost).map_err(|e| {
-                invalid(
-                    field,
-                    format!("cannot read seccomp profile {localhost:?}: {e}"),
-                )
-            })?;
-            crate::executor::seccomp::from_json(&bytes, caps)
-                .map(Some)
-                .map_err(|e| invalid(field, format!("seccomp profile {localhost:?}: {e}")))
-        }
-    }
-}
-
 fn first_non_empty(options: &[&str]) -> String {
     options
         .iter()
@@ -620,7 +337,9 @@ fn to_strings(list: &[&str]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::mounts::cri_mount;
     use super::*;
+    use crate::executor::capabilities::DEFAULT_CAPABILITIES;
 
     fn config(command: &[&str], args: &[&str]) -> ContainerConfig {
         ContainerConfig {

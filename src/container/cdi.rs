@@ -125,18 +125,7 @@ fn device_node(
         Err(_) if described => None,
         Err(e) => return Err(format!("host device {host_path}: {e}")),
     };
-    let host_kind = host.as_ref().map(|m| {
-        let t = m.file_type();
-        if t.is_block_device() {
-            "b"
-        } else if t.is_char_device() {
-            "c"
-        } else if t.is_fifo() {
-            "p"
-        } else {
-            ""
-        }
-    });
+    let host_kind = host.as_ref().map(node_kind);
     if host_kind == Some("") && !described {
         return Err(format!("host path {host_path} is not a device node"));
     }
@@ -178,30 +167,50 @@ fn device_node(
         uid: node.uid.unwrap_or(uid),
         gid: node.gid.unwrap_or(gid),
     };
-    let rule_kind = match kind.as_str() {
+    let rule = cgroup_rule(&kind, major, minor, &node.permissions);
+    Ok((device, rule))
+}
+
+/// A node's type as CDI spells it: `b`, `c`, `p`, or empty for anything else.
+fn node_kind(meta: &std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_block_device() {
+        "b"
+    } else if t.is_char_device() {
+        "c"
+    } else if t.is_fifo() {
+        "p"
+    } else {
+        ""
+    }
+}
+
+/// The devices cgroup rule for a node: none for a fifo or `none` permissions; all access
+/// when the spec gives no permissions.
+fn cgroup_rule(kind: &str, major: i64, minor: i64, permissions: &str) -> Option<DeviceRule> {
+    let rule_kind = match kind {
         "b" => DeviceKind::Block,
         "c" | "u" => DeviceKind::Char,
-        _ => return Ok((device, None)),
+        _ => return None,
     };
-    if node.permissions == "none" {
-        return Ok((device, None));
+    if permissions == "none" {
+        return None;
     }
-    let access = if node.permissions.is_empty() {
+    let access = if permissions.is_empty() {
         Access::ALL
     } else {
         Access {
-            read: node.permissions.contains('r'),
-            write: node.permissions.contains('w'),
-            mknod: node.permissions.contains('m'),
+            read: permissions.contains('r'),
+            write: permissions.contains('w'),
+            mknod: permissions.contains('m'),
         }
     };
-    let rule = DeviceRule {
+    Some(DeviceRule {
         kind: rule_kind,
         major: Some(major as u32),
         minor: Some(minor as u32),
         access,
-    };
-    Ok((device, Some(rule)))
+    })
 }
 
 /// A CDI mount as the executor's: the type given (0.4.0), else a bind; a bind without

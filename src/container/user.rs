@@ -68,7 +68,29 @@ pub fn resolve(
     } else {
         (image_name.to_owned(), image_group.map(str::to_owned))
     };
-    let (uid, primary_gid, name) = match user.parse::<u32>() {
+    let (uid, primary_gid, name) = find_user(&user, &passwd)?;
+    let gid = if let Some(gid) = requested.run_as_group {
+        to_id(gid, "run_as_group")?
+    } else if let Some(group) = group.filter(|g| !g.is_empty()) {
+        match group.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => groups
+                .iter()
+                .find(|g| g.name == group)
+                .map(|g| g.gid)
+                .ok_or_else(|| format!("group {group:?} is not in the image's /etc/group"))?,
+        }
+    } else {
+        primary_gid
+    };
+    let groups = additional_groups(requested, name.as_deref(), &groups, gid)?;
+    Ok(Identity { uid, gid, groups })
+}
+
+/// A user by uid or name: uid, primary gid and name (when /etc/passwd has it). A uid need
+/// not be in the image's /etc/passwd; a name must.
+fn find_user(user: &str, passwd: &[PasswdEntry]) -> Result<(u32, u32, Option<String>), String> {
+    Ok(match user.parse::<u32>() {
         Ok(uid) => {
             let entry = passwd.iter().find(|p| p.uid == uid);
             (
@@ -85,23 +107,19 @@ pub fn resolve(
                 .ok_or_else(|| format!("user {user:?} is not in the image's /etc/passwd"))?;
             (entry.uid, entry.gid, Some(entry.name.clone()))
         }
-    };
-    let gid = if let Some(gid) = requested.run_as_group {
-        to_id(gid, "run_as_group")?
-    } else if let Some(group) = group.filter(|g| !g.is_empty()) {
-        match group.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => groups
-                .iter()
-                .find(|g| g.name == group)
-                .map(|g| g.gid)
-                .ok_or_else(|| format!("group {group:?} is not in the image's /etc/group"))?,
-        }
-    } else {
-        primary_gid
-    };
+    })
+}
+
+/// The groups besides `gid`: the user's /etc/group memberships (unless the policy is
+/// strict) and the supplemental groups asked for, sorted, each once.
+fn additional_groups(
+    requested: &Requested,
+    name: Option<&str>,
+    groups: &[GroupEntry],
+    gid: u32,
+) -> Result<Vec<u32>, String> {
     let mut extra: Vec<u32> = Vec::new();
-    if let Some(name) = name.as_ref().filter(|_| !requested.strict_groups) {
+    if let Some(name) = name.filter(|_| !requested.strict_groups) {
         extra.extend(
             groups
                 .iter()
@@ -115,11 +133,7 @@ pub fn resolve(
     extra.retain(|g| *g != gid);
     extra.sort_unstable();
     extra.dedup();
-    Ok(Identity {
-        uid,
-        gid,
-        groups: extra,
-    })
+    Ok(extra)
 }
 
 fn to_id(value: i64, field: &str) -> Result<u32, String> {

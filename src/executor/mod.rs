@@ -157,27 +157,8 @@ fn prepare(spec_file: &Path, report: &mut Reporter) -> Result<Ready> {
             make_terminal(&spec)?;
         }
         None => {
-            build_root(&spec, userns.as_ref())?;
-            // As runc: the runtime's hooks, then the container's, then pivot_root.
-            if let Some(runtime_hooks) = runtime_hooks {
-                runtime_hooks.run()?;
-            }
-            if with_hooks {
-                hooks::create_container(&spec, &bundle)?;
-            }
-            rootfs::pivot(&spec.rootfs.mount_point).context(|| "pivot_root")?;
-            // As runc: after the mounts are in place, before paths are masked.
-            make_terminal(&spec)?;
-            rootfs::mask_paths(&spec.masked_paths)?;
-            rootfs::readonly_paths(&spec.readonly_paths)?;
-            // In a user namespace pod the working directory is made from inside it (below), so
-            // its owner is the container's user; a read-only root must have it made now.
-            if spec.userns.is_none() || spec.rootfs.readonly {
-                process::make_cwd(&spec.cwd, &spec.user).context(|| format!("cwd {}", spec.cwd))?;
-            }
-            if spec.rootfs.readonly {
-                rootfs::readonly_root().context(|| "rootfs")?;
-            }
+            let container_hooks = with_hooks.then_some(bundle.as_str());
+            make_root(&spec, userns.as_ref(), runtime_hooks, container_hooks)?
         }
     }
 
@@ -202,6 +183,38 @@ fn prepare(spec_file: &Path, report: &mut Reporter) -> Result<Ready> {
         seccomp_before_exec: spec.seccomp.filter(|_| spec.no_new_privileges),
         start_hooks,
     })
+}
+
+/// A new container's root: mounted, hooks run (the runtime's, then the container's
+/// `createContainer` ones with `bundle`), pivoted into, terminal made, paths masked.
+fn make_root(
+    spec: &ContainerSpec,
+    userns: Option<&std::fs::File>,
+    runtime_hooks: Option<hooks::RuntimeHooks>,
+    bundle: Option<&str>,
+) -> Result<()> {
+    build_root(spec, userns)?;
+    // As runc: the runtime's hooks, then the container's, then pivot_root.
+    if let Some(runtime_hooks) = runtime_hooks {
+        runtime_hooks.run()?;
+    }
+    if let Some(bundle) = bundle {
+        hooks::create_container(spec, bundle)?;
+    }
+    rootfs::pivot(&spec.rootfs.mount_point).context(|| "pivot_root")?;
+    // As runc: after the mounts are in place, before paths are masked.
+    make_terminal(spec)?;
+    rootfs::mask_paths(&spec.masked_paths)?;
+    rootfs::readonly_paths(&spec.readonly_paths)?;
+    // In a user namespace pod the working directory is made from inside it (see `prepare`),
+    // so its owner is the container's user; a read-only root must have it made now.
+    if spec.userns.is_none() || spec.rootfs.readonly {
+        process::make_cwd(&spec.cwd, &spec.user).context(|| format!("cwd {}", spec.cwd))?;
+    }
+    if spec.rootfs.readonly {
+        rootfs::readonly_root().context(|| "rootfs")?;
+    }
+    Ok(())
 }
 
 /// A tty process's terminal, from the container's devpts (see `terminal`); a container's

@@ -188,20 +188,7 @@ fn parse_control(frame_type: u16, flags: u8, body: &[u8]) -> Result<Frame, Frame
         }
     };
     Ok(match frame_type {
-        TYPE_SYN_STREAM => {
-            if body.len() < 10 {
-                return Err(malformed("SYN_STREAM", "shorter than 10 bytes"));
-            }
-            Frame::SynStream {
-                stream_id: u32_at(body, 0) & U31_MASK,
-                associated_to: u32_at(body, 4) & U31_MASK,
-                priority: body[8] >> 5,
-                slot: body[9],
-                fin,
-                unidirectional: flags & FLAG_UNIDIRECTIONAL != 0,
-                header_block: Bytes::copy_from_slice(&body[10..]),
-            }
-        }
+        TYPE_SYN_STREAM => parse_syn_stream(flags, body)?,
         TYPE_SYN_REPLY | TYPE_HEADERS => {
             let name = if frame_type == TYPE_SYN_REPLY {
                 "SYN_REPLY"
@@ -234,28 +221,7 @@ fn parse_control(frame_type: u16, flags: u8, body: &[u8]) -> Result<Frame, Frame
                 status: u32_at(body, 4),
             }
         }
-        TYPE_SETTINGS => {
-            if body.len() < 4 {
-                return Err(malformed("SETTINGS", "shorter than 4 bytes"));
-            }
-            let count = u32_at(body, 0) as usize;
-            // Compare against the body length before allocating: the count is peer-chosen.
-            if count.checked_mul(8) != Some(body.len() - 4) {
-                return Err(malformed("SETTINGS", "entry count does not match length"));
-            }
-            let entries = body[4..]
-                .chunks_exact(8)
-                .map(|entry| Setting {
-                    flags: entry[0],
-                    id: u32_at(entry, 0) & 0x00FF_FFFF,
-                    value: u32_at(entry, 4),
-                })
-                .collect();
-            Frame::Settings {
-                clear: flags & FLAG_SETTINGS_CLEAR != 0,
-                entries,
-            }
-        }
+        TYPE_SETTINGS => parse_settings(flags, body)?,
         TYPE_PING => {
             exact("PING", 4)?;
             Frame::Ping {
@@ -277,6 +243,44 @@ fn parse_control(frame_type: u16, flags: u8, body: &[u8]) -> Result<Frame, Frame
             }
         }
         other => Frame::UnknownControl { frame_type: other },
+    })
+}
+
+fn parse_syn_stream(flags: u8, body: &[u8]) -> Result<Frame, FrameError> {
+    if body.len() < 10 {
+        return Err(malformed("SYN_STREAM", "shorter than 10 bytes"));
+    }
+    Ok(Frame::SynStream {
+        stream_id: u32_at(body, 0) & U31_MASK,
+        associated_to: u32_at(body, 4) & U31_MASK,
+        priority: body[8] >> 5,
+        slot: body[9],
+        fin: flags & FLAG_FIN != 0,
+        unidirectional: flags & FLAG_UNIDIRECTIONAL != 0,
+        header_block: Bytes::copy_from_slice(&body[10..]),
+    })
+}
+
+fn parse_settings(flags: u8, body: &[u8]) -> Result<Frame, FrameError> {
+    if body.len() < 4 {
+        return Err(malformed("SETTINGS", "shorter than 4 bytes"));
+    }
+    let count = u32_at(body, 0) as usize;
+    // Compare against the body length before allocating: the count is peer-chosen.
+    if count.checked_mul(8) != Some(body.len() - 4) {
+        return Err(malformed("SETTINGS", "entry count does not match length"));
+    }
+    let entries = body[4..]
+        .chunks_exact(8)
+        .map(|entry| Setting {
+            flags: entry[0],
+            id: u32_at(entry, 0) & 0x00FF_FFFF,
+            value: u32_at(entry, 4),
+        })
+        .collect();
+    Ok(Frame::Settings {
+        clear: flags & FLAG_SETTINGS_CLEAR != 0,
+        entries,
     })
 }
 
@@ -326,8 +330,7 @@ impl Frame {
                 push_control_header(out, TYPE_SYN_STREAM, flags, 10 + header_block.len());
                 out.extend_from_slice(&(stream_id & U31_MASK).to_be_bytes());
                 out.extend_from_slice(&(associated_to & U31_MASK).to_be_bytes());
-                out.push((priority & 0x07) << 5);
-                out.push(*slot);
+                out.extend_from_slice(&[(priority & 0x07) << 5, *slot]);
                 out.extend_from_slice(header_block);
             }
             Frame::SynReply {
@@ -353,16 +356,7 @@ impl Frame {
                 out.extend_from_slice(&(stream_id & U31_MASK).to_be_bytes());
                 out.extend_from_slice(&status.to_be_bytes());
             }
-            Frame::Settings { clear, entries } => {
-                let flags = if *clear { FLAG_SETTINGS_CLEAR } else { 0 };
-                push_control_header(out, TYPE_SETTINGS, flags, 4 + 8 * entries.len());
-                out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
-                for entry in entries {
-                    let id_word = (u32::from(entry.flags) << 24) | (entry.id & 0x00FF_FFFF);
-                    out.extend_from_slice(&id_word.to_be_bytes());
-                    out.extend_from_slice(&entry.value.to_be_bytes());
-                }
-            }
+            Frame::Settings { clear, entries } => encode_settings(out, *clear, entries),
             Frame::Ping { id } => {
                 push_control_header(out, TYPE_PING, 0, 4);
                 out.extend_from_slice(&id.to_be_bytes());
@@ -390,6 +384,17 @@ impl Frame {
         let mut out = Vec::new();
         self.encode(&mut out);
         out
+    }
+}
+
+fn encode_settings(out: &mut Vec<u8>, clear: bool, entries: &[Setting]) {
+    let flags = if clear { FLAG_SETTINGS_CLEAR } else { 0 };
+    push_control_header(out, TYPE_SETTINGS, flags, 4 + 8 * entries.len());
+    out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+    for entry in entries {
+        let id_word = (u32::from(entry.flags) << 24) | (entry.id & 0x00FF_FFFF);
+        out.extend_from_slice(&id_word.to_be_bytes());
+        out.extend_from_slice(&entry.value.to_be_bytes());
     }
 }
 

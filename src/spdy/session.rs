@@ -8,7 +8,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::frame::{self, Frame, FrameError, goaway, rst, setting};
+use super::frame::{self, Frame, FrameError, Setting, goaway, rst, setting};
 use super::headers::{HeaderDecoder, HeaderEncoder, HeaderError};
 use super::state::{MAX_WINDOW, Outgoing, Shared, State, StreamState};
 use super::stream::Stream;
@@ -244,23 +244,7 @@ impl Dispatcher {
                 stream_id,
                 header_block,
                 ..
-            } => {
-                // Decoded only to keep the shared zlib context in step with the peer.
-                let _ = self.decode(&header_block)?;
-                // We never open streams, so no SYN_REPLY is ever expected.
-                let mut st = self.shared.lock();
-                if st.streams.contains_key(&stream_id) {
-                    st.reset_stream(stream_id, Some(rst::PROTOCOL_ERROR));
-                } else {
-                    st.push_frame(Frame::RstStream {
-                        stream_id,
-                        status: rst::INVALID_STREAM,
-                    });
-                }
-                drop(st);
-                self.shared.writer_wake.notify_one();
-                Ok(())
-            }
+            } => self.on_syn_reply(stream_id, &header_block),
             Frame::Headers {
                 stream_id,
                 fin,
@@ -275,26 +259,7 @@ impl Dispatcher {
                 self.shared.read_space.notify_waiters();
                 Ok(())
             }
-            Frame::Settings { entries, .. } => {
-                let mut st = self.shared.lock();
-                for entry in entries {
-                    if entry.id != setting::INITIAL_WINDOW_SIZE {
-                        continue;
-                    }
-                    let value = i64::from(entry.value);
-                    if value > MAX_WINDOW {
-                        return Err(protocol("SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1"));
-                    }
-                    let delta = value - st.peer_initial_window;
-                    st.peer_initial_window = value;
-                    for stream in st.streams.values_mut() {
-                        stream.send_window += delta;
-                    }
-                    self.peer_speaks_flow_control(&mut st);
-                }
-                st.wake_all_writers();
-                Ok(())
-            }
+            Frame::Settings { entries, .. } => self.on_settings(&entries),
             Frame::Ping { id } => {
                 // Server-initiated pings use even ids, so an odd id is the peer's to echo.
                 if id % 2 == 1 {
@@ -313,6 +278,46 @@ impl Dispatcher {
                 Ok(())
             }
         }
+    }
+
+    fn on_syn_reply(&mut self, stream_id: u32, header_block: &[u8]) -> Result<(), ReadEnd> {
+        // Decoded only to keep the shared zlib context in step with the peer.
+        let _ = self.decode(header_block)?;
+        // We never open streams, so no SYN_REPLY is ever expected.
+        let mut st = self.shared.lock();
+        if st.streams.contains_key(&stream_id) {
+            st.reset_stream(stream_id, Some(rst::PROTOCOL_ERROR));
+        } else {
+            st.push_frame(Frame::RstStream {
+                stream_id,
+                status: rst::INVALID_STREAM,
+            });
+        }
+        drop(st);
+        self.shared.writer_wake.notify_one();
+        Ok(())
+    }
+
+    /// Only the initial window size matters to us; a change applies to every open stream.
+    fn on_settings(&mut self, entries: &[Setting]) -> Result<(), ReadEnd> {
+        let mut st = self.shared.lock();
+        for entry in entries {
+            if entry.id != setting::INITIAL_WINDOW_SIZE {
+                continue;
+            }
+            let value = i64::from(entry.value);
+            if value > MAX_WINDOW {
+                return Err(protocol("SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1"));
+            }
+            let delta = value - st.peer_initial_window;
+            st.peer_initial_window = value;
+            for stream in st.streams.values_mut() {
+                stream.send_window += delta;
+            }
+            self.peer_speaks_flow_control(&mut st);
+        }
+        st.wake_all_writers();
+        Ok(())
     }
 
     /// Decodes a header block. Compression failures kill the session (the shared zlib

@@ -1,7 +1,7 @@
 //! The ImageService's requests.
 
+use super::configs::{Use, pod_config};
 use super::rules::{annotations, max_len, plain, shown};
-use super::runtime::{Use, pod_config};
 use super::{Invalid, Validate, invalid};
 use crate::cri::v1::*;
 

@@ -8,6 +8,7 @@
 //! Protobuf strings are UTF-8 already: prost refuses anything else while decoding, and
 //! `cri::codec` answers that with InvalidArgument too.
 
+mod configs;
 mod image;
 mod resources;
 mod rules;

@@ -3,32 +3,14 @@
 
 use super::rules::{plain, shown};
 use super::{Invalid, invalid};
+use std::collections::HashMap;
+
 use crate::cri::v1::LinuxContainerResources;
 
 /// Checks `r`, naming fields under `prefix` (e.g. `config.linux.resources`).
 pub fn linux(prefix: &str, r: &LinuxContainerResources) -> Result<(), Invalid> {
     let field = |name: &str| format!("{prefix}.{name}");
-    if r.cpu_period != 0 && !(1_000..=1_000_000).contains(&r.cpu_period) {
-        return Err(invalid(
-            field("cpu_period"),
-            format!("{} is outside 1000..=1000000 microseconds", r.cpu_period),
-        ));
-    }
-    if r.cpu_quota != 0 && r.cpu_quota != -1 && r.cpu_quota < 1_000 {
-        return Err(invalid(
-            field("cpu_quota"),
-            format!(
-                "{} is neither -1 (no limit) nor at least 1000 microseconds",
-                r.cpu_quota
-            ),
-        ));
-    }
-    if r.cpu_shares != 0 && !(2..=262_144).contains(&r.cpu_shares) {
-        return Err(invalid(
-            field("cpu_shares"),
-            format!("{} is outside 2..=262144", r.cpu_shares),
-        ));
-    }
+    cpu(&field, r)?;
     if r.memory_limit_in_bytes < 0 {
         return Err(invalid(
             field("memory_limit_in_bytes"),
@@ -68,7 +50,39 @@ pub fn linux(prefix: &str, r: &LinuxContainerResources) -> Result<(), Invalid> {
             format!("page size {} is not like 2MB or 1GB", shown(&h.page_size)),
         ));
     }
-    for (key, value) in &r.unified {
+    unified(&field("unified"), &r.unified)?;
+    Ok(())
+}
+
+/// CPU period, quota and shares.
+fn cpu(field: &impl Fn(&str) -> String, r: &LinuxContainerResources) -> Result<(), Invalid> {
+    if r.cpu_period != 0 && !(1_000..=1_000_000).contains(&r.cpu_period) {
+        return Err(invalid(
+            field("cpu_period"),
+            format!("{} is outside 1000..=1000000 microseconds", r.cpu_period),
+        ));
+    }
+    if r.cpu_quota != 0 && r.cpu_quota != -1 && r.cpu_quota < 1_000 {
+        return Err(invalid(
+            field("cpu_quota"),
+            format!(
+                "{} is neither -1 (no limit) nor at least 1000 microseconds",
+                r.cpu_quota
+            ),
+        ));
+    }
+    if r.cpu_shares != 0 && !(2..=262_144).contains(&r.cpu_shares) {
+        return Err(invalid(
+            field("cpu_shares"),
+            format!("{} is outside 2..=262144", r.cpu_shares),
+        ));
+    }
+    Ok(())
+}
+
+/// `unified`: cgroup v2 file names and the one line each gets.
+fn unified(field: &str, unified: &HashMap<String, String>) -> Result<(), Invalid> {
+    for (key, value) in unified {
         // A file name in the cgroup directory, and one line for it.
         let ok = !key.is_empty()
             && key
@@ -77,14 +91,14 @@ pub fn linux(prefix: &str, r: &LinuxContainerResources) -> Result<(), Invalid> {
             && key.contains('.');
         if !ok {
             return Err(invalid(
-                field("unified"),
+                field,
                 format!(
                     "{} is not a cgroup v2 file name such as memory.high",
                     shown(key)
                 ),
             ));
         }
-        plain(&format!("{}[{}]", field("unified"), shown(key)), value)?;
+        plain(&format!("{field}[{}]", shown(key)), value)?;
     }
     Ok(())
 }

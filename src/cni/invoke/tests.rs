@@ -2,7 +2,9 @@
 
 use super::*;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
+use std::time::Instant;
 
 /// A bin dir of fake plugins that log every call (stdin, environment) into `log/`.
 struct Fixture {
