@@ -12,6 +12,7 @@ use super::service::{ContainerError, Containers, failed, monitor, spec_file};
 use crate::cri::stored::Stored;
 use crate::cri::v1::{ContainerConfig, ContainerEventType, PodSandboxConfig};
 use crate::ids::{new_id, now_nanos};
+use crate::image::catalog::ImageRecord;
 use crate::monitor::layout as monitor_layout;
 use crate::monitor::protocol;
 use crate::sandbox::record::{SandboxRecord, SandboxState};
@@ -67,48 +68,11 @@ impl Containers {
         config: ContainerConfig,
         key: String,
     ) -> Result<String, ContainerError> {
-        let image_name = config
-            .image
-            .as_ref()
-            .map(|i| i.image.clone())
-            .unwrap_or_default();
-        let image = self
-            .images
-            .status(&image_name)
-            .instrument(tracing::debug_span!("create.image"))
-            .await
-            .map_err(|e| ContainerError::Invalid {
-                field: "config.image.image",
-                message: e.to_string(),
-            })?
-            .ok_or_else(|| {
-                ContainerError::NotFound(format!(
-                    "image {image_name:?} is not present; pull it first"
-                ))
-            })?;
-        if !image.artifact_type.is_empty() {
-            return Err(ContainerError::Precondition(format!(
-                "config.image.image: {image_name:?} is an OCI artifact ({}), not an image a \
-                 container runs; it can be mounted as an image volume",
-                image.artifact_type
-            )));
-        }
+        let (image_name, image) = self.image_of(&config).await?;
         let id = new_id();
         let dir = self.root.join(&id);
-        let parent = sandbox
-            .cgroup
-            .rsplit_once('/')
-            .map(|(p, _)| p.to_owned())
-            .unwrap_or_default();
-        let cgroup = if sandbox.cgroup.is_empty() {
-            String::new()
-        } else {
-            format!("{parent}/{id}")
-        };
-        let log_path = match (&sandbox.config.0.log_directory, &config.log_path) {
-            (d, p) if !d.is_empty() && !p.is_empty() => PathBuf::from(d).join(p),
-            _ => PathBuf::new(),
-        };
+        let cgroup = container_cgroup(&sandbox, &id);
+        let log_path = log_path_of(&sandbox, &config);
         let layer_dirs: Vec<PathBuf> = image
             .chain_ids()
             .rev()
@@ -145,7 +109,7 @@ impl Containers {
             &config,
             image.config.config.as_ref().map(|c| c.stop_signal.as_str()),
         );
-        let mut record = ContainerRecord {
+        let record = ContainerRecord {
             id: id.clone(),
             sandbox_id: sandbox.id.clone(),
             state: State::Creating,
@@ -169,6 +133,18 @@ impl Containers {
             stop_signal,
             config: Stored(config.clone()),
         };
+        self.insert_record(key, &record).await?;
+        self.finish_create(&sandbox, record, built, &config).await?;
+        tracing::info!(container = %id, pod = %sandbox.id, "container created");
+        Ok(id)
+    }
+
+    /// Stores the new record under its CRI name; a name in use is the caller's error.
+    async fn insert_record(
+        &self,
+        key: String,
+        record: &ContainerRecord,
+    ) -> Result<(), ContainerError> {
         self.records
             .insert(key.clone(), record.clone())
             .instrument(tracing::debug_span!("create.store_insert"))
@@ -179,9 +155,25 @@ impl Containers {
                     existing: existing_id,
                 },
                 other => other.into(),
-            })?;
+            })
+    }
+
+    /// After the record is in: the files and cgroup the start needs, then CREATED. Any
+    /// failure undoes the create.
+    async fn finish_create(
+        &self,
+        sandbox: &SandboxRecord,
+        mut record: ContainerRecord,
+        built: build::Built,
+        config: &ContainerConfig,
+    ) -> Result<(), ContainerError> {
+        let (id, dir, log_path) = (
+            record.id.clone(),
+            record.dir.clone(),
+            record.log_path.clone(),
+        );
         // Exits of this pod's containers are seen as they happen from now on.
-        self.watch_pod(&sandbox).await;
+        self.watch_pod(sandbox).await;
         if !log_path.as_os_str().is_empty()
             && let Err(e) = crate::sandbox::container_logs::remember(&sandbox.dir, &log_path)
         {
@@ -191,22 +183,22 @@ impl Containers {
         spec.id = id.clone();
         let bundle = monitor_layout::container_dir(&sandbox.dir, &id);
         if let Err(e) = super::cdi::DaemonHooks::save(&dir, &bundle, &spec.hooks) {
-            self.discard(&sandbox, &record).await;
+            self.discard(sandbox, &record).await;
             return Err(failed("writing the CDI hooks")(e.to_string()));
         }
         // A TARGET must be a running container of this pod now; StartContainer looks it up
         // again, as that is when the process joins it.
-        if let protocol::PidMode::Target { .. } = build::pid_mode_of(&config, &sandbox)
-            && let Err(e) = self.target_pid(&config, &sandbox).await
+        if let protocol::PidMode::Target { .. } = build::pid_mode_of(config, sandbox)
+            && let Err(e) = self.target_pid(config, sandbox).await
         {
-            self.discard(&sandbox, &record).await;
+            self.discard(sandbox, &record).await;
             return Err(e);
         }
         if let Err(e) = self
-            .prepare(&sandbox, &record, &spec, &built.device_rules, &config)
+            .prepare(sandbox, &record, &spec, &built.device_rules, config)
             .await
         {
-            self.discard(&sandbox, &record).await;
+            self.discard(sandbox, &record).await;
             return Err(e);
         }
         record.state = State::Created;
@@ -216,13 +208,46 @@ impl Containers {
             .instrument(tracing::debug_span!("create.store_update"))
             .await
         {
-            self.discard(&sandbox, &record).await;
+            self.discard(sandbox, &record).await;
             return Err(e.into());
         }
         self.publish(ContainerEventType::ContainerCreatedEvent, &id, &sandbox.id)
             .await;
-        tracing::info!(container = %id, pod = %sandbox.id, "container created");
-        Ok(id)
+        Ok(())
+    }
+
+    /// The image the config names, which must be present and runnable.
+    async fn image_of(
+        &self,
+        config: &ContainerConfig,
+    ) -> Result<(String, ImageRecord), ContainerError> {
+        let image_name = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        let image = self
+            .images
+            .status(&image_name)
+            .instrument(tracing::debug_span!("create.image"))
+            .await
+            .map_err(|e| ContainerError::Invalid {
+                field: "config.image.image",
+                message: e.to_string(),
+            })?
+            .ok_or_else(|| {
+                ContainerError::NotFound(format!(
+                    "image {image_name:?} is not present; pull it first"
+                ))
+            })?;
+        if !image.artifact_type.is_empty() {
+            return Err(ContainerError::Precondition(format!(
+                "config.image.image: {image_name:?} is an OCI artifact ({}), not an image a \
+                 container runs; it can be mounted as an image volume",
+                image.artifact_type
+            )));
+        }
+        Ok((image_name, image))
     }
 
     /// The pid of the running container a TARGET PID namespace option names (same pod).
@@ -432,5 +457,22 @@ pub(super) fn stop_signal(config: &ContainerConfig, image_signal: Option<&str>) 
             );
             libc::SIGTERM
         }),
+    }
+}
+
+/// The container's cgroup, next to its pod's (none when the pod has none).
+fn container_cgroup(sandbox: &SandboxRecord, id: &str) -> String {
+    match sandbox.cgroup.rsplit_once('/') {
+        _ if sandbox.cgroup.is_empty() => String::new(),
+        Some((parent, _)) => format!("{parent}/{id}"),
+        None => format!("/{id}"),
+    }
+}
+
+/// The CRI log file: the pod's log folder joined with the config's path, when both are set.
+fn log_path_of(sandbox: &SandboxRecord, config: &ContainerConfig) -> PathBuf {
+    match (&sandbox.config.0.log_directory, &config.log_path) {
+        (d, p) if !d.is_empty() && !p.is_empty() => PathBuf::from(d).join(p),
+        _ => PathBuf::new(),
     }
 }
