@@ -8,7 +8,7 @@ use tracing::Instrument;
 
 use super::build::{self, Paths};
 use super::record::{ContainerRecord, State};
-use super::service::{ContainerError, Containers, failed, monitor, spec_file};
+use super::service::{ContainerError, Containers, failed, spec_file};
 use crate::cri::stored::Stored;
 use crate::cri::v1::{ContainerConfig, ContainerEventType, PodSandboxConfig};
 use crate::ids::{new_id, now_nanos};
@@ -372,7 +372,7 @@ impl Containers {
         record: &ContainerRecord,
     ) {
         if let Some(sandbox) = sandbox {
-            let _ = monitor(sandbox).remove(&record.id).await;
+            let _ = self.monitor(sandbox).remove(&record.id).await;
             let _ =
                 std::fs::remove_dir_all(monitor_layout::container_dir(&sandbox.dir, &record.id));
         }

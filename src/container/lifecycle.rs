@@ -9,7 +9,7 @@ use tracing::Instrument;
 use super::build;
 use super::exits::poststop;
 use super::record::{ContainerRecord, State};
-use super::service::{ContainerError, Containers, failed, monitor, signal, spec_file, talking};
+use super::service::{ContainerError, Containers, failed, spec_file, talking};
 use crate::cri::v1::ContainerEventType;
 use crate::ids::now_nanos;
 use crate::monitor::layout as monitor_layout;
@@ -40,7 +40,7 @@ impl Containers {
             stdin: config.stdin,
             stdin_once: config.stdin_once,
         };
-        monitor(sandbox)
+        self.monitor(sandbox)
             .create(request)
             .instrument(tracing::debug_span!("start.monitor_create"))
             .await
@@ -63,7 +63,7 @@ impl Containers {
         let started = match self.spawn(&sandbox, &record).await {
             Ok(pid) => {
                 record.pid = pid;
-                monitor(&sandbox)
+                self.monitor(&sandbox)
                     .start(&record.id)
                     .instrument(tracing::debug_span!("start.monitor_start"))
                     .await
@@ -129,7 +129,7 @@ impl Containers {
             State::Exited => Ok(()),
             State::Creating | State::Created => {
                 let sandbox = self.sandbox_of(&record).await?;
-                let _ = monitor(&sandbox).remove(&record.id).await;
+                let _ = self.monitor(&sandbox).remove(&record.id).await;
                 self.mark_exited(record, 0, "Completed", now_nanos())
                     .await
                     .map(drop)
@@ -137,7 +137,7 @@ impl Containers {
             State::Running => {
                 let sandbox = self.sandbox_of(&record).await?;
                 if timeout > 0 {
-                    let _ = signal(&sandbox, &record.id, record.stop_signal).await;
+                    let _ = self.signal(&sandbox, &record.id, record.stop_signal).await;
                     if self
                         .wait_exit(&sandbox, &record.id, Duration::from_secs(timeout as u64))
                         .await
@@ -147,7 +147,7 @@ impl Containers {
                         return Ok(());
                     }
                 }
-                let _ = signal(&sandbox, &record.id, libc::SIGKILL).await;
+                let _ = self.signal(&sandbox, &record.id, libc::SIGKILL).await;
                 if !self
                     .wait_exit(&sandbox, &record.id, Duration::from_secs(10))
                     .await
@@ -194,7 +194,7 @@ impl Containers {
         self.stop(&record.id, 0).await?;
         let sandbox = self.sandboxes.find(&record.sandbox_id).await.ok().flatten();
         if let Some(sandbox) = &sandbox {
-            let _ = monitor(sandbox).remove(&record.id).await;
+            let _ = self.monitor(sandbox).remove(&record.id).await;
             let _ =
                 std::fs::remove_dir_all(monitor_layout::container_dir(&sandbox.dir, &record.id));
         }
@@ -243,7 +243,7 @@ impl Containers {
     /// ReopenContainerLog: the monitor reopens the file at the same path.
     pub async fn reopen_log(&self, id: &str) -> Result<(), ContainerError> {
         let (record, sandbox) = self.running(id).await?;
-        monitor(&sandbox)
+        self.monitor(&sandbox)
             .reopen_log(&record.id)
             .await
             .map_err(talking)

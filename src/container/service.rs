@@ -13,12 +13,12 @@ use super::cache::RecordCache;
 use super::events::EventHub;
 use super::exit_watch::ExitWatch;
 use super::record::{ContainerRecord, State};
-use crate::cgroup::Cgroups;
 use crate::image::service::Images;
 use crate::inflight::Inflight;
 use crate::keyed_lock::KeyedLocks;
-use crate::monitor::client::{MonitorError, PodMonitor};
+use crate::monitor::client::MonitorError;
 use crate::monitor::layout as monitor_layout;
+use crate::sandbox::edges::{CgroupDriver, MonitorClient, Monitors};
 use crate::sandbox::record::SandboxRecord;
 use crate::sandbox::service::Sandboxes;
 use crate::store::{Store, StoreError};
@@ -30,7 +30,9 @@ pub struct Containers {
     pub(super) records: RecordCache,
     pub(super) images: Arc<Images>,
     pub(super) sandboxes: Arc<Sandboxes>,
-    pub(super) cgroups: Option<Arc<Cgroups>>,
+    pub(super) cgroups: Option<Arc<dyn CgroupDriver>>,
+    /// The pods' monitors (the pod service's edge, so unit tests run on fakes).
+    pub(super) monitors: Arc<dyn Monitors>,
     /// Writable-layer usage kept between stats calls (`stats.rs`).
     pub(super) layer_usage: Arc<super::layer_usage::LayerUsage>,
     pub(super) root: PathBuf,
@@ -70,7 +72,8 @@ impl Containers {
         Containers {
             records: RecordCache::new(store),
             images,
-            cgroups: sandboxes.cgroups(),
+            cgroups: sandboxes.cgroup_driver(),
+            monitors: sandboxes.monitors(),
             layer_usage: Arc::default(),
             sandboxes,
             root: root_dir.join("containers"),
@@ -113,6 +116,23 @@ impl Containers {
         Ok((record, sandbox))
     }
 
+    /// The monitor of the container's pod.
+    pub(super) fn monitor(&self, sandbox: &SandboxRecord) -> Box<dyn MonitorClient> {
+        self.monitors.of(&sandbox.dir)
+    }
+
+    pub(super) async fn signal(
+        &self,
+        sandbox: &SandboxRecord,
+        id: &str,
+        signal: i32,
+    ) -> Result<(), ContainerError> {
+        self.monitor(sandbox)
+            .signal(id, signal)
+            .await
+            .map_err(talking)
+    }
+
     pub(super) async fn sandbox_of(
         &self,
         record: &ContainerRecord,
@@ -141,22 +161,9 @@ impl Containers {
     }
 }
 
-/// The monitor of the container's pod.
-pub(super) fn monitor(sandbox: &SandboxRecord) -> PodMonitor {
-    PodMonitor::of(&sandbox.dir)
-}
-
 /// A failed monitor request, as the container operations report it.
 pub(super) fn talking(e: MonitorError) -> ContainerError {
     failed("talking to the pod monitor")(e)
-}
-
-pub(super) async fn signal(
-    sandbox: &SandboxRecord,
-    id: &str,
-    signal: i32,
-) -> Result<(), ContainerError> {
-    monitor(sandbox).signal(id, signal).await.map_err(talking)
 }
 
 /// Where the daemon writes a container's executor spec for the monitor to read.

@@ -1,7 +1,7 @@
 //! ExecSync, and the checks and sessions of Exec and Attach in running containers.
 
 use super::record::ContainerRecord;
-use super::service::{ContainerError, Containers, failed, monitor, talking};
+use super::service::{ContainerError, Containers, failed, talking};
 use crate::monitor::protocol::{self, AttachRequest, ExecRequest, ExecStreamRequest, StdioRequest};
 use crate::monitor::session::{SessionReader, SessionWriter};
 use crate::sandbox::record::SandboxRecord;
@@ -26,7 +26,8 @@ impl Containers {
             args: cmd,
             timeout_ms: (timeout.max(0) as u64).saturating_mul(1000),
         };
-        let result = monitor(&sandbox)
+        let result = self
+            .monitor(&sandbox)
             .exec_sync(request)
             .await
             .map_err(talking)?;
@@ -76,7 +77,7 @@ impl Containers {
             stderr,
             size,
         };
-        monitor(&sandbox)
+        self.monitor(&sandbox)
             .exec(request)
             .await
             .map_err(failed("starting the exec session"))
@@ -137,7 +138,7 @@ impl Containers {
             stdout,
             stderr,
         };
-        monitor(&sandbox)
+        self.monitor(&sandbox)
             .attach(request)
             .await
             .map_err(failed("attaching to the container"))
