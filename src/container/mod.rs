@@ -21,3 +21,6 @@ pub mod signals;
 pub mod stats;
 pub mod status;
 pub mod user;
+
+#[cfg(test)]
+mod tests;
