@@ -1,7 +1,7 @@
 //! The container lifecycle of `Containers` on the pod service's fakes (`sandbox/fakes.rs`)
 //! and a real store in a temporary folder: start, stop, remove, exit bookkeeping and
 //! recovery, with the monitor calls they make. No root needed. Records are put in the store
-//! as CreateContainer leaves them (its image and spec building are covered end to end).
+//! as CreateContainer leaves them, or creates them from an image record put in the store.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,12 @@ use std::time::Duration;
 use super::record::{ContainerRecord, State};
 use super::service::{ContainerError, Containers};
 use crate::config::Config;
-use crate::cri::v1::{ContainerEventType, PodSandboxConfig, PodSandboxMetadata};
+use crate::cri::v1::{
+    ContainerConfig, ContainerEventType, ContainerMetadata, ImageSpec, PodSandboxConfig,
+    PodSandboxMetadata,
+};
+use crate::digest::Digest;
+use crate::image::catalog::{self, ImageRecord};
 use crate::image::service::Images;
 use crate::monitor::layout;
 use crate::sandbox::fakes::Fakes;
@@ -25,6 +30,7 @@ struct Harness {
     containers: Arc<Containers>,
     pod: String,
     pod_dir: std::path::PathBuf,
+    store: Store,
 }
 
 impl Harness {
@@ -42,7 +48,7 @@ impl Harness {
         let images = Images::open(&config, store.clone()).expect("an image service");
         let containers = Arc::new(Containers::new(
             &config.root_dir,
-            store,
+            store.clone(),
             images,
             sandboxes.clone(),
             64,
@@ -60,6 +66,7 @@ impl Harness {
             containers,
             pod,
             pod_dir,
+            store,
         }
     }
 
@@ -75,6 +82,29 @@ impl Harness {
             .await
             .expect("the record is stored");
         record
+    }
+
+    /// An image record as a pull leaves it (no layers: nothing here unpacks them).
+    async fn image(&self, name: &'static str) {
+        let digest = Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap();
+        let image = ImageRecord {
+            id: digest.to_string(),
+            repo_tags: Vec::new(),
+            repo_digests: Vec::new(),
+            manifest_digest: digest,
+            manifest_media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            platform: Default::default(),
+            config: Default::default(),
+            layers: Vec::new(),
+            blobs: Vec::new(),
+            size: 0,
+            artifact_type: String::new(),
+        };
+        let digest_ref = format!("example.test/app@{}", image.id);
+        self.store
+            .run(move |c| catalog::record_pull(c, image, Some(name), &digest_ref))
+            .await
+            .expect("the image is recorded");
     }
 
     async fn running(&self, id: &str) -> ContainerRecord {
@@ -110,6 +140,21 @@ impl Harness {
     }
 }
 
+fn container_config(name: &str, image: &str) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: vec!["/bin/true".into()],
+        ..Default::default()
+    }
+}
+
 fn pod_config() -> PodSandboxConfig {
     PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
@@ -141,6 +186,52 @@ async fn events(subscription: &mut super::events::Subscription) -> Vec<Container
         kinds.push(event.container_event_type());
     }
     kinds
+}
+
+#[tokio::test]
+async fn create_stores_a_created_container_and_asks_nothing_of_the_monitor() {
+    let h = Harness::new().await;
+    h.image("example.test/app:1").await;
+    let id = h
+        .containers
+        .create(&h.pod, container_config("app", "example.test/app:1"), None)
+        .await
+        .expect("the container is created");
+    let record = h.record(&id).await.expect("a record");
+    assert_eq!(record.state, State::Created);
+    assert_eq!(record.sandbox_id, h.pod);
+    assert_eq!(record.pid, 0);
+    assert!(
+        layout::container_dir(&h.pod_dir, &id)
+            .join("spec.json")
+            .is_file(),
+        "the spec the monitor reads at start is written"
+    );
+    assert_eq!(monitor_calls(&h.fakes), Vec::<&str>::new());
+    // The same name again is refused, naming the container that holds it.
+    let again = h
+        .containers
+        .create(&h.pod, container_config("app", "example.test/app:1"), None)
+        .await;
+    assert!(
+        matches!(
+            again.as_ref().map_err(ContainerError::root),
+            Err(ContainerError::NameInUse { existing, .. }) if *existing == id
+        ),
+        "{again:?}"
+    );
+}
+
+#[tokio::test]
+async fn create_of_a_missing_image_leaves_nothing() {
+    let h = Harness::new().await;
+    let e = h
+        .containers
+        .create(&h.pod, container_config("app", "example.test/none:1"), None)
+        .await
+        .expect_err("no such image");
+    assert!(matches!(e.root(), ContainerError::NotFound(_)), "{e}");
+    assert!(h.containers.list().await.unwrap().is_empty());
 }
 
 #[tokio::test]
