@@ -370,3 +370,38 @@ async fn recovery_undoes_a_container_left_creating() {
     assert_eq!(monitor_calls(&h.fakes), ["monitor.remove"]);
     assert_eq!(h.record("c2").await.unwrap().state, State::Created);
 }
+
+#[tokio::test]
+async fn exec_sync_runs_only_in_a_running_container() {
+    let h = Harness::new().await;
+    h.insert("c1", State::Created).await;
+    let e = h
+        .containers
+        .exec_sync("c1", vec!["true".into()], 0)
+        .await
+        .expect_err("not running");
+    assert!(matches!(e, ContainerError::Precondition(_)), "{e}");
+    h.running("c2").await;
+    let result = h.containers.exec_sync("c2", vec!["true".into()], 0).await;
+    assert_eq!(result.expect("the command ran").exit_code, 0);
+    assert_eq!(monitor_calls(&h.fakes), ["monitor.exec_sync"]);
+}
+
+#[tokio::test]
+async fn new_resources_reach_the_cgroup_and_the_record() {
+    let h = Harness::new().await;
+    let mut record = h.insert("c1", State::Created).await;
+    record.cgroup = "/kubepods/c1".into();
+    h.containers.records.update(record).await.unwrap();
+    let linux = crate::cri::v1::LinuxContainerResources {
+        cpu_shares: 512,
+        ..Default::default()
+    };
+    h.containers
+        .update_resources("c1", Some(linux))
+        .await
+        .expect("updated");
+    assert_eq!(h.fakes.take_calls(), ["cgroup.apply"]);
+    let stored = h.record("c1").await.unwrap().config.0.linux.unwrap();
+    assert_eq!(stored.resources.unwrap().cpu_shares, 512);
+}
