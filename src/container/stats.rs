@@ -8,9 +8,9 @@ use std::sync::Arc;
 use super::layer_usage::LayerUsage;
 use super::record::ContainerRecord;
 use super::service::Containers;
-use crate::cgroup::Cgroups;
 use crate::cri::v1::*;
 use crate::ids::now_nanos;
+use crate::sandbox::edges::CgroupDriver;
 
 impl Containers {
     /// The stats of one container (ContainerStats).
@@ -38,7 +38,7 @@ impl Containers {
 
 /// The container's stats, and its layer to measure again when its figure is getting old.
 fn read(
-    cgroups: Option<&Cgroups>,
+    cgroups: Option<&dyn CgroupDriver>,
     layers: &LayerUsage,
     record: &ContainerRecord,
 ) -> (ContainerStats, Option<(String, PathBuf)>) {

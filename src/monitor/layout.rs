@@ -66,7 +66,7 @@ pub fn read_exit_count(pod_dir: &Path) -> Option<u64> {
 }
 
 /// Records a container's exit durably: written aside, synced, renamed into place.
-pub(super) fn write_exit(dir: &Path, exit: &Exit) -> std::io::Result<()> {
+pub fn write_exit(dir: &Path, exit: &Exit) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = dir.join(".exit.json.tmp");
     let mut file = std::fs::File::create(&tmp)?;

@@ -33,8 +33,8 @@ pub struct Edges {
     pub cgroups: Option<Arc<dyn CgroupDriver>>,
     pub host: Arc<dyn Host>,
     pub monitors: Arc<dyn Monitors>,
-    /// The same cgroup driver as `cgroups`, concrete, for the pods' containers (which have no
-    /// seam yet). None in unit tests.
+    /// The same cgroup driver as `cgroups`, concrete, for the pod and metrics readers that
+    /// have no seam yet. None in unit tests.
     pub shared_cgroups: Option<Arc<Cgroups>>,
 }
 
@@ -131,6 +131,10 @@ pub trait CgroupDriver: Send + Sync {
     fn remove(&self, path: &str) -> Result<(), CgroupError>;
     fn remove_if_empty(&self, path: &str) -> Result<bool, CgroupError>;
     fn stats(&self, path: &str) -> Result<Stats, CgroupError>;
+    /// The part of `stats` that ContainerStats reports, read from fewer files.
+    fn usage(&self, path: &str) -> Result<Stats, CgroupError> {
+        self.stats(path)
+    }
 }
 
 impl CgroupDriver for Cgroups {
@@ -154,6 +158,9 @@ impl CgroupDriver for Cgroups {
     }
     fn stats(&self, path: &str) -> Result<Stats, CgroupError> {
         Cgroups::stats(self, path)
+    }
+    fn usage(&self, path: &str) -> Result<Stats, CgroupError> {
+        Cgroups::usage(self, path)
     }
 }
 

@@ -19,6 +19,7 @@ use crate::cni::config::{NetworkList, NotReady};
 use crate::cni::invoke::{AddResult, Attachment, CniError, Command};
 use crate::cni::result::IpConfig;
 use crate::monitor::client::{MonitorError, Started};
+use crate::monitor::layout;
 use crate::monitor::protocol::{
     AttachRequest, CreateRequest, ExecRequest, ExecResult, ExecStreamRequest, PodSpec, PodStatus,
 };
@@ -382,8 +383,23 @@ impl MonitorClient for FakeMonitor {
     fn start<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<(), MonitorError>> {
         self.answer("monitor.start_container", ())
     }
-    fn signal<'a>(&'a self, _id: &'a str, _signal: i32) -> BoxFuture<'a, Result<(), MonitorError>> {
-        self.answer("monitor.signal", ())
+    /// Every signal ends the container: its exit is recorded where the real monitor
+    /// records it, for the daemon's exit reading to find.
+    fn signal<'a>(&'a self, id: &'a str, signal: i32) -> BoxFuture<'a, Result<(), MonitorError>> {
+        let answer = self.answer("monitor.signal", ());
+        Box::pin(async move {
+            answer.await?;
+            let dir = layout::container_dir(&self.dir, id);
+            let exit = layout::Exit {
+                code: 128 + signal,
+                finished_at: crate::ids::now_nanos(),
+                oom_killed: false,
+            };
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| layout::write_exit(&dir, &exit))
+                .expect("the fake records the exit");
+            Ok(())
+        })
     }
     fn remove<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<(), MonitorError>> {
         self.answer("monitor.remove", ())

@@ -13,6 +13,6 @@ pub mod stats;
 pub mod status;
 
 #[cfg(test)]
-mod fakes;
+pub(crate) mod fakes;
 #[cfg(test)]
 mod tests;

@@ -535,8 +535,13 @@ impl Sandboxes {
         self.edges.network.ready()
     }
 
-    /// The pod cgroup driver (None without cgroups).
-    pub(super) fn cgroup_driver(&self) -> Option<Arc<dyn super::edges::CgroupDriver>> {
+    /// The pod monitors, for the containers of the pods.
+    pub fn monitors(&self) -> Arc<dyn super::edges::Monitors> {
+        self.edges.monitors.clone()
+    }
+
+    /// The cgroup driver (None without cgroups), shared with the containers of the pods.
+    pub fn cgroup_driver(&self) -> Option<Arc<dyn super::edges::CgroupDriver>> {
         self.edges.cgroups.clone()
     }
 }
