@@ -188,15 +188,22 @@ impl Containers {
         record.exit_code = code;
         record.reason = reason.into();
         record.finished_at = finished_at;
-        self.records.update(record.clone()).await?;
-        self.publish(
-            ContainerEventType::ContainerStoppedEvent,
-            &record.id,
-            &record.sandbox_id,
-        )
-        .await;
+        self.save_and_publish(&record, ContainerEventType::ContainerStoppedEvent)
+            .await?;
         poststop(&record);
         Ok(record)
+    }
+
+    /// Writes a state change and publishes its event. Callers hold the container's
+    /// transition lock, so subscribers see its events in the order of its states.
+    pub(super) async fn save_and_publish(
+        &self,
+        record: &ContainerRecord,
+        event: ContainerEventType,
+    ) -> Result<(), ContainerError> {
+        self.records.update(record.clone()).await?;
+        self.publish(event, &record.id, &record.sandbox_id).await;
+        Ok(())
     }
 
     /// The container with this ID or unique ID prefix, its state brought up to date.

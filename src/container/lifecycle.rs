@@ -79,13 +79,8 @@ impl Containers {
                     // Its exit may be counted already, even read by a list while the record
                     // said created: it is read after this write, and published after STARTED.
                     let _in_order = self.transitions.lock(&record.id).await;
-                    self.records.update(record.clone()).await?;
-                    self.publish(
-                        ContainerEventType::ContainerStartedEvent,
-                        &record.id,
-                        &record.sandbox_id,
-                    )
-                    .await;
+                    self.save_and_publish(&record, ContainerEventType::ContainerStartedEvent)
+                        .await?;
                 }
                 if let Some(hooks) = super::cdi::DaemonHooks::load(&record.dir) {
                     let (id, pid) = (record.id.clone(), record.pid);
@@ -105,13 +100,8 @@ impl Containers {
                 record.reason = "StartError".into();
                 record.message = e.to_string();
                 let _in_order = self.transitions.lock(&record.id).await;
-                self.records.update(record.clone()).await?;
-                self.publish(
-                    ContainerEventType::ContainerStoppedEvent,
-                    &record.id,
-                    &record.sandbox_id,
-                )
-                .await;
+                self.save_and_publish(&record, ContainerEventType::ContainerStoppedEvent)
+                    .await?;
                 poststop(&record);
                 Err(e)
             }
