@@ -35,11 +35,17 @@ bench_start_daemon() {
 bench_cleanup() {
 	trap - EXIT INT TERM
 	kill -0 "$daemon" 2>/dev/null || bench_start_daemon
+	local removed=1
 	crictl --runtime-endpoint "unix://$sock" --timeout 120s rmp --force --all >/dev/null 2>&1 ||
-		echo "bench: removing the pods failed; see $work/ferrocri.log" >&2
+		removed=0
 	kill -TERM "$daemon" 2>/dev/null
 	wait "$daemon" 2>/dev/null
-	if grep -q "$work" /proc/self/mountinfo || pgrep -f "$work" >/dev/null; then
+	if [ "$removed" = 0 ]; then
+		# The folder holds the records that name what is left (cgroups, IP leases, pins):
+		# deleting it would leave those for good. A daemon started on it again removes them.
+		echo "bench: removing the pods failed; kept $work (see ferrocri.log there); finish with:" >&2
+		echo "  $bin/ferrocri --config $work/config.toml & crictl -r unix://$sock rmp -fa" >&2
+	elif grep -q "$work" /proc/self/mountinfo || pgrep -f "$work" >/dev/null; then
 		echo "bench: mounts or processes left under $work:" >&2
 		grep "$work" /proc/self/mountinfo >&2
 		pgrep -af "$work" >&2
