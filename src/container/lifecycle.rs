@@ -47,30 +47,28 @@ impl Containers {
             .map_err(talking)
     }
 
-    /// StartContainer: the waiting process execs its command.
+    /// StartContainer: the monitor makes the process (`spawn`), then it execs its command.
     pub async fn start(&self, id: &str) -> Result<(), ContainerError> {
         let record = self.get(id).await?;
         let sandbox = self.sandbox_of(&record).await?;
         // One start at a time per container; a second finds it no longer created.
         let _one_start = self.starting.lock(&record.id).await;
-        let mut record = self.get(id).await?;
+        let mut record = self.get(&record.id).await?;
         if record.state != State::Created {
             return Err(ContainerError::Precondition(format!(
                 "container {} is {:?}, not created",
                 record.id, record.state
             )));
         }
-        let started = match self.spawn(&sandbox, &record).await {
-            Ok(pid) => {
-                record.pid = pid;
-                self.monitor(&sandbox)
-                    .start(&record.id)
-                    .instrument(tracing::debug_span!("start.monitor_start"))
-                    .await
-                    .map_err(talking)
-            }
-            Err(e) => Err(e),
-        };
+        let started = async {
+            record.pid = self.spawn(&sandbox, &record).await?;
+            self.monitor(&sandbox)
+                .start(&record.id)
+                .instrument(tracing::debug_span!("start.monitor_start"))
+                .await
+                .map_err(talking)
+        }
+        .await;
         match started {
             Ok(_) => {
                 record.state = State::Running;
